@@ -1,0 +1,13 @@
+"""Batched Markov-signaling-game environments (TorchRL ``EnvBase``)."""
+from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER, BayesianPersuasionEnv, recommendation_letter
+from msgzoo.envs.reaching_goals import ReachingGoalsEnv
+from msgzoo.envs.rendering import plot_signaling_scheme, render_frame
+
+__all__ = [
+    "BayesianPersuasionEnv",
+    "RECOMMENDATION_LETTER",
+    "recommendation_letter",
+    "ReachingGoalsEnv",
+    "render_frame",
+    "plot_signaling_scheme",
+]

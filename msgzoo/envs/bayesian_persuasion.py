@@ -1,0 +1,186 @@
+"""One-step Markov signaling game: Bayesian persuasion (Kamenica & Gentzkow, 2011), batched."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Categorical, Composite, OneHot, Unbounded
+from torchrl.envs import EnvBase
+
+from msgzoo.envs.common import as_float_tensor, check_one_hot, done_spec, make_generator, require
+
+
+class BayesianPersuasionEnv(EnvBase):
+    """A batch of independent one-step persuasion games.
+
+    Each step: a state ``s ~ prior`` is drawn, the sender observes it (one-hot), sends a message
+    (one-hot over ``num_messages``), the receiver sees only the message and acts; the rewards are
+    ``sender_utility[s, a]`` and ``receiver_utility[s, a]``; every step ends the episode.
+
+    Keys (all under ``batch_size=[num_envs]``):
+
+    - ``("sender", "observation")``: one-hot state, ``[num_envs, |S|]``.
+    - ``("sender", "state")``: the state index (what exact evaluation needs), ``[num_envs]``.
+    - ``("receiver", "observation")``: empty, ``[num_envs, 0]`` (the receiver sees only the message).
+    - actions: ``("sender", "message")`` one-hot ``[num_envs, num_messages]`` and
+      ``("receiver", "action")`` one-hot ``[num_envs, |A|]``.
+    - ``("next", "sender", "reward")``, ``("next", "receiver", "reward")``: ``[num_envs, 1]``.
+
+    Args:
+        prior: probabilities of the |S| states (sums to 1).
+        sender_utility: ``[|S|, |A|]`` payoff of the sender.
+        receiver_utility: ``[|S|, |A|]`` payoff of the receiver.
+
+    Keyword Args:
+        num_messages: size of the message space; default ``max(|S|, |A|)``.
+        num_envs: number of games played in parallel.
+        device: where tensors live.
+        seed: seed of the environment's own random generator.
+        validate_actions: check the shape, dtype and one-hotness of the incoming message and action
+            at every step (a host sync: on in tests, off by default for speed).
+
+    Examples:
+        >>> from msgzoo.envs import recommendation_letter
+        >>> env = recommendation_letter(num_envs=4, seed=0)
+        >>> td = env.rand_step(env.reset())
+        >>> td["next", "sender", "reward"].shape
+        torch.Size([4, 1])
+    """
+
+    def __init__(
+        self,
+        prior: Sequence[float] | torch.Tensor,
+        sender_utility: Sequence[Sequence[float]] | torch.Tensor,
+        receiver_utility: Sequence[Sequence[float]] | torch.Tensor,
+        *,
+        num_messages: int | None = None,
+        num_envs: int = 1,
+        device: torch.device | str = "cpu",
+        seed: int | None = None,
+        validate_actions: bool = False,
+    ):
+        require(isinstance(num_envs, int) and num_envs > 0, "num_envs", num_envs, "a positive integer")
+        device = torch.device(device)
+        prior = as_float_tensor(prior, "prior", device)
+        sender_utility = as_float_tensor(sender_utility, "sender_utility", device)
+        receiver_utility = as_float_tensor(receiver_utility, "receiver_utility", device)
+        require(prior.ndim == 1 and prior.numel() >= 2, "prior", prior.tolist(), "a 1-d list of at least 2 probabilities")
+        require(
+            bool((prior >= 0).all()) and abs(float(prior.sum()) - 1.0) < 1e-5,
+            "prior", prior.tolist(), "non-negative probabilities that sum to 1",
+        )
+        num_states = prior.numel()
+        for name, u in (("sender_utility", sender_utility), ("receiver_utility", receiver_utility)):
+            require(
+                u.ndim == 2 and u.shape[0] == num_states and u.shape[1] >= 2,
+                name, list(u.shape), f"a [|S|={num_states}, |A|>=2] matrix (one row per state of the prior)",
+            )
+        require(
+            sender_utility.shape == receiver_utility.shape,
+            "receiver_utility", list(receiver_utility.shape), f"the shape of sender_utility {list(sender_utility.shape)}",
+        )
+        num_actions = sender_utility.shape[1]
+        if num_messages is None:
+            num_messages = max(num_states, num_actions)
+        require(isinstance(num_messages, int) and num_messages >= 2, "num_messages", num_messages, "an integer >= 2")
+
+        super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        self.num_envs = num_envs
+        self.num_states, self.num_actions, self.num_messages = num_states, num_actions, num_messages
+        self.prior, self.sender_utility, self.receiver_utility = prior, sender_utility, receiver_utility
+        self.validate_actions = validate_actions
+        self._generator = make_generator(device)
+        self._make_specs()
+        self.set_seed(0 if seed is None else seed)
+
+    def _make_specs(self) -> None:
+        n, d = self.num_envs, self.device
+        self.observation_spec = Composite(
+            sender=Composite(
+                observation=OneHot(self.num_states, shape=(n, self.num_states), device=d, dtype=torch.float32),
+                state=Categorical(self.num_states, shape=(n,), device=d),
+                shape=(n,),
+            ),
+            receiver=Composite(observation=Unbounded(shape=(n, 0), device=d), shape=(n,)),
+            shape=(n,),
+        )
+        self.action_spec = Composite(
+            sender=Composite(
+                message=OneHot(self.num_messages, shape=(n, self.num_messages), device=d, dtype=torch.float32),
+                shape=(n,),
+            ),
+            receiver=Composite(
+                action=OneHot(self.num_actions, shape=(n, self.num_actions), device=d, dtype=torch.float32),
+                shape=(n,),
+            ),
+            shape=(n,),
+        )
+        self.reward_spec = Composite(
+            sender=Composite(reward=Unbounded(shape=(n, 1), device=d), shape=(n,)),
+            receiver=Composite(reward=Unbounded(shape=(n, 1), device=d), shape=(n,)),
+            shape=(n,),
+        )
+        self.done_spec = done_spec(n, d)
+
+    # Every step is a whole episode, so a reset always draws a fresh state for every game.
+    def _observe(self, state: torch.Tensor) -> TensorDict:
+        n = self.num_envs
+        return TensorDict(
+            {
+                "sender": TensorDict(
+                    {
+                        "observation": torch.nn.functional.one_hot(state, self.num_states).float(),
+                        "state": state,
+                    },
+                    batch_size=(n,),
+                ),
+                "receiver": TensorDict(
+                    {"observation": torch.empty(n, 0, device=self.device)}, batch_size=(n,)
+                ),
+            },
+            batch_size=(n,),
+            device=self.device,
+        )
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDict:
+        state = torch.multinomial(self.prior, self.num_envs, replacement=True, generator=self._generator)
+        out = self._observe(state)
+        done = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
+        out.update({"done": done, "terminated": done.clone(), "truncated": done.clone()})
+        return out
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDict:
+        message = tensordict.get(("sender", "message"))
+        action = tensordict.get(("receiver", "action"))
+        if self.validate_actions:
+            check_one_hot(message, ("sender", "message"), self.num_envs, self.num_messages)
+            check_one_hot(action, ("receiver", "action"), self.num_envs, self.num_actions)
+        state = tensordict.get(("sender", "state"))
+        action = action.to(self.sender_utility.dtype)
+        r_sender = (self.sender_utility[state] * action).sum(-1, keepdim=True)
+        r_receiver = (self.receiver_utility[state] * action).sum(-1, keepdim=True)
+        out = self._observe(state)  # the terminal observation repeats the state it ended in
+        out.set(("sender", "reward"), r_sender)
+        out.set(("receiver", "reward"), r_receiver)
+        done = torch.ones(self.num_envs, 1, dtype=torch.bool, device=self.device)
+        out.update({"done": done, "terminated": done.clone(), "truncated": torch.zeros_like(done)})
+        return out
+
+    def _set_seed(self, seed: int | None) -> None:
+        self._generator.manual_seed(int(seed) if seed is not None else 0)
+
+
+#: Recommendation Letter (paper, section 5.1): weak (state 0) with prob. 2/3, strong (state 1) with 1/3;
+#: actions 0 = not hire, 1 = hire. HR: +1 strong hire, -1 weak hire; professor: +1 per hire.
+RECOMMENDATION_LETTER = dict(
+    prior=[2 / 3, 1 / 3],
+    sender_utility=[[0.0, 1.0], [0.0, 1.0]],
+    receiver_utility=[[0.0, -1.0], [0.0, 1.0]],
+)
+
+
+def recommendation_letter(**kwargs) -> BayesianPersuasionEnv:
+    """The paper's Recommendation Letter game (two signals by default); keyword args go to the env."""
+    kwargs.setdefault("num_messages", 2)
+    return BayesianPersuasionEnv(**RECOMMENDATION_LETTER, **kwargs)

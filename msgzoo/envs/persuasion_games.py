@@ -1,0 +1,176 @@
+"""A registry of one-step persuasion games (Bayesian persuasion), each playable as a batched environment.
+
+Every entry of :data:`ONE_STEP_GAMES` holds ``prior`` ``[|S|]``, ``sender_utility`` and ``receiver_utility``
+``[|S|, |A|]`` (states are rows, receiver actions columns), ``state_names``, ``action_names`` and a
+one-paragraph ``description``. Besides the paper's Recommendation Letter there are three 3-state x 3-action
+games chosen so that persuasion matters: the sender-optimal obedient scheme (the LP of the paper's eq. 1,
+:func:`msgzoo.optimal_scheme.optimal_signaling_scheme`) is worth far more to the sender than revealing
+nothing, and is strictly better for it than revealing everything. Their exact benchmark values (obedient
+receiver, ties to the sender; LP optimum unique in every game):
+
+=======================  ================  ==============  ================
+game                     LP (sender, recv)  no information  full information
+=======================  ================  ==============  ================
+recommendation_letter    (0.667, 0.000)    (0.000, 0.000)  (0.333, 0.333)
+prosecutor_judge         (1.117, 0.300)    (0.000, 0.300)  (0.700, 1.000)
+seller_buyer             (1.200, 0.000)    (0.000, 0.000)  (0.700, 0.450)
+health_agency_citizens   (0.610, 0.000)    (0.000, 0.000)  (0.440, 0.160)
+=======================  ================  ==============  ================
+
+Example:
+    >>> from msgzoo.envs.persuasion_games import ONE_STEP_GAMES, make_one_step_env
+    >>> env = make_one_step_env("seller_buyer", num_envs=8, seed=0)
+    >>> env.num_states, env.num_actions, env.num_messages
+    (3, 3, 3)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER, BayesianPersuasionEnv
+
+__all__ = ["ONE_STEP_GAMES", "make_one_step_env"]
+
+
+_RECOMMENDATION_LETTER = dict(
+    **RECOMMENDATION_LETTER,
+    state_names=["weak", "strong"],
+    action_names=["not hire", "hire"],
+    description=(
+        "The paper's Recommendation Letter (Section 5.1, Appendix F). A professor (sender) writes letters for "
+        "students who are weak with probability 2/3 and strong with probability 1/3; HR (receiver) sees only "
+        "the letter and decides whether to hire. HR gets +1 for hiring a strong student, -1 for a weak one "
+        "and 0 for not hiring; the professor gets +1 per hire whatever the quality. Without information HR "
+        "hires nobody (0, 0); an honest letter gives (1/3, 1/3); the LP optimum recommends every strong "
+        "student and half of the weak ones, leaving HR indifferent: (2/3, 0)."
+    ),
+)
+
+_PROSECUTOR_JUDGE = dict(
+    prior=[0.5, 0.3, 0.2],
+    # verdicts: acquit, convict of the lesser charge, convict of the serious charge
+    sender_utility=[
+        [0.0, 1.0, 2.0],
+        [0.0, 1.0, 2.0],
+        [0.0, 1.0, 2.0],
+    ],
+    receiver_utility=[
+        [1.0, -1.0, -2.0],  # innocent: acquittal is right, convictions are miscarriages of justice
+        [0.0, 1.0, -1.0],  # guilty of a minor offence: the lesser charge is right
+        [-1.0, 0.0, 1.0],  # guilty of a serious offence: the serious charge is right, the lesser one lenient
+    ],
+    state_names=["innocent", "minor offence", "serious offence"],
+    action_names=["acquit", "convict (lesser charge)", "convict (serious charge)"],
+    description=(
+        "A prosecutor (sender) investigates a defendant who is innocent (prob. 0.5), guilty of a minor offence "
+        "(0.3) or guilty of a serious one (0.2), and chooses what evidence to present; the judge (receiver) "
+        "sees only the evidence and acquits, convicts on the lesser charge or on the serious charge. The judge "
+        "gets +1 for the right verdict, -1/-2 for convicting an innocent on the lesser/serious charge, -1 for "
+        "acquitting a serious offender or over-convicting a minor one, 0 for the lenient lesser conviction of a "
+        "serious offender. The prosecutor earns 1 per lesser and 2 per serious conviction, whatever the truth. "
+        "Without evidence the judge acquits (sender 0, judge 0.3); full disclosure gives (0.7, 1.0). The LP "
+        "optimum pools 30% of the innocent with the minor offenders and 4/15 of them with the serious "
+        "offenders, just enough to keep the judge obedient: sender 67/60 ~ 1.117, judge 0.3, no better for "
+        "the judge than no evidence at all (the Kamenica-Gentzkow prosecutor, with three verdicts)."
+    ),
+)
+
+_SELLER_BUYER = dict(
+    prior=[0.5, 0.3, 0.2],
+    # buyer: walk away, buy the basic version, buy the premium version
+    sender_utility=[
+        [0.0, 1.0, 2.0],
+        [0.0, 1.0, 2.0],
+        [0.0, 1.0, 2.0],
+    ],
+    receiver_utility=[
+        [0.0, -1.0, -2.0],  # low quality: any purchase is a loss
+        [0.0, 0.5, 0.0],  # medium quality: the basic version is worth it, premium is break-even
+        [0.0, 0.5, 1.5],  # high quality: premium is the best buy
+    ],
+    state_names=["low quality", "medium quality", "high quality"],
+    action_names=["walk away", "buy basic", "buy premium"],
+    description=(
+        "A seller (sender) knows whether this season's product is of low (prob. 0.5), medium (0.3) or high "
+        "(0.2) quality and designs its product reviews / test reports; the buyer (receiver) reads them and walks "
+        "away, buys the basic version or buys the premium version. The seller's margin is 1 on basic and 2 on "
+        "premium regardless of quality. The buyer's surplus: low quality -1 (basic) / -2 (premium), medium "
+        "0.5 / 0, high 0.5 / 1.5; walking away gives 0. Without information the buyer walks away (0, 0); "
+        "honest reports give (0.7, 0.45). The LP optimum sends 'premium' reports on all high-quality items, a "
+        "third of the medium and 30% of the low ones, 'basic' on two thirds of the medium and 20% of the low "
+        "ones, and 'walk' on the remaining half of the low ones: the seller earns 1.2 and the buyer is left "
+        "with nothing (0)."
+    ),
+)
+
+_HEALTH_AGENCY_CITIZENS = dict(
+    prior=[0.5, 0.3, 0.2],
+    # citizens: carry on as usual, wear masks, stay at home
+    sender_utility=[
+        [0.0, 0.5, 0.2],  # low risk: the agency still wants masks (externalities); lockdowns cost the economy
+        [0.0, 0.8, 0.6],  # elevated risk: masks are the right measure
+        [0.0, 0.6, 1.0],  # high risk: staying home is the right measure
+    ],
+    receiver_utility=[
+        [0.0, -0.2, -1.0],  # low risk: precautions are a private cost
+        [0.0, 0.2, -0.4],  # elevated risk: masks pay off privately
+        [0.0, 0.1, 0.5],  # high risk: staying home pays off privately
+    ],
+    state_names=["low risk", "elevated risk", "high risk"],
+    action_names=["carry on", "wear masks", "stay home"],
+    description=(
+        "A public-health agency (sender) monitors an epidemic whose risk is low (prob. 0.5), elevated (0.3) or "
+        "high (0.2) and publishes advisories; citizens (receiver) carry on as usual, wear masks or stay at "
+        "home. Interests are partly aligned: both want masks at elevated and home-staying at high risk, but "
+        "the agency, which internalises infections of others, values precautions even at low risk (masks 0.5, "
+        "staying home 0.2, carrying on 0) while citizens find them a private cost there (-0.2, -1). Without "
+        "advisories citizens carry on (0, 0); honest advisories give (0.44, 0.16). The LP optimum is honest "
+        "about elevated and high risk but, at low risk, advises masks 60% and staying home 20% of the time, "
+        "so each advisory is barely credible: the agency gets 0.61 and the citizens 0 (mixed motives: the "
+        "agency's gain is the citizens' loss compared with honesty)."
+    ),
+)
+
+#: One-step persuasion games by name: ``prior``, ``sender_utility``, ``receiver_utility`` (states are rows,
+#: actions columns), ``state_names``, ``action_names`` and a one-paragraph ``description``.
+ONE_STEP_GAMES: dict[str, dict[str, Any]] = {
+    "recommendation_letter": _RECOMMENDATION_LETTER,
+    "prosecutor_judge": _PROSECUTOR_JUDGE,
+    "seller_buyer": _SELLER_BUYER,
+    "health_agency_citizens": _HEALTH_AGENCY_CITIZENS,
+}
+
+#: Message-space size used by :func:`make_one_step_env` when none is given (otherwise |A|).
+_DEFAULT_NUM_MESSAGES = {"recommendation_letter": 2}
+
+
+def make_one_step_env(name: str, **env_kwargs: Any) -> BayesianPersuasionEnv:
+    """A batched :class:`~msgzoo.envs.bayesian_persuasion.BayesianPersuasionEnv` for a registered game.
+
+    The game's ``prior``, ``sender_utility`` and ``receiver_utility`` come from :data:`ONE_STEP_GAMES`; the
+    message space defaults to ``|A|`` (the revelation-principle size of eq. 1; 2 for the Recommendation Letter,
+    as in the paper), and every other keyword goes to the environment.
+
+    Args:
+        name: a key of :data:`ONE_STEP_GAMES`.
+        **env_kwargs: ``num_messages``, ``num_envs``, ``device``, ``seed``, ``validate_actions``.
+
+    Returns:
+        The environment.
+
+    Raises:
+        ValueError: naming ``name`` if the game is unknown (or naming the bad environment argument).
+
+    Examples:
+        >>> env = make_one_step_env("prosecutor_judge", num_envs=4, seed=0)
+        >>> td = env.rand_step(env.reset())
+        >>> td["next", "receiver", "reward"].shape
+        torch.Size([4, 1])
+    """
+    if not isinstance(name, str) or name not in ONE_STEP_GAMES:
+        raise ValueError(f"name={name!r} is invalid: expected one of {sorted(ONE_STEP_GAMES)}.")
+    game = ONE_STEP_GAMES[name]
+    env_kwargs.setdefault("num_messages", _DEFAULT_NUM_MESSAGES.get(name, len(game["sender_utility"][0])))
+    return BayesianPersuasionEnv(
+        game["prior"], game["sender_utility"], game["receiver_utility"], **env_kwargs
+    )

@@ -1,0 +1,327 @@
+"""Reaching Goals (paper, section 5.2): a batched grid-world Markov signaling game.
+
+A receiver walks on an ``H x W`` grid. Two apples lie on the grid: the sender's red apple and the receiver's green
+apple. The sender sees everything and sends a message (a cell, i.e. a "fake apple"); the receiver sees its own
+observation (by default its position) and the message, and moves. Each agent is paid for the receiver reaching
+*its* apple, so the sender wants to lure the receiver towards the red apple.
+
+Everything is computed on flat cell indices (``cell = row * W + col``) with precomputed lookup tables, for the whole
+batch at once: no Python loop over environments, no host synchronisation in ``_step`` / ``_reset`` (unless
+``validate_actions`` is on).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Binary, Bounded, Categorical, Composite, OneHot, Unbounded
+from torchrl.envs import EnvBase
+
+from msgzoo.envs.common import check_one_hot, done_spec, make_generator, require
+
+#: Receiver moves, in the order of the one-hot action: up, down, left, right (as (d_row, d_col)).
+MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
+#: Items the receiver may observe, in the order of its observation channels.
+RECEIVER_ITEMS = ("position", "goal")
+#: Root key of the step counter (TorchRL's ``StepCounter`` convention: ``[num_envs, 1]`` int64).
+STEP_COUNT_KEY = "step_count"
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+class ReachingGoalsEnv(EnvBase):
+    """A batch of independent Reaching Goals games.
+
+    Dynamics, per environment and step: the receiver moves (``up, down, left, right``; with ``bounded=True`` a move
+    off the grid leaves it in place, with ``bounded=False`` the grid is a torus). Then, for each agent separately
+    (sender: red apple, receiver: green apple): if the receiver stands on that agent's apple, the agent gets
+    ``+reward_amplifier`` and the apple respawns uniformly on a cell the receiver is not on; otherwise the agent
+    gets ``-punish_amplifier * d / sqrt(2)`` with ``d = sqrt((di / (H-1))**2 + (dj / (W-1))**2)`` the normalised
+    distance from the receiver to the apple. The distance is the *plain* grid distance, also when
+    ``bounded=False`` (it is not the toroidal distance). The message is ignored by the dynamics: it only reaches
+    the receiver's policy. After ``horizon`` steps the episode is truncated (``terminated`` is always False).
+
+    At reset the receiver is uniform over the cells and each apple uniform over the other cells (the two apples
+    may coincide; with ``aligned=True`` they are always the same cell, respawned together).
+
+    Keys (all under ``batch_size=[num_envs]``, cells are flat indices ``row * width + col``):
+
+    - ``("sender", "observation")``: float ``[N, 3, H, W]``, one one-hot plane per channel: receiver position,
+      sender's (red) apple, receiver's (green) apple.
+    - ``("sender", "state")``: int64 ``[N, 3]``, the cells (receiver, red apple, green apple). This is the state
+      carrier: ``_step`` reads the state from the input tensordict (the env is stateless, like TorchRL's
+      Pendulum).
+    - ``("receiver", "observation")``: float ``[N, C, H, W]``, the ``receiver_observes`` items in the order
+      ``("position", "goal")`` (goal = the green apple); ``C = 0`` when the receiver sees the message only.
+    - ``"step_count"``: int64 ``[N, 1]``, steps taken in the current episode (TorchRL's ``StepCounter`` key; do
+      not stack a ``StepCounter`` transform on top, the env already truncates at ``horizon``).
+    - actions: ``("sender", "message")`` one-hot ``[N, H*W]`` (a cell) and ``("receiver", "action")`` one-hot
+      ``[N, 4]``.
+    - ``("next", "sender", "reward")``, ``("next", "receiver", "reward")``: float ``[N, 1]``; root ``done`` /
+      ``terminated`` / ``truncated``: bool ``[N, 1]``.
+
+    Partial resets through TorchRL's ``"_reset"`` mask ``[N, 1]`` redraw only the masked environments; partial
+    steps through ``"_step"`` advance only the masked ones (the others keep their state and get zero reward).
+
+    Keyword Args:
+        height, width: grid size (>= 2 each).
+        horizon: episode length in steps (>= 1).
+        reward_amplifier: pay for reaching one's apple (>= 0).
+        punish_amplifier: scale of the per-step distance penalty (>= 0).
+        bounded: walls (True) or wrap-around (False) at the border.
+        aligned: the two apples are the same cell (the agents' interests are aligned).
+        receiver_observes: items the receiver observes, any of ``"position"``, ``"goal"`` (a bare string is one
+            item; an empty tuple: the message only).
+        num_envs: number of games played in parallel.
+        device: where tensors live.
+        seed: seed of the environment's own random generator (``None``: 0).
+        validate_actions: check the incoming message and action at every step (a host sync; off by default).
+
+    Examples:
+        >>> from msgzoo.envs import ReachingGoalsEnv
+        >>> env = ReachingGoalsEnv(num_envs=8, seed=0)
+        >>> td = env.rollout(5)
+        >>> td["next", "sender", "reward"].shape
+        torch.Size([8, 5, 1])
+    """
+
+    def __init__(
+        self,
+        *,
+        height: int = 3,
+        width: int = 3,
+        horizon: int = 50,
+        reward_amplifier: float = 20.0,
+        punish_amplifier: float = 5.0,
+        bounded: bool = True,
+        aligned: bool = False,
+        receiver_observes: Sequence[str] | str = ("position",),
+        num_envs: int = 1,
+        device: torch.device | str = "cpu",
+        seed: int | None = None,
+        validate_actions: bool = False,
+    ):
+        require(_is_int(height) and height >= 2, "height", height, "an integer >= 2")
+        require(_is_int(width) and width >= 2, "width", width, "an integer >= 2")
+        require(_is_int(horizon) and horizon >= 1, "horizon", horizon, "an integer >= 1")
+        for name, value in (("reward_amplifier", reward_amplifier), ("punish_amplifier", punish_amplifier)):
+            require(_is_real(value) and math.isfinite(value) and value >= 0, name, value, "a finite number >= 0")
+        if isinstance(receiver_observes, str):
+            receiver_observes = (receiver_observes,)
+        require(
+            isinstance(receiver_observes, (list, tuple)) and all(isinstance(x, str) for x in receiver_observes),
+            "receiver_observes", receiver_observes, f"a list or tuple of item names from {RECEIVER_ITEMS}",
+        )
+        for item in receiver_observes:
+            require(item in RECEIVER_ITEMS, "receiver_observes", tuple(receiver_observes),
+                    f"items from {RECEIVER_ITEMS} (unknown item {item!r})")
+        require(len(set(receiver_observes)) == len(receiver_observes), "receiver_observes",
+                tuple(receiver_observes), "items without repetitions")
+        require(_is_int(num_envs) and num_envs > 0, "num_envs", num_envs, "a positive integer")
+        device = torch.device(device)
+
+        super().__init__(device=device, batch_size=torch.Size([int(num_envs)]))
+        self.num_envs = int(num_envs)
+        self._height, self._width, self._horizon = int(height), int(width), int(horizon)
+        self._reward_amplifier, self._punish_amplifier = float(reward_amplifier), float(punish_amplifier)
+        self._bounded, self._aligned = bool(bounded), bool(aligned)
+        # Canonical order ("position", "goal") whatever order the user gave.
+        self._receiver_observes = tuple(item for item in RECEIVER_ITEMS if item in receiver_observes)
+        self.num_cells = self._height * self._width
+        self.num_actions = len(MOVES)
+        self.num_messages = self.num_cells
+        self.num_receiver_channels = len(self._receiver_observes)
+        self.validate_actions = bool(validate_actions)
+        self._generator = make_generator(device)
+        self._build_tables()
+        self._make_specs()
+        self.set_seed(0 if seed is None else seed)
+
+    # ------------------------------------------------------------------ configuration
+    height = property(lambda self: self._height, doc="Number of grid rows.")
+    width = property(lambda self: self._width, doc="Number of grid columns.")
+    horizon = property(lambda self: self._horizon, doc="Episode length (steps before truncation).")
+    reward_amplifier = property(lambda self: self._reward_amplifier, doc="Pay for reaching one's apple.")
+    punish_amplifier = property(lambda self: self._punish_amplifier, doc="Scale of the distance penalty.")
+    bounded = property(lambda self: self._bounded, doc="Walls (True) or wrap-around (False).")
+    aligned = property(lambda self: self._aligned, doc="Whether both apples are always the same cell.")
+    receiver_observes = property(lambda self: self._receiver_observes, doc="Receiver channels, in order.")
+
+    def _build_tables(self) -> None:
+        """Lookup tables on flat cells: the move table and the per-(receiver, apple) reward table."""
+        h, w, n = self._height, self._width, self.num_cells
+        rows, cols = np.divmod(np.arange(n), w)
+        moves = np.empty((n, len(MOVES)), dtype=np.int64)
+        for a, (dr, dc) in enumerate(MOVES):
+            r, c = rows + dr, cols + dc
+            if self._bounded:
+                inside = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+                r, c = np.where(inside, r, rows), np.where(inside, c, cols)
+            else:
+                r, c = r % h, c % w
+            moves[:, a] = r * w + c
+        di = (rows[:, None] - rows[None, :]) / (h - 1)
+        dj = (cols[:, None] - cols[None, :]) / (w - 1)
+        dist = np.sqrt(di**2 + dj**2)
+        reward = -self._punish_amplifier * dist / math.sqrt(2.0)
+        np.fill_diagonal(reward, self._reward_amplifier)
+        d = self.device
+        # move_table[cell * 4 + action] -> next cell; reward_table[receiver * n + apple] -> reward.
+        self._move_table = torch.as_tensor(moves.reshape(-1), device=d)
+        self._reward_table = torch.as_tensor(reward.reshape(-1), dtype=torch.float32, device=d)
+        self._action_ids = torch.arange(len(MOVES), device=d, dtype=torch.float32)
+        # Rows of the identity: the one-hot observation is a single index_select of the state's cells.
+        self._eye = torch.eye(n, device=d, dtype=torch.float32)
+        channel_of = {"position": 0, "goal": 2}
+        self._receiver_channels = [channel_of[item] for item in self._receiver_observes]
+
+    def _make_specs(self) -> None:
+        n, d = self.num_envs, self.device
+        h, w, c = self._height, self._width, self.num_receiver_channels
+        self.observation_spec = Composite(
+            sender=Composite(
+                observation=Binary(shape=(n, 3, h, w), device=d, dtype=torch.float32),
+                state=Categorical(self.num_cells, shape=(n, 3), device=d, dtype=torch.int64),
+                shape=(n,),
+            ),
+            receiver=Composite(observation=Binary(shape=(n, c, h, w), device=d, dtype=torch.float32), shape=(n,)),
+            step_count=Bounded(0, self._horizon, shape=(n, 1), device=d, dtype=torch.int64),
+            shape=(n,),
+        )
+        self.action_spec = Composite(
+            sender=Composite(
+                message=OneHot(self.num_messages, shape=(n, self.num_messages), device=d, dtype=torch.float32),
+                shape=(n,),
+            ),
+            receiver=Composite(
+                action=OneHot(self.num_actions, shape=(n, self.num_actions), device=d, dtype=torch.float32),
+                shape=(n,),
+            ),
+            shape=(n,),
+        )
+        self.reward_spec = Composite(
+            sender=Composite(reward=Unbounded(shape=(n, 1), device=d), shape=(n,)),
+            receiver=Composite(reward=Unbounded(shape=(n, 1), device=d), shape=(n,)),
+            shape=(n,),
+        )
+        self.done_spec = done_spec(n, d)
+
+    # ------------------------------------------------------------------ helpers
+    def _respawn(self, receiver: torch.Tensor, count: int) -> torch.Tensor:
+        """``count`` cells per env, each uniform over the cells other than ``receiver`` ([N] -> [N, count])."""
+        k = torch.randint(0, self.num_cells - 1, (self.num_envs, count), generator=self._generator, device=self.device)
+        return k + (k >= receiver.unsqueeze(-1))  # int64 + bool -> int64
+
+    def _draw_apples(self, receiver: torch.Tensor) -> torch.Tensor:
+        if self._aligned:
+            return self._respawn(receiver, 1).expand(-1, 2)
+        return self._respawn(receiver, 2)
+
+    def _observe(self, state: torch.Tensor, step_count: torch.Tensor, extra: dict) -> TensorDict:
+        n, h, w = self.num_envs, self._height, self._width
+        obs = self._eye.index_select(0, state.reshape(-1)).view(n, 3, h, w)
+        channels = self._receiver_channels
+        if len(channels) == 1:
+            receiver_obs = obs[:, channels[0] : channels[0] + 1].clone()
+        elif channels:
+            receiver_obs = obs[:, channels]
+        else:
+            receiver_obs = obs.new_zeros(n, 0, h, w)
+        source = {
+            "sender": {"observation": obs, "state": state, **extra.get("sender", {})},
+            "receiver": {"observation": receiver_obs, **extra.get("receiver", {})},
+            STEP_COUNT_KEY: step_count,
+            **{k: v for k, v in extra.items() if k not in ("sender", "receiver")},
+        }
+        # Shapes are right by construction: skip TensorDict's per-leaf checks.
+        return TensorDict._new_unsafe(source, batch_size=self.batch_size, device=self.device)
+
+    # ------------------------------------------------------------------ EnvBase API
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDict:
+        n = self.num_envs
+        receiver = torch.randint(0, self.num_cells, (n,), generator=self._generator, device=self.device)
+        state = torch.cat((receiver.unsqueeze(-1), self._draw_apples(receiver)), dim=-1)
+        step_count = torch.zeros(n, 1, dtype=torch.int64, device=self.device)
+        if tensordict is not None:
+            mask = tensordict.get("_reset", None)
+            old_state = tensordict.get(("sender", "state"), None)
+            old_count = tensordict.get(STEP_COUNT_KEY, None)
+            # A partial reset: the environments outside the mask keep their state exactly (when the input
+            # carries it; otherwise TorchRL's reset merges the fresh data under the mask itself).
+            if mask is not None and old_state is not None and old_count is not None:
+                mask = mask.reshape(n, 1)
+                state = torch.where(mask, state, old_state)
+                step_count = torch.where(mask, step_count, old_count)
+        done = torch.zeros(n, 1, dtype=torch.bool, device=self.device)
+        return self._observe(state, step_count, {"done": done, "terminated": done.clone(), "truncated": done.clone()})
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDict:
+        action = tensordict.get(("receiver", "action"))
+        if self.validate_actions:
+            check_one_hot(tensordict.get(("sender", "message"), None), ("sender", "message"),
+                          self.num_envs, self.num_messages)
+            check_one_hot(action, ("receiver", "action"), self.num_envs, self.num_actions)
+        state = tensordict.get(("sender", "state"))
+        step_count = tensordict.get(STEP_COUNT_KEY)
+        nc = self.num_cells
+        # One-hot -> index with a tiny mat-vec (much cheaper than argmax on CPU); the clamp keeps a malformed
+        # action (validation off) inside the move table.
+        a = (action.to(torch.float32) @ self._action_ids).long().clamp_(0, len(MOVES) - 1)
+        receiver = self._move_table[state[:, 0] * len(MOVES) + a]  # [N]
+        apples = state[:, 1:]  # [N, 2] red (sender), green (receiver)
+        reward = self._reward_table[receiver.unsqueeze(-1) * nc + apples]  # [N, 2]
+        reached = apples == receiver.unsqueeze(-1)
+        apples = torch.where(reached, self._draw_apples(receiver), apples)
+        new_state = torch.cat((receiver.unsqueeze(-1), apples), dim=-1)
+        new_count = step_count + 1
+        partial = tensordict.get("_step", None)
+        if partial is not None:  # TorchRL partial step: the envs outside the mask do not move
+            partial = partial.reshape(self.num_envs, 1)
+            new_state = torch.where(partial, new_state, state)
+            new_count = torch.where(partial, new_count, step_count)
+            reward = reward * partial
+        truncated = new_count >= self._horizon
+        terminated = torch.zeros_like(truncated)
+        return self._observe(
+            new_state,
+            new_count,
+            {
+                "sender": {"reward": reward[:, 0:1]},
+                "receiver": {"reward": reward[:, 1:2]},
+                "done": truncated.clone(),
+                "terminated": terminated,
+                "truncated": truncated,
+            },
+        )
+
+    def _set_seed(self, seed: int | None) -> None:
+        self._generator.manual_seed(int(seed) if seed is not None else 0)
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, tensordict: TensorDictBase, index: int = 0, cell_px: int = 48) -> np.ndarray:
+        """An RGB frame (``uint8 [H * cell_px, W * cell_px, 3]``) of environment ``index`` of ``tensordict``.
+
+        Reads ``("sender", "state")`` and, when present, marks the ``("sender", "message")`` cell (see
+        :func:`msgzoo.envs.rendering.render_frame`). ``index`` counts over the flattened batch dimensions, so a
+        rollout ``[N, T]`` is indexed ``env * T + t``.
+        """
+        from msgzoo.envs.rendering import render_frame
+
+        state = tensordict.get(("sender", "state"))
+        if state.ndim > 1:
+            state = state.reshape(-1, 3)[index]
+        message = tensordict.get(("sender", "message"), None)
+        message_cell = None
+        if message is not None:
+            message = message.reshape(-1, self.num_messages)[index if message.ndim > 1 else 0]
+            message_cell = int(message.argmax())
+        return render_frame(state, self._height, self._width, message_cell=message_cell, cell_px=cell_px)

@@ -1,0 +1,81 @@
+"""Evaluation of trained policies: exact for one-step games, by rollouts for multi-step ones."""
+from __future__ import annotations
+
+import torch
+from tensordict import TensorDict
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+from msgzoo.exact_payoffs import exact_payoffs, tabulate_one_step_policies
+from msgzoo.methods import Method
+from msgzoo.metrics import honesty, mutual_information, obedience_violation
+from msgzoo.objectives.common import logits_module_of
+
+
+def one_step_tables(env, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
+    """``phi[s, sigma]`` and ``pi[sigma, a]`` of the learned policies of a one-step game.
+
+    For DIAL, the executed (deterministic) policies: the DRU's hard threshold gives a binary message
+    vector per state, and the receiver acts greedily on its Q-values; ``phi`` then lists, per state,
+    the one-hot index of the distinct messages sent and ``pi`` the greedy action for each of them.
+    """
+    if method.name == "dial":
+        return _dial_tables(env, method)
+    return tabulate_one_step_policies(
+        logits_module_of(method.scheme), method.receiver, env.num_states, env.num_messages, env.device
+    )
+
+
+@torch.no_grad()
+def _dial_tables(env, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
+    s = env.num_states
+    td = TensorDict(
+        {("sender", "observation"): torch.eye(s, device=env.device), ("receiver", "observation"): torch.zeros(s, 0, device=env.device)},
+        batch_size=[s],
+    )
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        td = method.scheme(td)
+        messages = td.get(("sender", "message"))
+        td = method.receiver(td)
+    actions = td.get(("receiver", "action")).double()
+    # every state sends a distinct-or-shared hard message; index the distinct ones
+    _, index = torch.unique(messages, dim=0, return_inverse=True)
+    k = int(index.max()) + 1
+    phi = torch.nn.functional.one_hot(index, max(k, 2)).double()
+    pi = torch.full((max(k, 2), actions.shape[-1]), 1.0 / actions.shape[-1], dtype=torch.float64)
+    pi[index] = actions
+    return phi, pi
+
+
+def one_step_evaluator(env):
+    """``callable(method) -> dict`` of exact per-game payoffs and scheme metrics (no sampling)."""
+    prior, us, ur = env.prior.double(), env.sender_utility.double(), env.receiver_utility.double()
+
+    def evaluate(method: Method) -> dict:
+        phi, pi = one_step_tables(env, method)
+        sender, receiver = exact_payoffs(prior, us, ur, phi, pi)
+        return {
+            "sender_reward": sender,
+            "receiver_reward": receiver,
+            "welfare": sender + receiver,
+            "honesty": honesty(phi),
+            "mutual_information_bits": mutual_information(prior, phi),
+            "obedience_violation": obedience_violation(prior, ur, phi, pi),
+        }
+
+    return evaluate
+
+
+@torch.no_grad()
+def evaluate_episodes(env, method: Method, *, deterministic: bool = False) -> dict:
+    """Mean return per episode of ``env.num_envs`` full episodes (one per environment).
+
+    Every environment runs exactly one episode (Reaching Goals episodes all last ``horizon`` steps).
+    Stochastic policies by default, as trained (``deterministic=True`` takes the modes).
+    """
+    horizon = env.horizon
+    kind = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
+    with set_exploration_type(kind):
+        rollout = env.rollout(horizon, method.policy, break_when_any_done=False)
+    sender = rollout["next", "sender", "reward"].sum(-2).mean()
+    receiver = rollout["next", "receiver", "reward"].sum(-2).mean()
+    return {"sender_return": float(sender), "receiver_return": float(receiver), "welfare": float(sender + receiver)}

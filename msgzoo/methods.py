@@ -1,0 +1,171 @@
+"""The five methods of the paper as assemblies of msgzoo's modules and losses.
+
+SG = signaling gradient; SGOC = SG + obedience; PG = the sender as an A2C actor over messages;
+PGOC = PG + obedience; DIAL = DIAL's differentiable channel. The receiver is trained by A2C in all but
+DIAL. :func:`build_method` returns everything a training loop needs, for any msgzoo environment.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from tensordict.nn import TensorDictSequential
+from torch import nn
+from torchrl.objectives import LossModule, SoftUpdate
+
+from msgzoo.modules import (
+    GridNet,
+    ObservationMessageNet,
+    VectorNet,
+    make_action_value_critic,
+    make_receiver_actor,
+    make_signaling_scheme,
+    make_value_critic,
+)
+from msgzoo.modules.dial import dial_exploration, make_dial_receiver, make_dial_sender
+from msgzoo.objectives import (
+    DIALLoss,
+    ObedienceConstraintLoss,
+    SignalingGradientLoss,
+    make_receiver_a2c_loss,
+    make_sender_a2c_loss,
+)
+
+METHODS = ("sgoc", "sg", "pgoc", "pg", "dial")
+RECEIVER_VALUE_KEY = ("receiver", "state_value")
+
+
+@dataclass
+class Method:
+    """A method ready to train: the collection policy, its parts, losses, optimizers, target updaters."""
+
+    name: str
+    policy: TensorDictSequential
+    scheme: nn.Module
+    receiver: nn.Module
+    sender_losses: dict[str, LossModule]
+    receiver_loss: LossModule | None
+    optimizers: dict[str, torch.optim.Optimizer]
+    target_updaters: list[SoftUpdate] = field(default_factory=list)
+    exploration: nn.Module | None = None
+
+    @property
+    def uses_obedience(self) -> bool:
+        return "obedience" in self.sender_losses
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Every trainable part, by name (for checkpoints and the NaN guard)."""
+        out: dict[str, nn.Module] = {"scheme": self.scheme, "receiver": self.receiver}
+        out.update({f"loss_{k}": v for k, v in self.sender_losses.items()})
+        if self.receiver_loss is not None:
+            out["loss_receiver"] = self.receiver_loss
+        return out
+
+
+class Networks:
+    """Network bodies sized for an environment: linear maps on one-hot vectors for one-step games
+    (bias-free, as the reference), one conv layer + MLP on grids for Reaching Goals."""
+
+    def __init__(self, env, *, hidden: tuple[int, ...] = (32, 32), linear_bias: bool = False):
+        self.env, self.hidden, self.linear_bias = env, tuple(hidden), linear_bias
+        obs = env.observation_spec["sender", "observation"].shape[1:]
+        self.grid = len(obs) == 3
+        self.num_messages = env.action_spec["sender", "message"].shape[-1]
+        self.num_actions = env.action_spec["receiver", "action"].shape[-1]
+        self.sender_shape = tuple(obs)
+        self.receiver_shape = tuple(env.observation_spec["receiver", "observation"].shape[1:])
+
+    def sender(self, out_features: int) -> nn.Module:
+        if self.grid:
+            c, h, w = self.sender_shape
+            return GridNet(c, h, w, out_features, hidden=self.hidden)
+        return VectorNet(self.sender_shape[0], out_features, bias=self.linear_bias)
+
+    def receiver(self, out_features: int) -> nn.Module:
+        if self.grid:
+            c, h, w = self.receiver_shape
+            return ObservationMessageNet(GridNet(c + 1, h, w, out_features, hidden=self.hidden), grid_shape=(h, w))
+        return ObservationMessageNet(VectorNet(self.receiver_shape[0] + self.num_messages, out_features, bias=self.linear_bias))
+
+
+def _adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer:
+    params = []
+    for module, lr in groups:
+        ps = list(module.parameters()) if isinstance(module, nn.Module) else list(module)
+        if lr <= 0:
+            raise ValueError(f"learning rate {lr} is invalid: expected a positive learning rate.")
+        params.append({"params": ps, "lr": lr})
+    return torch.optim.Adam(params)
+
+
+def build_method(method: str, env, cfg, *, device: torch.device | str = "cpu") -> Method:
+    """Builds ``method`` for ``env`` from ``cfg`` (the recipe's ``loss`` / ``optim`` / ``network`` sections).
+
+    ``cfg`` needs: ``network.hidden``; ``optim.{signaling_lr, sender_critic_lr, receiver_actor_lr,
+    receiver_critic_lr}``; ``loss.{sender_gamma, receiver_gamma, receiver_coeff, lagrange_multiplier,
+    epsilon, obedience_mode, counterfactual, dual_lr, target_tau, receiver_entropy_coeff,
+    sender_entropy_coeff}``; ``dial.{noise_std, lr, eps_init, eps_end, annealing_frames}`` for DIAL.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r} is invalid: expected one of {METHODS}.")
+    nets = Networks(env, hidden=tuple(cfg.network.hidden))
+    k, a = nets.num_messages, nets.num_actions
+    L, O = cfg.loss, cfg.optim
+    if method == "dial":
+        return _build_dial(env, nets, cfg, device)
+
+    scheme = make_signaling_scheme(nets.sender(k)).to(device)
+    receiver = make_receiver_actor(nets.receiver(a)).to(device)
+    receiver_critic = make_value_critic(
+        nets.receiver(1), in_keys=[("receiver", "observation"), ("sender", "message")], out_key=RECEIVER_VALUE_KEY
+    ).to(device)
+    receiver_loss = make_receiver_a2c_loss(
+        receiver, receiver_critic, gamma=L.receiver_gamma, entropy_coeff=L.receiver_entropy_coeff
+    )
+    sender_losses: dict[str, LossModule] = {}
+    sender_critics: list[nn.Module] = []
+    if method in ("sg", "sgoc"):
+        w_sender = make_action_value_critic(nets.sender(a)).to(device)
+        sender_losses["signaling"] = SignalingGradientLoss(
+            scheme, receiver, w_sender, receiver_coeff=L.receiver_coeff, gamma=L.sender_gamma, num_messages=k
+        )
+        sender_critics.append(w_sender)
+    else:
+        v_sender = make_value_critic(nets.sender(1), in_keys=[("sender", "observation")], out_key=("sender", "state_value")).to(device)
+        sender_losses["policy_gradient"] = make_sender_a2c_loss(
+            scheme, v_sender, gamma=L.sender_gamma, entropy_coeff=L.sender_entropy_coeff
+        )
+        sender_critics.append(v_sender)
+    if method in ("sgoc", "pgoc"):
+        w_receiver = make_action_value_critic(nets.sender(a), out_key=("sender", "receiver_action_value")).to(device)
+        sender_losses["obedience"] = ObedienceConstraintLoss(
+            scheme, receiver, w_receiver,
+            lagrange_multiplier=L.lagrange_multiplier, epsilon=L.epsilon, mode=L.obedience_mode,
+            counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=k,
+        ).to(device)
+        sender_critics.append(w_receiver)
+    optimizers = {
+        "receiver": _adam([(receiver, O.receiver_actor_lr), (receiver_critic, O.receiver_critic_lr)]),
+        "sender": _adam([(scheme, O.signaling_lr)] + [(c, O.sender_critic_lr) for c in sender_critics]),
+    }
+    updaters = [
+        SoftUpdate(loss, tau=L.target_tau) for loss in sender_losses.values() if hasattr(loss, "target_critic_network_params")
+    ]
+    policy = TensorDictSequential(scheme, receiver)
+    return Method(method, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters)
+
+
+def _build_dial(env, nets: Networks, cfg, device) -> Method:
+    D = cfg.dial
+    sender = make_dial_sender(nets.sender(nets.num_messages), noise_std=D.noise_std).to(device)
+    receiver = make_dial_receiver(nets.receiver(nets.num_actions), nets.num_actions).to(device)
+    exploration = dial_exploration(
+        nets.num_actions, eps_init=D.eps_init, eps_end=D.eps_end, annealing_num_steps=D.annealing_frames
+    ).to(device)
+    loss = DIALLoss(sender, receiver, gamma=cfg.loss.receiver_gamma)
+    optimizers = {"dial": _adam([(sender, D.lr), (receiver, D.lr)])}
+    policy = TensorDictSequential(sender, receiver, exploration)
+    return Method(
+        "dial", policy, sender, receiver, {"dial": loss}, None, optimizers,
+        [SoftUpdate(loss, tau=cfg.loss.target_tau)], exploration,
+    )

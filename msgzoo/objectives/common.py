@@ -1,0 +1,111 @@
+"""Pieces shared by msgzoo's losses: policy tabulation over messages, expected values, critic TD loss."""
+from __future__ import annotations
+
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModule
+from tensordict.utils import NestedKey
+from torch import nn
+from torchrl.objectives.utils import distance_loss
+
+from msgzoo.modules.signaling_scheme import SignalingScheme
+
+
+def logits_module_of(scheme: nn.Module) -> TensorDictModule:
+    """The part of a scheme that computes logits (a :class:`SignalingScheme` without its sampler)."""
+    return scheme.logits_module if isinstance(scheme, SignalingScheme) else scheme
+
+
+def frozen(module: nn.Module):
+    """Runs ``module`` with detached parameters: gradients flow through its inputs, never into it."""
+    return TensorDict.from_module(module).detach().to_module(module)
+
+
+def check_reads(module: nn.Module, key: NestedKey, what: str, module_name: str) -> None:
+    in_keys = getattr(module, "in_keys", None)
+    if in_keys is not None and key not in in_keys:
+        raise ValueError(
+            f"{module_name} does not read the {what} key {key!r} (its in_keys are {list(in_keys)}): "
+            f"pass the same key to loss.set_keys({what}=...) and to the network."
+        )
+
+
+def scheme_logits(scheme: TensorDictModule, tensordict: TensorDictBase, logits_key: NestedKey) -> torch.Tensor:
+    td = scheme(tensordict.select(*scheme.in_keys, strict=False).copy())
+    if logits_key not in td.keys(include_nested=True):
+        raise KeyError(
+            f"The signaling scheme did not write {logits_key!r}: set the loss's logits key with "
+            f"set_keys(logits=...) to the scheme's output key {scheme.out_keys}."
+        )
+    return td.get(logits_key)
+
+
+def receiver_dist(receiver: nn.Module, tensordict: TensorDictBase):
+    """The receiver's action distribution (``ProbabilisticActor.get_dist``) on ``tensordict``'s inputs."""
+    return receiver.get_dist(tensordict.select(*receiver.in_keys, strict=False).copy())
+
+
+def receiver_probs_all_messages(
+    receiver: nn.Module, tensordict: TensorDictBase, message_key: NestedKey, num_messages: int
+) -> torch.Tensor:
+    """``pi(a | o_t, sigma)`` for every message sigma: ``[*batch, num_messages, |A|]``."""
+    inputs = tensordict.select(*receiver.in_keys, strict=False).exclude(message_key)
+    batch = inputs.batch_size
+    expanded = inputs.unsqueeze(-1).expand(*batch, num_messages)
+    eye = torch.eye(num_messages, device=tensordict.device if tensordict.device is not None else None)
+    message = eye.expand(*batch, num_messages, num_messages)
+    expanded = expanded.copy()
+    expanded.set(message_key, message)
+    return receiver.get_dist(expanded).probs
+
+
+def value_under_policies(phi: torch.Tensor, pi_all: torch.Tensor, action_values: torch.Tensor) -> torch.Tensor:
+    """``V(s) = sum_sigma phi(sigma|s) sum_a pi(a|o,sigma) W(s,a)`` (paper, Lemma 4.1's baseline)."""
+    return torch.einsum("...k,...ka,...a->...", phi, pi_all, action_values)
+
+
+def action_value_td_loss(
+    loss_module,
+    tensordict: TensorDictBase,
+    *,
+    scheme: TensorDictModule,
+    receiver: nn.Module,
+    num_messages: int,
+    gamma: float,
+    loss_type: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """TD(0) loss of the marginal action-value critic ``W(s, a)`` of ``loss_module`` (its
+    ``critic_network`` with ``critic_network_params`` and ``target_critic_network_params``), with an
+    expected-SARSA target
+
+    ``y = r + gamma * (1 - terminated) * sum_sigma' phi(sigma'|s') sum_a' pi(a'|o',sigma') W_target(s', a')``.
+
+    The expectation over the next message and action uses the current scheme and receiver, so no next
+    action needs to be stored; truncated steps bootstrap, terminated ones do not. Returns the loss and
+    the online critic's ``W(s, .)`` (detached) for the caller's baselines.
+    """
+    keys = loss_module.tensor_keys
+    critic = loss_module.critic_network
+    action = tensordict.get(keys.action)
+    reward = tensordict.get(("next", *_as_tuple(keys.reward))).squeeze(-1)
+    terminated = tensordict.get(("next", *_as_tuple(keys.terminated))).squeeze(-1)
+    with torch.no_grad():
+        if gamma > 0:
+            nxt = tensordict.get("next")
+            phi_next = torch.softmax(scheme_logits(scheme, nxt, keys.logits), -1)
+            pi_next = receiver_probs_all_messages(receiver, nxt, keys.message, num_messages)
+            with loss_module.target_critic_network_params.to_module(critic):
+                w_next = critic(nxt.select(*critic.in_keys, strict=False).copy()).get(keys.action_value)
+            v_next = value_under_policies(phi_next, pi_next, w_next)
+            target = reward + gamma * (~terminated).to(reward.dtype) * v_next
+        else:
+            target = reward
+    with loss_module.critic_network_params.to_module(critic):
+        w = critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(keys.action_value)
+    w_taken = (w * action.to(w.dtype)).sum(-1)
+    return distance_loss(w_taken, target.to(w_taken.dtype), loss_type).mean(), w.detach()
+
+
+def _as_tuple(key: NestedKey) -> tuple:
+    return (key,) if isinstance(key, str) else tuple(key)

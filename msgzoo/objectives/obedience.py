@@ -1,0 +1,253 @@
+"""The extended obedience constraints (paper, Lemma 4.2, eq. 4, 6, 7) as a TorchRL loss module."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase, TensorDictParams
+from tensordict.nn import TensorDictModule
+from tensordict.utils import NestedKey
+from torch import nn
+from torchrl.objectives import LossModule
+
+from msgzoo.objectives.common import (
+    action_value_td_loss,
+    check_reads,
+    logits_module_of,
+    receiver_probs_all_messages,
+    scheme_logits,
+)
+
+MODES = ("lagrangian", "dual", "stringent")
+COUNTERFACTUALS = ("uniform", "all")
+
+
+class ObedienceConstraintLoss(LossModule):
+    r"""Penalty that keeps the signaling scheme obeyable: the extended obedience constraints.
+
+    Eq. 4 (Lemma 4.2) of Lin et al. (2023), for every pair of messages :math:`\sigma, \sigma'`:
+
+    .. math::
+
+        C(\sigma,\sigma') = \sum_s d(s)\,\varphi_\eta(\sigma|s,o)\sum_a
+            \big(\pi_\theta(a|o,\sigma) - \pi_\theta(a|o,\sigma')\big) W^j(s,a) \;\ge\; \epsilon ,
+
+    estimated on a batch of visited states as in eq. 6, with the gradient flowing through
+    :math:`\varphi` only (:math:`\pi` and :math:`W^j` are detached):
+    :math:`c_t = \varphi(\sigma_t|s_t,o_t)\sum_a(\pi(a|o_t,\sigma_t)-\pi(a|o_t,\sigma'_t))W^j(s_t,a)`.
+
+    ``counterfactual="uniform"`` (the paper's estimator): :math:`\sigma_t` is the sent message and
+    :math:`\sigma'_t` is drawn uniformly among the *other* messages (a draw equal to :math:`\sigma_t`
+    would only add a zero term); :math:`\hat C = \frac1T\sum_t c_t`, one estimate for the batch.
+    ``counterfactual="all"``: every pair, :math:`\hat C(\sigma,\sigma') = \frac1T\sum_t
+    \varphi(\sigma|s_t,o_t)\sum_a(\pi(a|o_t,\sigma)-\pi(a|o_t,\sigma'))W^j(s_t,a)`, an unbiased estimate of
+    eq. 4's left side for each pair (see :meth:`constraint_matrix`); the hinge applies to each pair.
+
+    Modes (eq. 7 uses :math:`(\cdot)^- = \min(0, \cdot)`):
+
+    - ``"lagrangian"`` (the paper's default, eq. 7): ``lambda * sum_pairs relu(epsilon - C_hat)`` with
+      a fixed ``lambda``, active only while an estimate is below ``epsilon`` (one batch estimate with
+      ``"uniform"``, one per ordered pair with ``"all"``).
+    - ``"dual"``: one multiplier per message, :math:`-\sum_\sigma \lambda_\sigma(\hat C_\sigma - \epsilon)`
+      with :math:`\hat C_\sigma` the batch estimate restricted to message :math:`\sigma`, and the
+      multipliers updated by projected dual ascent
+      :math:`\lambda_\sigma \leftarrow \max(0, \lambda_\sigma - \text{dual\_lr}(\hat C_\sigma - \epsilon))`
+      at every call in training mode.
+    - ``"stringent"``: a hinge per sample (or pair), ``lambda * mean(relu(epsilon - c_t))``.
+
+    The critic :math:`W^j(s,\cdot)` (the receiver's marginal action value, learned by the sender from
+    the receiver's rewards) is trained by TD(0) with an expected-SARSA target (see
+    :func:`~msgzoo.objectives.common.action_value_td_loss`); update its target with ``SoftUpdate``.
+
+    Args:
+        scheme_network, receiver_network, critic_network: as in
+            :class:`~msgzoo.objectives.SignalingGradientLoss`; the critic estimates ``W^j``.
+
+    Keyword Args:
+        lagrange_multiplier (float): :math:`\lambda` (initial value in ``"dual"`` mode). Default 5.0.
+        epsilon (float): right-hand side of the constraints (section 4.5.3). Default 0.0.
+        mode (str): ``"lagrangian"``, ``"dual"`` or ``"stringent"``. Default ``"lagrangian"``.
+        counterfactual (str): ``"uniform"`` or ``"all"``. Default ``"uniform"``.
+        dual_lr (float): step of the dual ascent. Default 0.01.
+        gamma (float): discount of ``W^j`` (the receiver's). Default 0.99.
+        critic_coeff, loss_critic_type: as in ``SignalingGradientLoss``.
+        num_messages (int): the size of the message space (needed by ``"dual"`` to size the multipliers).
+
+    Returns, from ``forward``: ``loss_obedience``, ``loss_critic`` and the detached diagnostics
+    ``constraint`` (:math:`\hat C`), ``violation_rate`` (the share of terms below ``epsilon``) and
+    ``lagrange_multiplier`` (mean :math:`\lambda`).
+
+    Examples:
+        >>> import torch
+        >>> from msgzoo.envs import recommendation_letter
+        >>> from msgzoo.modules import (ObservationMessageNet, VectorNet, make_action_value_critic,
+        ...     make_receiver_actor, make_signaling_scheme)
+        >>> from msgzoo.objectives import ObedienceConstraintLoss
+        >>> env = recommendation_letter(num_envs=16, seed=0)
+        >>> scheme = make_signaling_scheme(VectorNet(2, 2, bias=False))
+        >>> receiver = make_receiver_actor(ObservationMessageNet(VectorNet(2, 2, bias=False)))
+        >>> loss = ObedienceConstraintLoss(scheme, receiver, make_action_value_critic(
+        ...     VectorNet(2, 2), out_key=("sender", "receiver_action_value")), epsilon=0.3, num_messages=2)
+        >>> out = loss(env.step(receiver(scheme(env.reset()))))
+        >>> sorted(out.keys())[:3]
+        ['constraint', 'lagrange_multiplier', 'loss_critic']
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Tensordict keys the loss reads; change them with :meth:`set_keys`.
+
+        Attributes:
+            logits (NestedKey): where the scheme writes its logits. Defaults to ``("sender", "logits")``.
+            message (NestedKey): the sent one-hot message (also what the receiver reads).
+                Defaults to ``("sender", "message")``.
+            action (NestedKey): the receiver's one-hot action. Defaults to ``("receiver", "action")``.
+            reward (NestedKey): the receiver's reward, which ``W^j`` learns (under ``"next"``).
+                Defaults to ``("receiver", "reward")``.
+            action_value (NestedKey): where the critic writes ``W^j(s, .)``.
+                Defaults to ``("sender", "receiver_action_value")``.
+            done (NestedKey): done flag (under ``"next"``). Defaults to ``"done"``.
+            terminated (NestedKey): terminated flag (under ``"next"``). Defaults to ``"terminated"``.
+        """
+
+        logits: NestedKey = ("sender", "logits")
+        message: NestedKey = ("sender", "message")
+        action: NestedKey = ("receiver", "action")
+        reward: NestedKey = ("receiver", "reward")
+        action_value: NestedKey = ("sender", "receiver_action_value")
+        done: NestedKey = "done"
+        terminated: NestedKey = "terminated"
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+
+    scheme_network: TensorDictModule
+    receiver_network: nn.Module
+    critic_network: TensorDictModule
+    critic_network_params: TensorDictParams
+    target_critic_network_params: TensorDictParams
+
+    def __init__(
+        self,
+        scheme_network: nn.Module,
+        receiver_network: nn.Module,
+        critic_network: TensorDictModule,
+        *,
+        lagrange_multiplier: float = 5.0,
+        epsilon: float = 0.0,
+        mode: str = "lagrangian",
+        counterfactual: str = "uniform",
+        dual_lr: float = 0.01,
+        gamma: float = 0.99,
+        critic_coeff: float = 1.0,
+        loss_critic_type: str = "l2",
+        num_messages: int | None = None,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r} is invalid: expected one of {MODES}.")
+        if counterfactual not in COUNTERFACTUALS:
+            raise ValueError(f"counterfactual={counterfactual!r} is invalid: expected one of {COUNTERFACTUALS}.")
+        if lagrange_multiplier < 0:
+            raise ValueError(f"lagrange_multiplier={lagrange_multiplier} is invalid: expected lambda >= 0.")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma={gamma} is invalid: expected a discount in [0, 1].")
+        if dual_lr <= 0:
+            raise ValueError(f"dual_lr={dual_lr} is invalid: expected a positive step size.")
+        if mode == "dual" and not (isinstance(num_messages, int) and num_messages >= 2):
+            raise ValueError(f"num_messages={num_messages!r} is invalid: mode='dual' needs the message-space size (>= 2).")
+        super().__init__()
+        self.scheme_network = logits_module_of(scheme_network)
+        self.receiver_network = receiver_network
+        self.convert_to_functional(critic_network, "critic_network", create_target_params=True)
+        self.mode, self.counterfactual = mode, counterfactual
+        self.epsilon, self.dual_lr, self.gamma = float(epsilon), float(dual_lr), float(gamma)
+        self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
+        size = num_messages if mode == "dual" else 1
+        self.register_buffer("lagrange_multiplier", torch.full((size,), float(lagrange_multiplier)))
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        pass  # the critic's TD target is computed here, not by a TorchRL value estimator
+
+    def _message_values(self, tensordict: TensorDictBase, w: torch.Tensor, num_messages: int) -> torch.Tensor:
+        """``q[t, sigma] = sum_a pi(a | o_t, sigma) W^j(s_t, a)``: what each message is worth to the receiver."""
+        pi_all = receiver_probs_all_messages(self.receiver_network, tensordict, self.tensor_keys.message, num_messages)
+        return torch.einsum("...ka,...a->...k", pi_all, w)
+
+    def constraint_matrix(self, tensordict: TensorDictBase) -> torch.Tensor:
+        r"""The batch estimate of eq. 4 for every pair: ``[sigma, sigma']``, with gradient through phi.
+
+        ``C[k, l] = mean_t phi(k|s_t,o_t) * (q[t,k] - q[t,l])``, unbiased for eq. 4's left side when the
+        states of the batch are drawn from the occupancy measure ``d`` and ``W^j`` is exact.
+        """
+        logits = scheme_logits(self.scheme_network, tensordict, self.tensor_keys.logits)
+        with torch.no_grad():
+            w = self._critic_values(tensordict)
+            q = self._message_values(tensordict, w, logits.shape[-1])
+        return self._pairwise(torch.softmax(logits, -1), q)
+
+    @staticmethod
+    def _pairwise(phi: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        phi, q = phi.reshape(-1, phi.shape[-1]), q.reshape(-1, q.shape[-1])
+        n = phi.shape[0]
+        return (phi * q).mean(0)[:, None] - phi.transpose(0, 1) @ q / n
+
+    def _critic_values(self, tensordict: TensorDictBase) -> torch.Tensor:
+        critic = self.critic_network
+        with self.critic_network_params.to_module(critic):
+            return critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(self.tensor_keys.action_value)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        keys = self.tensor_keys
+        check_reads(self.receiver_network, keys.message, "message", "receiver_network")
+        logits = scheme_logits(self.scheme_network, tensordict, keys.logits)
+        num_messages = logits.shape[-1]
+        phi = torch.softmax(logits, -1)
+        message = tensordict.get(keys.message).to(phi.dtype)
+        loss_critic, w = action_value_td_loss(
+            self, tensordict, scheme=self.scheme_network, receiver=self.receiver_network,
+            num_messages=num_messages, gamma=self.gamma, loss_type=self.loss_critic_type,
+        )
+        with torch.no_grad():
+            q = self._message_values(tensordict, w, num_messages)
+        lam = self.lagrange_multiplier.clone()
+        eps = self.epsilon
+
+        if self.counterfactual == "uniform":
+            # sigma'_t uniform over the *other* messages: sigma' = sigma_t would only add a zero term
+            sent = message.argmax(-1)
+            other = torch.randint(num_messages - 1, sent.shape, device=q.device)
+            other = other + (other >= sent).to(other.dtype)
+            q_sent = (q * message).sum(-1)
+            q_other = q.gather(-1, other.unsqueeze(-1)).squeeze(-1)
+            terms = (phi * message).sum(-1) * (q_sent - q_other)  # c_t of eq. 6
+            estimate = terms.mean()
+            # per-message estimates: each sample counts toward the message it sent
+            per_message = (terms.unsqueeze(-1) * message).reshape(-1, num_messages).mean(0)
+            pair_terms = estimate.unsqueeze(0)
+        else:
+            matrix = self._pairwise(phi, q)
+            off_diagonal = ~torch.eye(num_messages, dtype=torch.bool, device=matrix.device)
+            pair_terms = terms = matrix[off_diagonal]
+            estimate = terms.mean()
+            per_message = matrix.sum(-1) / (num_messages - 1)
+
+        if self.mode == "lagrangian":
+            # eq. 7: sum over the estimated pairs of lambda * (C(sigma, sigma') - epsilon)^-
+            loss = lam[0] * torch.relu(eps - pair_terms).sum()
+        elif self.mode == "stringent":
+            loss = lam[0] * torch.relu(eps - terms).mean()
+        else:
+            loss = -(lam * (per_message - eps)).sum()
+            if self.training and torch.is_grad_enabled():
+                with torch.no_grad():
+                    self.lagrange_multiplier.sub_(self.dual_lr * (per_message.detach() - eps)).clamp_(min=0.0)
+        return TensorDict(
+            {
+                "loss_obedience": loss,
+                "loss_critic": self.critic_coeff * loss_critic,
+                "constraint": estimate.detach(),
+                "violation_rate": (terms.detach() < eps).float().mean(),
+                "lagrange_multiplier": lam.mean(),
+            },
+            batch_size=[],
+        )

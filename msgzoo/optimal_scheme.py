@@ -1,0 +1,204 @@
+"""Optimal information design for one-step signaling games: the obedience linear program (paper, eq. 1).
+
+By the revelation principle (Kamenica & Gentzkow, 2011; the paper's Section 2) the sender loses nothing by
+using the signal space ``Sigma = A`` and *recommending* an action, provided the receiver is willing to obey.
+The sender-optimal scheme then solves the linear program of the paper's eq. (1):
+
+.. math::
+
+    \\max_{\\varphi}\\; \\sum_s P(s) \\sum_a \\varphi(a\\mid s)\\, w^i(s,a)
+    \\quad\\text{s.t.}\\quad
+    \\sum_s P(s)\\, \\varphi(a\\mid s)\\, [w^j(s,a) - w^j(s,a')] \\ge 0 \\;\\; \\forall a, a' \\in A,
+    \\qquad \\varphi(\\cdot\\mid s) \\in \\Delta(A) \\;\\; \\forall s.
+
+The obedience constraints say that after the recommendation ``a`` the receiver's posterior expected payoff of
+``a`` is at least that of any ``a'``. When they hold with equality the receiver is indifferent; the LP
+convention (used throughout this module) is that **ties are broken in the sender's favour**, i.e. an
+indifferent receiver obeys / picks the action the sender likes best. The two baselines
+(:func:`no_information_value`, :func:`full_information_value`) use the same tie rule, which makes
+``no_information_value <= LP value`` and ``full_information_value <= LP value`` hold exactly.
+
+Inputs may be torch tensors, numpy arrays or nested lists (states are rows, actions columns); values are
+returned as Python floats and schemes as ``torch.float64`` CPU tensors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import linprog
+
+from msgzoo.exact_payoffs import _check_game
+
+__all__ = ["OptimalScheme", "optimal_signaling_scheme", "no_information_value", "full_information_value"]
+
+ArrayLike = Sequence[Any] | np.ndarray | torch.Tensor
+
+#: Two receiver payoffs closer than ``TIE_RTOL * max(1, max |w^j|)`` count as a tie.
+TIE_RTOL = 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class OptimalScheme:
+    """Solution of the obedience LP (paper, eq. 1).
+
+    Attributes:
+        scheme: ``[|S|, |A|]`` float64 CPU tensor, ``scheme[s, a] = phi(recommend a | s)``; every row is a
+            distribution (rows of zero-probability states are whatever the solver returned, still valid).
+        sender_value: the LP optimum ``sum_s P(s) sum_a phi(a|s) w^i(s, a)`` (an obedient receiver).
+        receiver_value: the receiver's payoff under the same scheme, ``sum_s P(s) sum_a phi(a|s) w^j(s, a)``.
+    """
+
+    scheme: torch.Tensor
+    sender_value: float
+    receiver_value: float
+
+
+def optimal_signaling_scheme(
+    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike
+) -> OptimalScheme:
+    """Sender-optimal signaling scheme of a one-step persuasion game: the obedience LP of the paper's eq. (1).
+
+    Solves, over ``phi(a | s)`` (``Sigma = A``, revelation principle),
+
+    ``max sum_s P(s) sum_a phi(a|s) w^i(s,a)``  s.t.
+    ``sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a')] >= 0`` for all ``a != a'`` and ``phi(.|s)`` a distribution,
+
+    with ``scipy.optimize.linprog(method="highs")``. An indifferent receiver is assumed to obey (ties in the
+    sender's favour, the LP convention). The solver's tiny negative entries are clipped and rows renormalised;
+    the reported values are computed from the returned (cleaned) scheme.
+
+    Args:
+        prior: ``[|S|]`` state probabilities.
+        sender_utility: ``[|S|, |A|]`` sender payoff ``w^i(s, a)``.
+        receiver_utility: ``[|S|, |A|]`` receiver payoff ``w^j(s, a)``.
+
+    Returns:
+        :class:`OptimalScheme` with the ``[|S|, |A|]`` float64 scheme and the sender's and receiver's values.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes or a prior that is not a distribution.
+        RuntimeError: with the solver's message if HiGHS fails (the LP is always feasible and bounded, so
+            this signals a numerical problem).
+
+    Examples:
+        >>> from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER as RL
+        >>> opt = optimal_signaling_scheme(RL["prior"], RL["sender_utility"], RL["receiver_utility"])
+        >>> round(opt.sender_value, 6), round(opt.receiver_value, 6)
+        (0.666667, 0.0)
+        >>> [round(x, 6) for x in opt.scheme[:, 1].tolist()]   # P(recommend hire | weak), (| strong)
+        [0.5, 1.0]
+    """
+    p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
+    p = p.detach().cpu().numpy()
+    us = us.detach().cpu().numpy()
+    ur = ur.detach().cpu().numpy()
+    num_states, num_actions = us.shape
+    n = num_states * num_actions  # variable x[s * |A| + a] = phi(a | s)
+
+    c = -(p[:, None] * us).reshape(n)  # linprog minimises
+    rows = []
+    for a in range(num_actions):
+        for a2 in range(num_actions):
+            if a2 == a:
+                continue
+            row = np.zeros((num_states, num_actions))
+            # -sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a')] <= 0
+            row[:, a] = -p * (ur[:, a] - ur[:, a2])
+            rows.append(row.reshape(n))
+    a_ub = np.stack(rows)
+    b_ub = np.zeros(len(rows))
+    a_eq = np.kron(np.eye(num_states), np.ones((1, num_actions)))
+    b_eq = np.ones(num_states)
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0.0, 1.0), method="highs")
+    if not res.success or res.x is None:
+        raise RuntimeError(f"the obedience LP failed (status {res.status}): {res.message}")
+
+    scheme = np.clip(res.x.reshape(num_states, num_actions), 0.0, 1.0) + 0.0  # + 0.0 turns -0.0 into 0.0
+    scheme = scheme / scheme.sum(axis=1, keepdims=True)
+    joint = p[:, None] * scheme
+    return OptimalScheme(
+        scheme=torch.as_tensor(scheme, dtype=torch.float64),
+        sender_value=float((joint * us).sum()),
+        receiver_value=float((joint * ur).sum()),
+    )
+
+
+def _best_response(receiver_payoffs: np.ndarray, sender_payoffs: np.ndarray, scale: float) -> int:
+    """The receiver's best action; among (near-)ties, the one the sender likes best."""
+    best = receiver_payoffs.max()
+    ties = np.flatnonzero(receiver_payoffs >= best - TIE_RTOL * scale)
+    return int(ties[np.argmax(sender_payoffs[ties])])
+
+
+def no_information_value(
+    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike
+) -> tuple[float, float]:
+    """Payoffs when the sender reveals nothing: the receiver best-responds to the prior alone.
+
+    ``a* = argmax_a sum_s P(s) w^j(s, a)`` (ties broken in the sender's favour); returns
+    ``(sum_s P(s) w^i(s, a*), sum_s P(s) w^j(s, a*))``. This is the value of every uninformative scheme
+    (e.g. the trivial "babbling" equilibrium the paper discusses in Section 4.3) and is feasible in the LP
+    of eq. (1) (always recommend ``a*``), so it never exceeds :func:`optimal_signaling_scheme`'s value.
+
+    Args:
+        prior: ``[|S|]`` state probabilities.
+        sender_utility: ``[|S|, |A|]`` sender payoff.
+        receiver_utility: ``[|S|, |A|]`` receiver payoff.
+
+    Returns:
+        ``(sender_value, receiver_value)`` as Python floats.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes or a prior that is not a distribution.
+
+    Examples:
+        >>> from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER as RL
+        >>> no_information_value(RL["prior"], RL["sender_utility"], RL["receiver_utility"])
+        (0.0, 0.0)
+    """
+    p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
+    p, us, ur = (t.detach().cpu().numpy() for t in (p, us, ur))
+    r, s = p @ ur, p @ us
+    a = _best_response(r, s, max(1.0, float(np.abs(ur).max())))
+    return float(s[a]), float(r[a])
+
+
+def full_information_value(
+    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike
+) -> tuple[float, float]:
+    """Payoffs of the honest (fully revealing) scheme: the receiver best-responds to each state.
+
+    ``a*(s) = argmax_a w^j(s, a)`` (ties broken in the sender's favour); returns
+    ``(sum_s P(s) w^i(s, a*(s)), sum_s P(s) w^j(s, a*(s)))``. The honest scheme "recommend ``a*(s)``" is
+    feasible in the LP of eq. (1), so its sender value never exceeds the LP optimum; its receiver value is the
+    most the receiver can get.
+
+    Args:
+        prior: ``[|S|]`` state probabilities.
+        sender_utility: ``[|S|, |A|]`` sender payoff.
+        receiver_utility: ``[|S|, |A|]`` receiver payoff.
+
+    Returns:
+        ``(sender_value, receiver_value)`` as Python floats.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes or a prior that is not a distribution.
+
+    Examples:
+        >>> from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER as RL
+        >>> s, r = full_information_value(RL["prior"], RL["sender_utility"], RL["receiver_utility"])
+        >>> round(s, 6), round(r, 6)
+        (0.333333, 0.333333)
+    """
+    p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
+    p, us, ur = (t.detach().cpu().numpy() for t in (p, us, ur))
+    scale = max(1.0, float(np.abs(ur).max()))
+    sender = receiver = 0.0
+    for s in range(p.shape[0]):
+        a = _best_response(ur[s], us[s], scale)
+        sender += float(p[s] * us[s, a])
+        receiver += float(p[s] * ur[s, a])
+    return sender, receiver

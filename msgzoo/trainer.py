@@ -1,0 +1,200 @@
+"""The training loop every recipe shares: collect with TorchRL's ``Collector``, update, log, checkpoint.
+
+The reference alternates two phases on fresh on-policy batches: collect a batch and update the
+receiver, collect another and update the sender. DIAL trains both from every batch with one loss.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tensordict import TensorDictBase
+from torchrl.collectors import Collector
+
+from msgzoo.checkpoint import GracefulInterrupt, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from msgzoo.experiment import Experiment
+from msgzoo.methods import Method
+from msgzoo.nan_guard import NonFiniteError, check_finite
+from msgzoo.objectives import attach_next_message
+
+
+def _loss_total(out: TensorDictBase, prefix: str, metrics: dict) -> torch.Tensor:
+    total = 0.0
+    for key, value in out.items():
+        metrics[f"{prefix}/{key}"] = value.detach()
+        if key.startswith("loss_"):
+            total = total + value
+    return total
+
+
+class Trainer:
+    """Runs ``method`` on ``env`` for ``total_frames`` environment steps.
+
+    Args:
+        env: a batched msgzoo environment (``batch_size=[num_envs]``).
+        method: from :func:`msgzoo.methods.build_method`.
+        experiment: where logs, checkpoints and the summary go.
+
+    Keyword Args:
+        total_frames: the budget in environment steps (each env of the batch counts once per step).
+        frames_per_batch: steps per collected batch (``num_envs * steps_per_env``).
+        max_grad: gradients are clamped elementwise to ``[-max_grad, max_grad]`` (the reference's 1).
+        log_interval: log every this many batches (the one host sync of the loop, with the NaN check).
+        checkpoint_interval: save ``checkpoint.pt`` every this many batches (0: only at the end / on signal).
+        evaluate: optional ``callable(method) -> dict`` logged at every log step (e.g. exact payoffs).
+        episode_length: rewards per step are reported times this ("return per episode"); 1 for one-step games.
+    """
+
+    def __init__(
+        self,
+        env,
+        method: Method,
+        experiment: Experiment,
+        *,
+        total_frames: int,
+        frames_per_batch: int,
+        max_grad: float = 1.0,
+        log_interval: int = 10,
+        checkpoint_interval: int = 0,
+        evaluate: Callable[[Method], dict] | None = None,
+        episode_length: int = 1,
+        device: torch.device | str = "cpu",
+    ):
+        self.env, self.method, self.exp = env, method, experiment
+        self.total_frames, self.frames_per_batch = int(total_frames), int(frames_per_batch)
+        self.max_grad, self.log_interval = float(max_grad), max(1, int(log_interval))
+        self.checkpoint_interval, self.evaluate = int(checkpoint_interval), evaluate
+        self.episode_length, self.device = episode_length, torch.device(device)
+        self.iteration, self.frames = 0, 0
+        self.checkpoint_path = Path(experiment.run_dir) / "checkpoint.pt"
+        self.history: list[dict] = []
+
+    # -- updates -------------------------------------------------------------------------------
+    def _apply(self, name: str, loss: torch.Tensor, metrics: dict) -> None:
+        opt = self.method.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for group in opt.param_groups:
+            torch.nn.utils.clip_grad_value_(group["params"], self.max_grad)
+        if self.iteration % self.log_interval == 0:
+            check_finite({f"{name}_loss": loss}, self.method.modules())
+        opt.step()
+
+    def update_receiver(self, batch: TensorDictBase, metrics: dict) -> None:
+        attach_next_message(batch, self.method.scheme)
+        out = self.method.receiver_loss(batch)
+        self._apply("receiver", _loss_total(out, "receiver", metrics), metrics)
+
+    def update_sender(self, batch: TensorDictBase, metrics: dict) -> None:
+        total = 0.0
+        for name, loss_module in self.method.sender_losses.items():
+            total = total + _loss_total(loss_module(batch), name, metrics)
+        self._apply("sender", total, metrics)
+        for updater in self.method.target_updaters:
+            updater.step()
+
+    def update_dial(self, batch: TensorDictBase, metrics: dict) -> None:
+        out = self.method.sender_losses["dial"](batch)
+        self._apply("dial", _loss_total(out, "dial", metrics), metrics)
+        for updater in self.method.target_updaters:
+            updater.step()
+        self.method.exploration.step(batch.numel())
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "iteration": self.iteration,
+            "frames": self.frames,
+            "policy": self.method.policy.state_dict(),
+            "losses": {k: v.state_dict() for k, v in self.method.modules().items() if k.startswith("loss_")},
+            "optimizers": {k: v.state_dict() for k, v in self.method.optimizers.items()},
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.iteration, self.frames = state["iteration"], state["frames"]
+        self.method.policy.load_state_dict(state["policy"])
+        modules = self.method.modules()
+        for k, v in state["losses"].items():
+            modules[k].load_state_dict(v)
+        for k, v in state["optimizers"].items():
+            self.method.optimizers[k].load_state_dict(v)
+        set_rng_state(state["rng"])
+
+    def save(self) -> Path:
+        return save_checkpoint(self.checkpoint_path, self.state_dict())
+
+    def resume(self, path: str | Path) -> None:
+        self.load_state_dict(load_checkpoint(path))
+
+    # -- loop ----------------------------------------------------------------------------------
+    def train(self) -> dict:
+        """Trains until the budget is spent (or SIGINT/SIGTERM); returns the last logged metrics."""
+        remaining = self.total_frames - self.frames
+        if remaining <= 0:
+            return self.exp.last_metrics
+        collector = Collector(
+            self.env,
+            self.method.policy,
+            frames_per_batch=self.frames_per_batch,
+            total_frames=remaining,
+            device=self.device,
+        )
+        pbar = self.exp.progress(total=self.total_frames, desc=self.exp.run_name)
+        pbar.update(self.frames)
+        self._shown = self.frames
+        start, last_good = time.perf_counter(), None
+        with GracefulInterrupt() as interrupt:
+            try:
+                for batch in collector:
+                    metrics: dict = {}
+                    if self.method.name == "dial":
+                        self.update_dial(batch, metrics)
+                    elif self.iteration % 2 == 0:
+                        self.update_receiver(batch, metrics)
+                    else:
+                        self.update_sender(batch, metrics)
+                    self.frames += batch.numel()
+                    self.iteration += 1
+                    metrics["train/sender_reward"] = batch["next", "sender", "reward"].mean() * self.episode_length
+                    metrics["train/receiver_reward"] = batch["next", "receiver", "reward"].mean() * self.episode_length
+                    if self.iteration % self.log_interval == 0 or self.frames >= self.total_frames:
+                        self._log(metrics, start)
+                        last_good = self.state_dict() if self.checkpoint_interval else None
+                    if self.checkpoint_interval and self.iteration % self.checkpoint_interval == 0:
+                        self.save()
+                    if interrupt.requested:
+                        self.save()
+                        print(f"\n{interrupt.signal_name}: checkpoint saved to {self.checkpoint_path}; "
+                              f"resume with resume={self.checkpoint_path}")
+                        break
+            except NonFiniteError:
+                if last_good is not None:
+                    save_checkpoint(self.checkpoint_path, last_good)
+                raise
+            finally:
+                collector.shutdown()
+                self.exp.close_progress()
+        self.wall_time = time.perf_counter() - start
+        return self.exp.last_metrics
+
+    def _log(self, metrics: dict, start: float) -> None:
+        scalars = {k: v for k, v in metrics.items()}
+        if self.evaluate is not None:
+            scalars.update({f"eval/{k}": v for k, v in self.evaluate(self.method).items()})
+        elapsed = max(time.perf_counter() - start, 1e-9)
+        scalars["time/env_steps_per_s"] = self.frames / elapsed
+        scalars["time/wall_s"] = elapsed
+        self.exp.log(scalars, step=self.frames)
+        row = {"frames": self.frames, **{k: float(v) for k, v in self.exp.last_metrics.items()}}
+        self.history.append(row)
+        live = {k.split("/")[-1]: self.exp.last_metrics[k] for k in self._live_keys() if k in self.exp.last_metrics}
+        self.exp.update_progress(self.frames - self._shown, live)
+        self._shown = self.frames
+
+    def _live_keys(self) -> list[str]:
+        if self.evaluate is not None:
+            return ["eval/sender_reward", "eval/receiver_reward"]
+        return ["train/sender_reward", "train/receiver_reward"]
