@@ -53,7 +53,12 @@ def one_step_evaluator(env):
     def evaluate(method: Method) -> dict:
         phi, pi = one_step_tables(env, method)
         sender, receiver = exact_payoffs(prior, us, ur, phi, pi)
-        return {
+        # small games: every entry of the tables, for per-seed curves like the paper's Figure 3
+        tables = {}
+        if phi.numel() + pi.numel() <= 32:
+            tables.update({f"phi/s{s}_m{k}": float(phi[s, k]) for s in range(phi.shape[0]) for k in range(phi.shape[1])})
+            tables.update({f"pi/m{k}_a{a}": float(pi[k, a]) for k in range(pi.shape[0]) for a in range(pi.shape[1])})
+        return tables | {
             "sender_reward": sender,
             "receiver_reward": receiver,
             "welfare": sender + receiver,

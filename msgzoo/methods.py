@@ -148,8 +148,11 @@ def build_method(method: str, env, cfg, *, device: torch.device | str = "cpu") -
         "receiver": _adam([(receiver, O.receiver_actor_lr), (receiver_critic, O.receiver_critic_lr)]),
         "sender": _adam([(scheme, O.signaling_lr)] + [(c, O.sender_critic_lr) for c in sender_critics]),
     }
+    # only msgzoo's critics have target copies (TorchRL's A2CLoss keeps none)
     updaters = [
-        SoftUpdate(loss, tau=L.target_tau) for loss in sender_losses.values() if hasattr(loss, "target_critic_network_params")
+        SoftUpdate(loss, tau=L.target_tau)
+        for loss in sender_losses.values()
+        if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss))
     ]
     policy = TensorDictSequential(scheme, receiver)
     return Method(method, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters)
@@ -157,6 +160,7 @@ def build_method(method: str, env, cfg, *, device: torch.device | str = "cpu") -
 
 def _build_dial(env, nets: Networks, cfg, device) -> Method:
     D = cfg.dial
+    nets = Networks(env, hidden=nets.hidden, linear_bias=True)  # a zero message must not tie every Q-value
     sender = make_dial_sender(nets.sender(nets.num_messages), noise_std=D.noise_std).to(device)
     receiver = make_dial_receiver(nets.receiver(nets.num_actions), nets.num_actions).to(device)
     exploration = dial_exploration(

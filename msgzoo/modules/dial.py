@@ -10,7 +10,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.data import OneHot
 from torchrl.envs.utils import ExplorationType, exploration_type
-from torchrl.modules import EGreedyModule, QValueModule
+from torchrl.modules import EGreedyModule
 
 
 class DiscretiseRegulariseUnit(TensorDictModuleBase):
@@ -66,6 +66,24 @@ def make_dial_sender(
     )
 
 
+class GreedyOneHot(TensorDictModuleBase):
+    """``one_hot(argmax Q)``: exactly one action even when Q-values tie (the first maximal index).
+
+    TorchRL's ``QValueModule`` marks every tied action in one-hot mode, which an environment that sums
+    payoffs over the one-hot vector would read as several actions at once.
+    """
+
+    def __init__(self, *, action_value_key: NestedKey, action_key: NestedKey):
+        super().__init__()
+        self.action_value_key, self.action_key = action_value_key, action_key
+        self.in_keys, self.out_keys = [action_value_key], [action_key]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        q = tensordict.get(self.action_value_key)
+        tensordict.set(self.action_key, torch.nn.functional.one_hot(q.argmax(-1), q.shape[-1]).to(q.dtype))
+        return tensordict
+
+
 def make_dial_receiver(
     net: nn.Module,
     num_actions: int,
@@ -75,17 +93,11 @@ def make_dial_receiver(
     action_value_key: NestedKey = ("receiver", "action_value"),
     action_key: NestedKey = ("receiver", "action"),
 ) -> TensorDictSequential:
-    """The DIAL receiver: ``Q(o, m, .)`` with greedy one-hot actions (TorchRL's ``QValueModule``).
+    """The DIAL receiver: ``Q(o, m, .)`` with greedy one-hot actions.
 
     Wrap it with :func:`dial_exploration` for epsilon-greedy collection."""
     q = TensorDictModule(net, in_keys=[observation_key, message_key], out_keys=[action_value_key])
-    prefix = () if isinstance(action_key, str) else tuple(action_key[:-1])
-    greedy = QValueModule(
-        action_space="one_hot",
-        action_value_key=action_value_key,
-        out_keys=[action_key, action_value_key, (*prefix, "chosen_action_value")],
-    )
-    return TensorDictSequential(q, greedy)
+    return TensorDictSequential(q, GreedyOneHot(action_value_key=action_value_key, action_key=action_key))
 
 
 def dial_exploration(

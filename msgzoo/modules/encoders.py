@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -29,6 +30,24 @@ class VectorNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def forward_all_one_hot(self, x: torch.Tensor, num_one_hot: int) -> torch.Tensor:
+        """``forward(cat([x, e_k]))`` for every one-hot ``e_k`` of size ``num_one_hot`` at once: ``[..., K, out]``.
+
+        The first layer is linear, so ``W [x, e_k] + b = W_x x + W[:, k] + b``: the input part is computed once
+        per row instead of once per (row, k).
+        """
+        first = self.net[0]
+        d = x.shape[-1]
+        if d + num_one_hot != first.in_features:
+            raise ValueError(f"x has {d} features: expected {first.in_features - num_one_hot} (+ {num_one_hot} one-hot).")
+        h = torch.nn.functional.linear(x, first.weight[:, :d])  # [..., F]
+        h = h.unsqueeze(-2) + first.weight[:, d:].transpose(0, 1)  # [..., K, F]
+        if first.bias is not None:
+            h = h + first.bias
+        for layer in self.net[1:]:
+            h = layer(h)
+        return h
 
 
 class GridNet(nn.Module):
@@ -59,6 +78,29 @@ class GridNet(nn.Module):
         h = torch.relu(self.conv(x.reshape(-1, *x.shape[-3:])))
         return self.head(h.flatten(1)).reshape(*batch, self.out_features)
 
+    def forward_all_cells(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward(cat([x, onehot_plane(k)], channel))`` for every cell ``k`` at once: ``[..., H*W, out]``.
+
+        ``x`` has ``in_channels - 1`` channels (possibly 0); the last input channel is the one-hot plane of cell
+        ``k``. The convolution is linear, so its output is ``conv_x(x) + conv_plane(e_k)``: the observation part
+        is convolved once per row and the ``H*W`` plane parts once per call (not once per row and cell).
+        """
+        h, w = self.height, self.width
+        c = self.in_channels - 1
+        if x.shape[-3:] != (c, h, w):
+            raise ValueError(f"x has shape {tuple(x.shape)}: expected [..., {c}, {h}, {w}] (one channel less than the net).")
+        batch = x.shape[:-3]
+        conv = self.conv
+        cells = torch.eye(h * w, device=x.device, dtype=conv.weight.dtype).view(h * w, 1, h, w)
+        planes = F.conv2d(cells, conv.weight[:, c:], None, padding=conv.padding)  # [K, F, H, W]
+        if c > 0:
+            base = F.conv2d(x.reshape(-1, c, h, w), conv.weight[:, :c], conv.bias, padding=conv.padding)
+        else:
+            base = conv.bias.view(1, -1, 1, 1).expand(batch.numel(), -1, h, w)
+        hidden = torch.relu(base.unsqueeze(1) + planes)  # [B, K, F, H, W]
+        out = self.head(hidden.flatten(2))  # [B, K, out]
+        return out.reshape(*batch, h * w, self.out_features)
+
 
 class ObservationMessageNet(nn.Module):
     """Reads the receiver's own observation and the message together.
@@ -76,3 +118,26 @@ class ObservationMessageNet(nn.Module):
             message = message.reshape(*message.shape[:-1], 1, *self.grid_shape)
             return self.body(torch.cat([observation, message.to(observation.dtype)], dim=-3))
         return self.body(torch.cat([observation, message.to(observation.dtype)], dim=-1))
+
+    def supports_all_messages(self, num_messages: int) -> bool:
+        """Whether :meth:`forward_all_messages` has a fast path for one-hot messages of this size."""
+        if self.grid_shape is not None:
+            return isinstance(self.body, GridNet) and num_messages == self.grid_shape[0] * self.grid_shape[1]
+        return isinstance(self.body, VectorNet) and isinstance(self.body.net[0], nn.Linear)
+
+    def forward_all_messages(self, observation: torch.Tensor, num_messages: int) -> torch.Tensor:
+        """The output for every one-hot message at once: ``[..., num_messages, out]``.
+
+        Equal (up to float rounding) to calling the net on each ``(observation, e_k)``, at the cost of about one
+        call for the observation part (see :meth:`GridNet.forward_all_cells`, :meth:`VectorNet.forward_all_one_hot`).
+        Other bodies fall back to the expanded batch.
+        """
+        if self.supports_all_messages(num_messages):
+            if self.grid_shape is not None:
+                return self.body.forward_all_cells(observation)
+            return self.body.forward_all_one_hot(observation, num_messages)
+        event = observation.shape[-3:] if self.grid_shape is not None else observation.shape[-1:]
+        batch = observation.shape[: observation.ndim - len(event)]
+        obs = observation.unsqueeze(len(batch)).expand(*batch, num_messages, *event)
+        eye = torch.eye(num_messages, device=observation.device, dtype=observation.dtype)
+        return self(obs, eye.expand(*batch, num_messages, num_messages))

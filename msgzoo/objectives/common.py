@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModule
+from tensordict.nn import ProbabilisticTensorDictModule, ProbabilisticTensorDictSequential, TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
+from torchrl.modules import OneHotCategorical, SafeModule
 from torchrl.objectives.utils import distance_loss
 
 from msgzoo.modules.signaling_scheme import SignalingScheme
@@ -49,7 +50,18 @@ def receiver_dist(receiver: nn.Module, tensordict: TensorDictBase):
 def receiver_probs_all_messages(
     receiver: nn.Module, tensordict: TensorDictBase, message_key: NestedKey, num_messages: int
 ) -> torch.Tensor:
-    """``pi(a | o_t, sigma)`` for every message sigma: ``[*batch, num_messages, |A|]``."""
+    """``pi(a | o_t, sigma)`` for every message sigma: ``[*batch, num_messages, |A|]``.
+
+    Receivers built by :func:`~msgzoo.modules.make_receiver_actor` on an
+    :class:`~msgzoo.modules.ObservationMessageNet` take a fast path (the observation part of the net is
+    computed once per row, not once per row and message); any other receiver is called on the batch
+    expanded over every one-hot message.
+    """
+    fast = _all_messages_net(receiver, message_key, num_messages)
+    if fast is not None:
+        net, observation_key = fast
+        logits = net.forward_all_messages(tensordict.get(observation_key), num_messages)
+        return torch.softmax(logits, -1)
     inputs = tensordict.select(*receiver.in_keys, strict=False).exclude(message_key)
     batch = inputs.batch_size
     expanded = inputs.unsqueeze(-1).expand(*batch, num_messages)
@@ -58,6 +70,33 @@ def receiver_probs_all_messages(
     expanded = expanded.copy()
     expanded.set(message_key, message)
     return receiver.get_dist(expanded).probs
+
+
+def _all_messages_net(receiver: nn.Module, message_key: NestedKey, num_messages: int):
+    """``(net, observation_key)`` when ``receiver`` is ``ProbabilisticActor(TensorDictModule(net, [obs, message]
+    -> logits), categorical on logits)`` with an ``net.forward_all_messages`` fast path; else None."""
+    found = None
+    modules = getattr(receiver, "module", None)
+    if isinstance(receiver, ProbabilisticTensorDictSequential) and isinstance(modules, nn.ModuleList) and len(modules) == 2:
+        body, head = modules
+        net = getattr(body, "module", None)
+        dist = getattr(head, "distribution_class", None)
+        if (
+            type(body) in (TensorDictModule, SafeModule)
+            and isinstance(head, ProbabilisticTensorDictModule)
+            and hasattr(net, "forward_all_messages")
+            and hasattr(net, "supports_all_messages")
+            and dist in (OneHotCategorical, torch.distributions.OneHotCategorical, torch.distributions.Categorical)
+            and not getattr(head, "distribution_kwargs", None)
+            and len(body.in_keys) == 2
+            and body.in_keys[1] == message_key
+            and len(body.out_keys) == 1
+            and list(head.in_keys) == [body.out_keys[0]]
+            and tuple(getattr(head, "dist_keys", ())) == ("logits",)
+            and net.supports_all_messages(num_messages)
+        ):
+            found = (net, body.in_keys[0])
+    return found
 
 
 def value_under_policies(phi: torch.Tensor, pi_all: torch.Tensor, action_values: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ def make_env(cfg: DictConfig, *, num_envs: int | None = None, seed: int | None =
 
 
 def run(cfg: DictConfig, method: str) -> dict:
+    torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
     # 1. The game, and its exact benchmarks: the LP optimum (eq. 1) and the no-information value.

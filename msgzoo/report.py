@@ -1,0 +1,231 @@
+"""Compare runs: seed-band learning curves (Figure-2 style) and a table of final metrics.
+
+    python -m msgzoo.report RUN_DIRS... --out report/
+    python -m msgzoo.report --wandb-project ENTITY/PROJECT --out report/   # online
+
+A run is a folder with a ``summary.json`` (every msgzoo recipe writes one); folders are searched
+recursively, so a Hydra ``multirun/`` folder works as it is. Runs are grouped by (task, method).
+Curves come from each run's CSV logs (``csv/scalars/<metric>.csv``, TorchRL's ``CSVLogger``); the band
+is mean +- one standard deviation over seeds. Writes ``comparison.png``, ``table.md`` and ``table.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+#: (final-metric key in summary.json, curve metric in the CSV logs, panel title), per kind of task.
+PANELS = {
+    "one_step": [
+        ("sender_reward", "eval/sender_reward", "sender $r^i$ per student"),
+        ("receiver_reward", "eval/receiver_reward", "receiver $r^j$ per student"),
+        ("welfare", "eval/welfare", "welfare $r^i + r^j$"),
+    ],
+    "episodic": [
+        ("sender_return", "train/sender_reward", "sender return per episode"),
+        ("receiver_return", "train/receiver_reward", "receiver return per episode"),
+        ("welfare", None, "welfare per episode"),
+    ],
+}
+METHOD_ORDER = ["sgoc", "sg", "pg", "pgoc", "dial"]
+#: The paper's colours for its methods (Figure 2).
+COLORS = {"sgoc": "#d62728", "sg": "#f2b01e", "pg": "#1f8a70", "pgoc": "#1f77b4", "dial": "#8e63c9"}
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[dict]:
+    """Every ``summary.json`` below ``paths``, loaded, with ``run_dir`` set to where it was found."""
+    runs = []
+    for root in paths:
+        root = Path(root)
+        files = [root] if root.name == "summary.json" else sorted(root.rglob("summary.json"))
+        for f in files:
+            summary = json.loads(f.read_text())
+            summary["run_dir"] = str(f.parent)
+            runs.append(summary)
+    return runs
+
+
+def read_curve(run_dir: str | Path, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(steps, values)`` of one logged metric, the last value kept for a repeated step (resumed runs)."""
+    path = Path(run_dir) / "csv" / "scalars" / f"{metric}.csv"
+    if not path.exists():
+        return None
+    points: dict[int, float] = {}
+    with path.open() as fh:
+        for row in csv.reader(fh):
+            if len(row) >= 2:
+                points[int(float(row[0]))] = float(row[1])
+    if not points:
+        return None
+    steps = np.array(sorted(points))
+    return steps, np.array([points[s] for s in steps])
+
+
+def _kind(runs: Sequence[dict]) -> str:
+    return "one_step" if any("sender_reward" in r for r in runs) else "episodic"
+
+
+def _curve(run: dict, metric: str | None, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+    if metric is not None:
+        return read_curve(run["run_dir"], metric)
+    parts = [read_curve(run["run_dir"], m) for _, m, _ in PANELS[kind][:2]]
+    if any(p is None for p in parts):
+        return None
+    steps = parts[0][0]
+    return steps, parts[0][1] + np.interp(steps, parts[1][0], parts[1][1])
+
+
+def group_runs(runs: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[(run.get("task", "?"), run.get("method", "?"))].append(run)
+    return dict(groups)
+
+
+def _x_scale(run: dict) -> float:
+    """Curves are logged against env steps; episodic tasks are drawn against episodes."""
+    steps, episodes = run.get("env_steps"), run.get("episodes")
+    return episodes / steps if steps and episodes else 1.0
+
+
+def summarise(groups: dict[tuple[str, str], list[dict]]) -> list[dict]:
+    """One row per (task, method): number of seeds, mean, std, min and max of each final metric."""
+    rows = []
+    for (task, method), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))):
+        kind = _kind(runs)
+        row = {"task": task, "method": method, "seeds": len(runs)}
+        for key, _, _ in PANELS[kind]:
+            values = np.array([r[key] for r in runs if isinstance(r.get(key), (int, float))], dtype=float)
+            if values.size:
+                row[key] = {
+                    "mean": float(values.mean()),
+                    "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+                    "min": float(values.min()),
+                    "max": float(values.max()),
+                }
+        for extra in ("wall_time_s", "env_steps", "episodes"):
+            values = [r[extra] for r in runs if isinstance(r.get(extra), (int, float))]
+            if values:
+                row[extra] = float(np.mean(values))
+        rows.append(row)
+    return rows
+
+
+def _order(method: str) -> int:
+    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+
+
+def markdown_table(rows: Sequence[dict]) -> str:
+    keys = [k for k in ("sender_reward", "receiver_reward", "sender_return", "receiver_return", "welfare") if any(k in r for r in rows)]
+    head = "| task | method | seeds | " + " | ".join(f"{k} (mean ± std) [min, max]" for k in keys) + " | wall time (s) |"
+    lines = [head, "|" + "---|" * (4 + len(keys))]
+    for r in rows:
+        cells = []
+        for k in keys:
+            v = r.get(k)
+            cells.append("" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f} [{v['min']:.3f}, {v['max']:.3f}]")
+        wall = f"{r['wall_time_s']:.1f}" if "wall_time_s" in r else ""
+        lines.append(f"| {r['task']} | {r['method']} | {r['seeds']} | " + " | ".join(cells) + f" | {wall} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(groups: dict[tuple[str, str], list[dict]], path: str | Path, *, points: int = 200) -> Path:
+    """Seed-band learning curves, one row of panels per task (sender, receiver, welfare)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({task for task, _ in groups})
+    fig, axes = plt.subplots(len(tasks), 3, figsize=(13, 3.4 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        methods = sorted((m for t, m in groups if t == task), key=_order)
+        kind = _kind([r for m in methods for r in groups[(task, m)]])
+        for col, (_, metric, title) in enumerate(PANELS[kind]):
+            ax = axes[row, col]
+            for method in methods:
+                curves = [c for c in (_curve(r, metric, kind) for r in groups[(task, method)]) if c is not None]
+                if not curves:
+                    continue
+                scale = _x_scale(groups[(task, method)][0])
+                end = min(c[0][-1] for c in curves)
+                grid = np.linspace(min(c[0][0] for c in curves), end, points)
+                ys = np.stack([np.interp(grid, s, v) for s, v in curves])
+                mean, std = ys.mean(0), ys.std(0)
+                color = COLORS.get(method)
+                ax.plot(grid * scale, mean, color=color, label=f"{method.upper()} (n={len(curves)})")
+                ax.fill_between(grid * scale, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+            ax.set_title(f"{task}: {title}", fontsize=10)
+            ax.set_xlabel("students" if kind == "one_step" else "episodes")
+            ax.grid(alpha=0.3)
+        axes[row, 0].legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def runs_from_wandb(project: str, out_dir: Path) -> list[dict]:
+    """Downloads the summaries and histories of a wandb project into ``out_dir`` as local runs."""
+    import wandb
+
+    runs = []
+    for wr in wandb.Api().runs(project):
+        cfg = dict(wr.config)
+        summary = {k: v for k, v in wr.summary.items() if isinstance(v, (int, float, str))}
+        summary.update(task=cfg.get("task", wr.group or "?"), method=cfg.get("method", "?"), seed=cfg.get("seed"))
+        run_dir = out_dir / "wandb_runs" / wr.id
+        scalars = run_dir / "csv" / "scalars"
+        history = wr.history(pandas=False)
+        for metric in {m for panel in PANELS.values() for _, m, _ in panel if m}:
+            rows = [(h["_step"], h[metric]) for h in history if h.get(metric) is not None]
+            if rows:
+                f = scalars / f"{metric}.csv"
+                f.parent.mkdir(parents=True, exist_ok=True)
+                f.write_text("".join(f"{s},{v}\n" for s, v in rows))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "summary.json").write_text(json.dumps(summary))
+        summary["run_dir"] = str(run_dir)
+        runs.append(summary)
+    return runs
+
+
+def report(paths: Sequence[str | Path], out: str | Path, *, wandb_project: str | None = None, title: str | None = None) -> dict:
+    """Builds the figure and tables for the runs under ``paths`` (or a wandb project); returns the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = runs_from_wandb(wandb_project, out) if wandb_project else find_runs(paths)
+    if not runs:
+        raise SystemExit(f"no summary.json found under {list(map(str, paths))}: run a recipe first")
+    groups = group_runs(runs)
+    rows = summarise(groups)
+    figure = plot_comparison(groups, out / "comparison.png")
+    table = out / "table.md"
+    table.write_text((f"# {title}\n\n" if title else "") + markdown_table(rows))
+    (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return {"figure": str(figure.resolve()), "table": str(table.resolve()), "runs": len(runs)}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m msgzoo.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("paths", nargs="*", default=["outputs", "multirun"], help="run folders (searched recursively)")
+    parser.add_argument("--out", default="report", help="where to write comparison.png, table.md, table.json")
+    parser.add_argument("--wandb-project", default=None, help="ENTITY/PROJECT to read instead of local runs (online)")
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args(argv)
+    result = report(args.paths, args.out, wandb_project=args.wandb_project, title=args.title)
+    print(f"{result['runs']} runs")
+    print(f"table: {result['table']}")
+    print(f"figure: {result['figure']}")
+
+
+if __name__ == "__main__":
+    main()

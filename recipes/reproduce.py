@@ -1,0 +1,52 @@
+"""Reproduce a panel of the paper's Figure 2: every method over many seeds, then the comparison report.
+
+    python recipes/reproduce.py recommendation_letter --seeds 15          # Figure 2 (a-c), Figure 3
+    python recipes/reproduce.py reaching_goals --seeds 15                 # Figure 2 (e-g), 3x3
+    python recipes/reproduce.py reaching_goals --seeds 15 --overrides map=5x5 --methods sgoc pgoc
+
+Each method runs as one Hydra multirun over ``seed=0..N-1`` (runs land in ``runs_repro/<name>/<method>``);
+then ``msgzoo.report`` writes ``docs/results/<name>/{comparison.png,table.md,table.json}``.
+Extra Hydra overrides apply to every run (e.g. a budget: ``collector.total_frames=1_000_000``).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from msgzoo.report import report
+
+ROOT = Path(__file__).resolve().parent
+METHODS = ["sgoc", "sg", "pgoc", "pg", "dial"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("task", choices=["recommendation_letter", "reaching_goals"])
+    parser.add_argument("--seeds", type=int, default=15)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides for every run")
+    parser.add_argument("--name", default=None, help="results name (default: the task, plus the overrides)")
+    parser.add_argument("--runs", default="runs_repro", help="where the runs go")
+    parser.add_argument("--docs", default=str(ROOT.parent / "docs" / "results"), help="where the report goes")
+    parser.add_argument("--skip-runs", action="store_true", help="only rebuild the report from existing runs")
+    args = parser.parse_args()
+
+    name = args.name or "_".join([args.task, *[o.replace("=", "-").replace("/", "-") for o in args.overrides]])
+    runs = Path(args.runs) / name
+    if not args.skip_runs:
+        for method in args.methods:
+            cmd = [
+                sys.executable, str(ROOT / f"{method}_{args.task}.py"), "-m",
+                f"seed=range(0,{args.seeds})", "logger.use_wandb=false", "figures=false",
+                f"hydra.sweep.dir={runs / method}", "hydra.sweep.subdir=seed${seed}", *args.overrides,
+            ]
+            print("+", " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+    result = report([runs], Path(args.docs) / name, title=f"{name}: {args.seeds} seeds per method")
+    print(f"table: {result['table']}\nfigure: {result['figure']}")
+
+
+if __name__ == "__main__":
+    main()
