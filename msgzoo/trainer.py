@@ -68,6 +68,9 @@ class Trainer:
         self.checkpoint_interval, self.evaluate = int(checkpoint_interval), evaluate
         self.episode_length, self.device = episode_length, torch.device(device)
         self.iteration, self.frames = 0, 0
+        self.wall_time = 0.0
+        self._reward_sums: torch.Tensor | None = None  # sender, receiver mean step rewards summed since the last log
+        self._reward_batches = 0
         self.checkpoint_path = Path(experiment.run_dir) / "checkpoint.pt"
         self.history: list[dict] = []
 
@@ -158,9 +161,9 @@ class Trainer:
                         self.update_sender(batch, metrics)
                     self.frames += batch.numel()
                     self.iteration += 1
-                    metrics["train/sender_reward"] = batch["next", "sender", "reward"].mean() * self.episode_length
-                    metrics["train/receiver_reward"] = batch["next", "receiver", "reward"].mean() * self.episode_length
+                    self._accumulate_rewards(batch)
                     if self.iteration % self.log_interval == 0 or self.frames >= self.total_frames:
+                        self._reward_metrics(metrics)
                         self._log(metrics, start)
                         last_good = self.state_dict() if self.checkpoint_interval else None
                     if self.checkpoint_interval and self.iteration % self.checkpoint_interval == 0:
@@ -179,6 +182,21 @@ class Trainer:
                 self.exp.close_progress()
         self.wall_time = time.perf_counter() - start
         return self.exp.last_metrics
+
+    def _accumulate_rewards(self, batch: TensorDictBase) -> None:
+        """Sums the batch's mean step rewards (no host sync); :meth:`_reward_metrics` averages them at log time."""
+        step = torch.stack((batch["next", "sender", "reward"].mean(), batch["next", "receiver", "reward"].mean()))
+        self._reward_sums = step if self._reward_sums is None else self._reward_sums + step
+        self._reward_batches += 1
+
+    def _reward_metrics(self, metrics: dict) -> None:
+        """``train/{sender,receiver}_reward``: mean step reward over the batches since the last log, times
+        ``episode_length`` (a return per episode for fixed-length episodes)."""
+        if self._reward_sums is None:
+            return
+        mean = self._reward_sums * (self.episode_length / self._reward_batches)
+        metrics["train/sender_reward"], metrics["train/receiver_reward"] = mean[0], mean[1]
+        self._reward_sums, self._reward_batches = None, 0
 
     def _log(self, metrics: dict, start: float) -> None:
         scalars = {k: v for k, v in metrics.items()}

@@ -27,6 +27,15 @@ from msgzoo.modules.dial import DiscretiseRegulariseUnit, make_dial_receiver, ma
 EULER_GAMMA = 0.5772156649015329
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny networks: one intra-op thread is several times faster than many on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------------------------ sample_gumbel
 
 
@@ -336,3 +345,46 @@ def test_dial_sender_and_receiver():
     torch.testing.assert_close(m, torch.sigmoid(td["sender", "message_logits"]))  # noise_std = 0
     q, a = td["receiver", "action_value"], td["receiver", "action"]
     assert q.shape == (3, 2) and torch.equal(a, torch.nn.functional.one_hot(q.argmax(-1), 2).to(a.dtype))
+
+
+# ------------------------------------------------------------------ every message at once (the fast path)
+
+
+def _each_message(net: ObservationMessageNet, observation: torch.Tensor, k: int, event_dims: int) -> torch.Tensor:
+    """The reference: the net called once per one-hot message, stacked on dim -2."""
+    batch = observation.shape[: observation.ndim - event_dims]
+    outs = [net(observation, torch.eye(k)[i].expand(*batch, k)) for i in range(k)]
+    return torch.stack(outs, dim=-2)
+
+
+@pytest.mark.parametrize("obs_features, hidden, bias", [(0, (), False), (3, (), True), (3, (8, 8), True)])
+def test_forward_all_messages_vector(obs_features, hidden, bias):
+    torch.manual_seed(0)
+    k = 4
+    net = ObservationMessageNet(VectorNet(obs_features + k, 5, hidden=hidden, bias=bias))
+    assert net.supports_all_messages(k)
+    obs = torch.randn(6, 2, obs_features)
+    out = net.forward_all_messages(obs, k)
+    assert out.shape == (6, 2, k, 5)
+    torch.testing.assert_close(out, _each_message(net, obs, k, 1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [0, 2])
+def test_forward_all_messages_grid(channels):
+    torch.manual_seed(0)
+    h, w = 3, 4
+    net = ObservationMessageNet(GridNet(channels + 1, h, w, 2, kernel_size=3, hidden=(8,)), grid_shape=(h, w))
+    assert net.supports_all_messages(h * w) and not net.supports_all_messages(h * w - 1)
+    obs = torch.randn(5, 2, channels, h, w)
+    out = net.forward_all_messages(obs, h * w)
+    assert out.shape == (5, 2, h * w, 2)
+    torch.testing.assert_close(out, _each_message(net, obs, h * w, 3), rtol=1e-5, atol=1e-5)
+
+
+def test_forward_all_messages_fallback_for_other_bodies():
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    net = ObservationMessageNet(body)
+    assert not net.supports_all_messages(3)
+    obs = torch.randn(7, 2)
+    torch.testing.assert_close(net.forward_all_messages(obs, 3), _each_message(net, obs, 3, 1))

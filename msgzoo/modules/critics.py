@@ -8,6 +8,8 @@ from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import ValueOperator
 
+from msgzoo.modules.fast import FastTensorDictModule, FastValueOperator
+
 
 def make_action_value_critic(
     net: nn.Module,
@@ -18,7 +20,7 @@ def make_action_value_critic(
     """The marginal action value ``W(s, .)`` (paper, section 3): ``net(s) -> [|A|]``, one value per
     receiver action, so ``W(s, a) = (W(s, .) * one_hot(a)).sum(-1)`` and every action's value is
     available to the baselines and constraints."""
-    return TensorDictModule(net, in_keys=list(in_keys), out_keys=[out_key])
+    return FastTensorDictModule(net, in_keys=list(in_keys), out_keys=[out_key])
 
 
 def make_value_critic(
@@ -28,4 +30,4 @@ def make_value_critic(
     out_key: NestedKey,
 ) -> ValueOperator:
     """A state-value critic (``net -> [1]``): the receiver's ``V(o, sigma)`` or the PG sender's ``V(s)``."""
-    return ValueOperator(net, in_keys=list(in_keys), out_keys=[out_key])
+    return FastValueOperator(net, in_keys=list(in_keys), out_keys=[out_key])

@@ -12,6 +12,8 @@ from torchrl.data import OneHot
 from torchrl.envs.utils import ExplorationType, exploration_type
 from torchrl.modules import EGreedyModule
 
+from msgzoo.modules.fast import FastTensorDictModule
+
 
 class DiscretiseRegulariseUnit(TensorDictModuleBase):
     """DRU: ``sigmoid(m + noise)`` in training (noise ~ N(0, noise_std^2), stored so a loss can rebuild
@@ -61,7 +63,7 @@ def make_dial_sender(
 ) -> TensorDictSequential:
     """``net(s) -> m`` (one real value per message dimension) followed by the DRU."""
     return TensorDictSequential(
-        TensorDictModule(net, in_keys=list(in_keys), out_keys=[logits_key]),
+        FastTensorDictModule(net, in_keys=list(in_keys), out_keys=[logits_key]),
         DiscretiseRegulariseUnit(noise_std=noise_std, logits_key=logits_key, noise_key=noise_key, message_key=message_key),
     )
 
@@ -96,7 +98,7 @@ def make_dial_receiver(
     """The DIAL receiver: ``Q(o, m, .)`` with greedy one-hot actions.
 
     Wrap it with :func:`dial_exploration` for epsilon-greedy collection."""
-    q = TensorDictModule(net, in_keys=[observation_key, message_key], out_keys=[action_value_key])
+    q = FastTensorDictModule(net, in_keys=[observation_key, message_key], out_keys=[action_value_key])
     return TensorDictSequential(q, GreedyOneHot(action_value_key=action_value_key, action_key=action_key))
 
 

@@ -7,6 +7,8 @@ from torch import nn
 from torch.distributions import OneHotCategorical
 from torchrl.modules import ProbabilisticActor
 
+from msgzoo.modules.fast import FastTensorDictModule
+
 
 def make_receiver_actor(
     net: nn.Module,
@@ -30,7 +32,7 @@ def make_receiver_actor(
         >>> actor(td)["receiver", "action"].shape
         torch.Size([3, 2])
     """
-    module = TensorDictModule(net, in_keys=[observation_key, message_key], out_keys=[logits_key])
+    module = FastTensorDictModule(net, in_keys=[observation_key, message_key], out_keys=[logits_key])
     return ProbabilisticActor(
         module,
         in_keys={"logits": logits_key},

@@ -9,6 +9,7 @@ from torch import nn
 from torchrl.modules import ProbabilisticActor
 from torch.distributions import OneHotCategorical
 
+from msgzoo.modules.fast import FastTensorDictModule
 from msgzoo.modules.gumbel import GumbelMessageSampler
 
 
@@ -58,7 +59,7 @@ def make_signaling_scheme(
     gumbel_key: NestedKey = ("sender", "gumbel"),
 ) -> SignalingScheme:
     """Wraps ``net`` (inputs: the tensors at ``in_keys``; output: one logit per message) as a scheme."""
-    logits_module = TensorDictModule(net, in_keys=list(in_keys), out_keys=[logits_key])
+    logits_module = FastTensorDictModule(net, in_keys=list(in_keys), out_keys=[logits_key])
     sampler = GumbelMessageSampler(logits_key=logits_key, message_key=message_key, gumbel_key=gumbel_key)
     return SignalingScheme(logits_module, sampler)
 

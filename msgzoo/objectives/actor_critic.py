@@ -23,6 +23,8 @@ def make_receiver_a2c_loss(
     reward_key: NestedKey = ("receiver", "reward"),
     value_key: NestedKey = ("receiver", "state_value"),
     log_prob_key: NestedKey = ("receiver", "action_log_prob"),
+    done_key: NestedKey = "done",
+    terminated_key: NestedKey = "terminated",
 ) -> A2CLoss:
     """TorchRL's ``A2CLoss`` on the receiver's keys (paper, section 4.2: the receiver's policy gradient
     with advantage ``A(o, sigma, a)``), with a TD(0) value estimator.
@@ -54,8 +56,8 @@ def make_receiver_a2c_loss(
         sample_log_prob=log_prob_key,
         advantage=(*_prefix(value_key), "advantage"),
         value_target=(*_prefix(value_key), "value_target"),
-        done="done",
-        terminated="terminated",
+        done=done_key,
+        terminated=terminated_key,
     )
     loss.make_value_estimator(TD0Estimator, gamma=gamma, value_network=critic, shifted=False)
     loss.set_keys(value=value_key, reward=reward_key)
@@ -73,6 +75,8 @@ def make_sender_a2c_loss(
     reward_key: NestedKey = ("sender", "reward"),
     value_key: NestedKey = ("sender", "state_value"),
     log_prob_key: NestedKey = ("sender", "message_log_prob"),
+    done_key: NestedKey = "done",
+    terminated_key: NestedKey = "terminated",
 ) -> A2CLoss:
     """The PG baseline (paper, section 4.1): the sender as an ordinary actor-critic whose action is the
     message, ``E[(Q(s, sigma) - V(s)) grad log phi(sigma | s)]``, blind to the receiver's response.
@@ -90,11 +94,13 @@ def make_sender_a2c_loss(
         reward_key=reward_key,
         value_key=value_key,
         log_prob_key=log_prob_key,
+        done_key=done_key,
+        terminated_key=terminated_key,
     )
 
 
 @torch.no_grad()
-def attach_next_message(tensordict: TensorDictBase, scheme: nn.Module) -> TensorDictBase:
+def attach_next_message(tensordict: TensorDictBase, scheme: nn.Module, *, done_key: NestedKey = "done") -> TensorDictBase:
     """Writes the message the scheme sends at the next step into ``("next", ...)``, in place.
 
     The receiver's critic ``V(o', sigma')`` needs it to bootstrap. Within a rollout ``[..., T]`` the next
@@ -106,7 +112,7 @@ def attach_next_message(tensordict: TensorDictBase, scheme: nn.Module) -> Tensor
     fresh = scheme(nxt.select(*scheme.in_keys, strict=False).copy()).get(key)
     if tensordict.ndim >= 2:
         sent = tensordict.get(key)
-        done = tensordict.get(("next", "done")).squeeze(-1)
+        done = tensordict.get(("next", *((done_key,) if isinstance(done_key, str) else done_key))).squeeze(-1)
         # step t's next message is the one sent at t + 1, unless the episode ended (then it's fresh)
         shifted = torch.cat([sent[..., 1:, :], fresh[..., -1:, :]], dim=-2)
         fresh = torch.where(done.unsqueeze(-1), fresh, shifted)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import ProbabilisticTensorDictModule, ProbabilisticTensorDictSequential, TensorDictModule
+from tensordict.nn import (
+    ProbabilisticTensorDictModule,
+    ProbabilisticTensorDictSequential,
+    TensorDictModule,
+    TensorDictSequential,
+)
 from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import OneHotCategorical, SafeModule
@@ -60,8 +65,20 @@ def receiver_probs_all_messages(
     fast = _all_messages_net(receiver, message_key, num_messages)
     if fast is not None:
         net, observation_key = fast
-        logits = net.forward_all_messages(tensordict.get(observation_key), num_messages)
-        return torch.softmax(logits, -1)
+        observation = tensordict.get(observation_key)
+        if torch.is_grad_enabled():
+            return torch.softmax(net.forward_all_messages(observation, num_messages), -1)
+        # Without autograd the result is memoised: the signaling-gradient and obedience losses (and both critics'
+        # TD targets) ask for the same table on the same batch within one sender update.
+        key = (id(net), num_messages, observation._version,
+               tuple((id(p), p._version) for p in net.parameters()))
+        for entry_key, entry_observation, probs, version in _ALL_MESSAGES_MEMO:
+            if entry_observation is observation and entry_key == key and probs._version == version:
+                return probs
+        probs = torch.softmax(net.forward_all_messages(observation, num_messages), -1)
+        _ALL_MESSAGES_MEMO.insert(0, (key, observation, probs, probs._version))
+        del _ALL_MESSAGES_MEMO[_MEMO_SIZE:]
+        return probs
     inputs = tensordict.select(*receiver.in_keys, strict=False).exclude(message_key)
     batch = inputs.batch_size
     expanded = inputs.unsqueeze(-1).expand(*batch, num_messages)
@@ -70,6 +87,13 @@ def receiver_probs_all_messages(
     expanded = expanded.copy()
     expanded.set(message_key, message)
     return receiver.get_dist(expanded).probs
+
+
+#: Recent no-grad ``pi(. | o, every message)`` tables: (key, observation tensor, probs, probs' version). The key holds the ids and
+#: version counters of the net's parameters and of the observation (any in-place change, e.g. an optimizer step,
+#: bumps a version), and the entry holds the observation itself, so an id cannot be reused while it is cached.
+_ALL_MESSAGES_MEMO: list = []
+_MEMO_SIZE = 4
 
 
 def _all_messages_net(receiver: nn.Module, message_key: NestedKey, num_messages: int):
@@ -82,7 +106,8 @@ def _all_messages_net(receiver: nn.Module, message_key: NestedKey, num_messages:
         net = getattr(body, "module", None)
         dist = getattr(head, "distribution_class", None)
         if (
-            type(body) in (TensorDictModule, SafeModule)
+            isinstance(body, (TensorDictModule, SafeModule))
+            and not isinstance(body, TensorDictSequential)
             and isinstance(head, ProbabilisticTensorDictModule)
             and hasattr(net, "forward_all_messages")
             and hasattr(net, "supports_all_messages")

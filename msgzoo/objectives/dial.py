@@ -12,6 +12,7 @@ from torchrl.objectives import LossModule
 from torchrl.objectives.utils import distance_loss
 
 from msgzoo.modules.dial import DiscretiseRegulariseUnit
+from msgzoo.objectives.common import check_reads
 
 
 class DIALLoss(LossModule):
@@ -112,6 +113,7 @@ class DIALLoss(LossModule):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = self.tensor_keys
+        check_reads(self.receiver_network, keys.message, "message", "receiver_network")
         inputs = tensordict.select(*self.receiver_network.in_keys, strict=False).copy()
         inputs.set(keys.message, self._message(tensordict, tensordict.get(keys.noise)))
         q = self._q(inputs, self.receiver_network_params)

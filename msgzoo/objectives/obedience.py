@@ -188,8 +188,8 @@ class ObedienceConstraintLoss(LossModule):
     @staticmethod
     def _pairwise(phi: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         phi, q = phi.reshape(-1, phi.shape[-1]), q.reshape(-1, q.shape[-1])
-        n = phi.shape[0]
-        return (phi * q).mean(0)[:, None] - phi.transpose(0, 1) @ q / n
+        m = phi.transpose(0, 1) @ q / phi.shape[0]  # m[k, l] = mean_t phi(k|s_t) q[t, l]
+        return m.diagonal()[:, None] - m  # the diagonal is an exact zero
 
     def _critic_values(self, tensordict: TensorDictBase) -> torch.Tensor:
         critic = self.critic_network

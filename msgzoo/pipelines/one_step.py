@@ -10,6 +10,7 @@ import time
 import torch
 from omegaconf import DictConfig
 
+from msgzoo.config_validation import validate_config
 from msgzoo.envs import BayesianPersuasionEnv
 from msgzoo.envs.persuasion_games import make_one_step_env
 from msgzoo.evaluation import one_step_evaluator, one_step_tables
@@ -20,6 +21,8 @@ from msgzoo.trainer import Trainer
 
 #: The sender value the issue's speed target counts students up to (the reference reaches 0.64).
 TARGET_SENDER_REWARD = 0.64
+#: ... reached while the receiver does at least this well (the issue's bound for a persuaded receiver).
+RECEIVER_FLOOR = -0.05
 
 
 def make_env(cfg: DictConfig, *, num_envs: int | None = None, seed: int | None = None) -> BayesianPersuasionEnv:
@@ -34,6 +37,7 @@ def make_env(cfg: DictConfig, *, num_envs: int | None = None, seed: int | None =
 
 
 def run(cfg: DictConfig, method: str) -> dict:
+    validate_config(cfg, method=method)  # fail on a typo before anything runs
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
 
@@ -47,7 +51,7 @@ def run(cfg: DictConfig, method: str) -> dict:
 
     # 3. The run: CSV + wandb logs, checkpoints, summary.
     with Experiment(
-        method=method, task=cfg.task, seed=cfg.seed, config=cfg,
+        method=method, task=cfg.task, seed=cfg.seed, config=cfg, run_dir=cfg.get("run_dir"),
         use_wandb=cfg.logger.use_wandb, wandb_mode=cfg.logger.wandb_mode, wandb_project=cfg.logger.project,
     ) as exp:
         trainer = Trainer(
@@ -66,7 +70,15 @@ def run(cfg: DictConfig, method: str) -> dict:
         # 5. Exact evaluation of the final policies and the summary.
         final = one_step_evaluator(env)(agents)
         phi, pi = one_step_tables(env, agents)
-        reached = next((row for row in trainer.history if row.get("eval/sender_reward", -1e9) >= TARGET_SENDER_REWARD), None)
+        # persuasion, not exploitation: the target counts once the receiver is not losing by obeying
+        reached = next(
+            (
+                row for row in trainer.history
+                if row.get("eval/sender_reward", -1e9) >= TARGET_SENDER_REWARD
+                and row.get("eval/receiver_reward", -1e9) >= RECEIVER_FLOOR
+            ),
+            None,
+        )
         summary = {
             "method": method,
             "task": cfg.task,

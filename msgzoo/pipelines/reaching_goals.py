@@ -53,7 +53,7 @@ def run(cfg: DictConfig, method: str) -> dict:
 
     # 3. The run: CSV + wandb logs, checkpoints, summary.
     with Experiment(
-        method=method, task=cfg.task, seed=cfg.seed, config=cfg,
+        method=method, task=cfg.task, seed=cfg.seed, config=cfg, run_dir=cfg.get("run_dir"),
         use_wandb=cfg.logger.use_wandb, wandb_mode=cfg.logger.wandb_mode, wandb_project=cfg.logger.project,
     ) as exp:
         trainer = Trainer(
@@ -97,8 +97,9 @@ def run(cfg: DictConfig, method: str) -> dict:
         if cfg.figures:
             from msgzoo.plotting import reaching_goals_figures
 
+            figure_env = make_env(cfg, num_envs=4, seed=int(cfg.eval.seed))
             figures = reaching_goals_figures(
-                exp.run_dir, trainer.history, agents, eval_env, method=method, horizon=horizon, seed=int(cfg.eval.seed)
+                exp.run_dir, trainer.history, agents, figure_env, horizon=horizon, seed=int(cfg.eval.seed), final=final
             )
             summary["figures"] = {k: str(v) for k, v in figures.items()}
             for name, path in figures.items():

@@ -1,0 +1,137 @@
+"""Checks a recipe's config before anything is built: every error names the field, the value and a fix.
+
+Hydra composes the YAML; this module is the type and range check on top of it, plus the cross-field
+checks a typo can break (a learning rate of 0, a discount of 1.5, an unknown obedience mode, a
+receiver that would read nothing, a CUDA device on a machine without one). It runs in the pipelines
+before the environment is made, so a week of sweeps is not lost to a typo found hours in.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from msgzoo.methods import METHODS
+from msgzoo.objectives.obedience import COUNTERFACTUALS, MODES
+
+
+class ConfigError(ValueError):
+    """A config field with a bad value; the message names the field, the value and the fix."""
+
+
+def _fail(field: str, value: Any, expected: str, fix: str) -> None:
+    raise ConfigError(f"{field}={value!r} is invalid: expected {expected}. Fix: {fix}")
+
+
+def _get(cfg: DictConfig, field: str) -> Any:
+    return OmegaConf.select(cfg, field, default=None)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(cfg: DictConfig, field: str, ok: Callable[[Any], bool], expected: str, example: Any, *, optional: bool = False) -> None:
+    value = _get(cfg, field)
+    if value is None and optional:
+        return
+    if value is None or not ok(value):
+        _fail(field, value, expected, f"set {field}={example} (on the command line or in the recipe's YAML).")
+
+
+def _positive(v) -> bool:
+    return _number(v) and v > 0
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _probability(v) -> bool:
+    return _number(v) and 0 <= v <= 1
+
+
+def check_device(device: Any) -> None:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        _fail("device", device, "a torch device such as 'cpu' or 'cuda'", "set device=cpu or device=cuda.")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        _fail("device", device, "a device this machine has (no CUDA GPU is visible)", "set device=cpu.")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        _fail("device", device, "a device this machine has (MPS is not available)", "set device=cpu.")
+
+
+def validate_config(cfg: DictConfig, *, method: str) -> None:
+    """Raises :class:`ConfigError` on the first bad field of a one-step or Reaching Goals config."""
+    if method not in METHODS:
+        _fail("method", method, f"one of {METHODS}", "run one of the recipes in recipes/ (python -m msgzoo --help).")
+    _check(cfg, "seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer", 0)
+    _check(cfg, "threads", _positive_int, "a positive integer", 1)
+    check_device(_get(cfg, "device"))
+    resume = _get(cfg, "resume")
+    if resume is not None and not Path(str(resume)).is_file():
+        _fail("resume", resume, "the path of an existing checkpoint.pt", "point resume= at <run_dir>/checkpoint.pt, or drop it.")
+
+    _check(cfg, "env.num_envs", _positive_int, "a positive integer (environments played in parallel)", 64)
+    if _get(cfg, "env.height") is not None:  # Reaching Goals
+        for side in ("env.height", "env.width"):
+            _check(cfg, side, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "an integer >= 2 (cells)", 3)
+        _check(cfg, "env.horizon", _positive_int, "a positive number of steps", 50)
+        _check(cfg, "env.steps_per_batch", _positive_int, "a positive number of steps per env per batch", 8)
+        for amp in ("env.reward_amplifier", "env.punish_amplifier"):
+            _check(cfg, amp, lambda v: _number(v) and v >= 0, "a finite non-negative number", 1.0)
+        items = _get(cfg, "env.receiver_observes")
+        allowed = ("position", "goal")
+        if items is None or isinstance(items, str) or any(i not in allowed for i in items):
+            _fail("env.receiver_observes", items, f"a list drawn from {list(allowed)}",
+                  "use env.receiver_observes=[] (message only), [position] or [position,goal].")
+        _check(cfg, "collector.total_episodes", _positive_int, "a positive number of episodes", 100000, optional=True)
+        _check(cfg, "collector.total_frames", _positive_int, "a positive number of env steps", 5000000, optional=True)
+        if _get(cfg, "collector.total_episodes") is None and _get(cfg, "collector.total_frames") is None:
+            _fail("collector.total_episodes", None, "a budget", "set collector.total_episodes=100000.")
+        _check(cfg, "eval.episodes", _positive_int, "a positive number of evaluation episodes", 1000, optional=True)
+    else:  # one-step persuasion
+        k = _get(cfg, "env.num_messages")
+        if not (isinstance(k, int) and not isinstance(k, bool) and k >= 2):
+            _fail("env.num_messages", k, "an integer >= 2: the receiver reads one-hot messages of this size",
+                  "set env.num_messages=2 (or the number of receiver actions).")
+        prior, us, ur = (_get(cfg, f"env.{f}") for f in ("prior", "sender_utility", "receiver_utility"))
+        if prior is not None and (us is None or ur is None):
+            _fail("env.sender_utility" if us is None else "env.receiver_utility", None,
+                  "both utility matrices when env.prior is given", "give env.sender_utility=[[..]] and env.receiver_utility=[[..]].")
+        if prior is None:
+            from msgzoo.envs.persuasion_games import ONE_STEP_GAMES
+
+            game = _get(cfg, "env.game")
+            if game not in ONE_STEP_GAMES:
+                _fail("env.game", game, f"one of {sorted(ONE_STEP_GAMES)}", "pick a registered game or give env.prior and the utilities.")
+        _check(cfg, "collector.total_frames", _positive_int, "a positive number of students (env steps)", 5000000)
+
+    for lr in ("optim.signaling_lr", "optim.sender_critic_lr", "optim.receiver_actor_lr", "optim.receiver_critic_lr"):
+        _check(cfg, lr, _positive, "a positive learning rate", 1e-3)
+    _check(cfg, "optim.max_grad", _positive, "a positive gradient clamp", 1.0)
+    for gamma in ("loss.sender_gamma", "loss.receiver_gamma"):
+        _check(cfg, gamma, _probability, "a discount in [0, 1]", 0.99)
+    _check(cfg, "loss.lagrange_multiplier", lambda v: _number(v) and v >= 0, "lambda >= 0", 5.0)
+    _check(cfg, "loss.epsilon", _number, "a finite constraint right-hand side", 0.0)
+    _check(cfg, "loss.receiver_coeff", _number, "a finite weight", 2.0)
+    _check(cfg, "loss.obedience_mode", lambda v: v in MODES, f"one of {MODES}", "lagrangian")
+    _check(cfg, "loss.counterfactual", lambda v: v in COUNTERFACTUALS, f"one of {COUNTERFACTUALS}", "uniform")
+    _check(cfg, "loss.dual_lr", _positive, "a positive dual step", 0.01)
+    _check(cfg, "loss.target_tau", lambda v: _number(v) and 0 < v <= 1, "a soft-update weight in (0, 1]", 0.02)
+    for coeff in ("loss.receiver_entropy_coeff", "loss.sender_entropy_coeff"):
+        _check(cfg, coeff, lambda v: _number(v) and v >= 0, "a non-negative coefficient", 0.0)
+    if method == "dial":
+        _check(cfg, "dial.noise_std", lambda v: _number(v) and v >= 0, "a non-negative noise scale", 0.5)
+        _check(cfg, "dial.lr", _positive, "a positive learning rate", 3e-4)
+        for eps in ("dial.eps_init", "dial.eps_end"):
+            _check(cfg, eps, _probability, "an exploration rate in [0, 1]", 0.05)
+        _check(cfg, "dial.annealing_frames", _positive_int, "a positive number of env steps", 1000000)
+    _check(cfg, "logger.log_interval", _positive_int, "a positive number of batches", 20)
+    _check(cfg, "logger.checkpoint_interval", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+           "a number of batches >= 0 (0: only at the end)", 0)
+    _check(cfg, "logger.wandb_mode", lambda v: v in ("offline", "online", "disabled"), "offline, online or disabled", "offline")

@@ -1,0 +1,199 @@
+"""Figures of a training run: learning curves, the learned signaling scheme, an animated episode.
+
+Used by the Reaching Goals pipeline (``figures=true``); every function also works on its own::
+
+    from msgzoo.plotting import plot_learning_curves, plot_scheme_heatmaps, save_episode_gif
+    plot_learning_curves(trainer.history, "curves.png", horizon=50)
+    plot_scheme_heatmaps(method, env, "scheme.png")
+    save_episode_gif(method, env, "episode.gif")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tensordict import TensorDictBase
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+from msgzoo.envs.rendering import plot_signaling_scheme, render_frame
+
+__all__ = [
+    "plot_learning_curves",
+    "plot_scheme_heatmaps",
+    "reaching_goals_figures",
+    "save_episode_gif",
+    "scheme_distribution",
+]
+
+CURVES = (
+    ("train/sender_reward", "sender $r^i$", "tab:red"),
+    ("train/receiver_reward", "receiver $r^j$", "tab:green"),
+    (None, "welfare $r^i + r^j$", "tab:blue"),
+)
+
+
+def _matplotlib():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what there is)."""
+    if window <= 1 or values.size == 0:
+        return values
+    c = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, values.size + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def plot_learning_curves(
+    history: Sequence[dict],
+    path: str | Path,
+    *,
+    horizon: int = 50,
+    title: str | None = None,
+    smooth: int | None = None,
+    final: dict | None = None,
+) -> Path:
+    """Sender, receiver and welfare returns per episode vs episodes, from a :class:`~msgzoo.trainer.Trainer`'s
+    ``history`` (rows with ``frames``, ``train/sender_reward``, ``train/receiver_reward``, the latter already per
+    episode). Raw values are drawn faintly, a moving average (``smooth`` points, default ~2% of the run) on top;
+    ``final`` (e.g. ``{"sender_return": ..., "receiver_return": ...}``) adds the final evaluation as markers."""
+    plt = _matplotlib()
+    rows = [r for r in history if "train/sender_reward" in r and "train/receiver_reward" in r]
+    episodes = np.array([r["frames"] / horizon for r in rows], dtype=np.float64)
+    sender = np.array([r["train/sender_reward"] for r in rows], dtype=np.float64)
+    receiver = np.array([r["train/receiver_reward"] for r in rows], dtype=np.float64)
+    series = {CURVES[0][0]: sender, CURVES[1][0]: receiver, None: sender + receiver}
+    window = smooth if smooth is not None else max(1, len(rows) // 50)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for key, label, color in CURVES:
+        y = series[key]
+        if y.size:
+            ax.plot(episodes, y, color=color, alpha=0.2, lw=0.8)
+            ax.plot(episodes, _smooth(y, window), color=color, lw=2.0, label=label)
+    if final is not None and episodes.size:
+        x = episodes[-1]
+        s, r = final.get("sender_return"), final.get("receiver_return")
+        for value, color in ((s, "tab:red"), (r, "tab:green"), (None if s is None or r is None else s + r, "tab:blue")):
+            if value is not None:
+                ax.plot([x], [value], marker="D", color=color, ms=7, mec="black", zorder=5)
+        ax.plot([], [], ls="", marker="D", color="gray", mec="black", label="final evaluation")
+    ax.axhline(0.0, color="gray", lw=0.6)
+    ax.set_xlabel("episode")
+    ax.set_ylabel("return per episode")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+@torch.no_grad()
+def scheme_distribution(method, tensordict: TensorDictBase) -> tuple[torch.Tensor, str]:
+    """What the sender sends on ``tensordict``'s states, one row per state: ``phi(. | s)`` for a signaling
+    scheme (softmax of its logits), or the noise-free DRU output ``sigmoid(m(s))`` for DIAL's real-valued
+    message. Returns the ``[N, num_messages]`` tensor and a label."""
+    from msgzoo.objectives.common import logits_module_of
+
+    if method.name == "dial":
+        sender = method.scheme
+        first = sender.module[0] if hasattr(sender, "module") else sender
+        td = first(tensordict.select(*first.in_keys, strict=False).copy())
+        return torch.sigmoid(td.get(first.out_keys[0])), "DRU message sigmoid(m(s))"
+    module = logits_module_of(method.scheme)
+    td = module(tensordict.select(*module.in_keys, strict=False).copy())
+    return torch.softmax(td.get(module.out_keys[0]), -1), "phi(message | s)"
+
+
+def plot_scheme_heatmaps(method, env, path: str | Path, *, num_states: int = 4, seed: int = 0) -> Path:
+    """The learned signaling scheme on ``num_states`` states drawn by ``env.reset()`` (Reaching Goals): one
+    heatmap over the grid per state, with the receiver (blue circle) and the apples (red: sender's, green:
+    receiver's) marked (:func:`msgzoo.envs.rendering.plot_signaling_scheme`)."""
+    plt = _matplotlib()
+    env.set_seed(seed)
+    td = env.reset()
+    n = min(num_states, td.batch_size[0])
+    probs, label = scheme_distribution(method, td[:n])
+    states = td.get(("sender", "state"))[:n]
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.2), squeeze=False)
+    for i in range(n):
+        plot_signaling_scheme(probs[i], env.height, env.width, ax=axes[0, i], state=states[i], title=f"state {i}")
+    fig.suptitle(f"{method.name}: {label}  (circle: receiver, red: sender's apple, green: receiver's apple)",
+                 fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _caption(frame: np.ndarray, text: str) -> np.ndarray:
+    """``frame`` with a white strip of ``text`` on top (PIL's default font)."""
+    from PIL import Image, ImageDraw
+
+    strip = 30
+    img = Image.new("RGB", (frame.shape[1], frame.shape[0] + strip), (255, 255, 255))
+    img.paste(Image.fromarray(frame), (0, strip))
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(text.split("\n")[:2]):
+        draw.text((3, 2 + 13 * i), line, fill=(0, 0, 0))
+    return np.asarray(img)
+
+
+@torch.no_grad()
+def save_episode_gif(
+    method, env, path: str | Path, *, index: int = 0, cell_px: int = 64, fps: int = 4, deterministic: bool = False,
+    seed: int = 0,
+) -> Path:
+    """An animated GIF of one full episode (environment ``index`` of ``env``) under the trained policies.
+
+    Each frame shows the state before the step (receiver: blue disc; red / green apples) and the message sent in
+    it (yellow frame: the "fake apple"), with the step and both agents' returns so far."""
+    import imageio.v2 as imageio
+
+    env.set_seed(seed)
+    kind = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
+    with set_exploration_type(kind):
+        rollout = env.rollout(env.horizon, method.policy, break_when_any_done=False)
+    traj = rollout[index]
+    states = traj.get(("sender", "state"))
+    messages = traj.get(("sender", "message"))
+    r_s = traj.get(("next", "sender", "reward")).reshape(-1).cumsum(0)
+    r_r = traj.get(("next", "receiver", "reward")).reshape(-1).cumsum(0)
+    frames = []
+    for t in range(states.shape[0]):
+        img = render_frame(states[t], env.height, env.width, message_cell=int(messages[t].argmax()), cell_px=cell_px)
+        text = f"{method.name}  t={t + 1}/{states.shape[0]}\nsender {float(r_s[t]):.0f}  receiver {float(r_r[t]):.0f}"
+        frames.append(_caption(img, text))
+    path = Path(path)
+    imageio.mimsave(path, frames, duration=1.0 / fps, loop=0)
+    return path
+
+
+def reaching_goals_figures(
+    run_dir: str | Path, history: Sequence[dict], method, env, *, horizon: int = 50, seed: int = 0,
+    final: dict | None = None,
+) -> dict[str, Path]:
+    """Writes ``learning_curves.png``, ``signaling_scheme.png`` and ``episode.gif`` into ``run_dir/figures``;
+    returns their paths by name."""
+    out = Path(run_dir) / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{method.name} on Reaching Goals {env.height}x{env.width}"
+    return {
+        "learning_curves": plot_learning_curves(history, out / "learning_curves.png", horizon=horizon, title=title,
+                                                final=final).resolve(),
+        "signaling_scheme": plot_scheme_heatmaps(method, env, out / "signaling_scheme.png", seed=seed).resolve(),
+        "episode_gif": save_episode_gif(method, env, out / "episode.gif", seed=seed).resolve(),
+    }

@@ -1,0 +1,32 @@
+"""Shared fixtures: compose a recipe's Hydra config in-process (no subprocess start-up per test)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "recipes"
+
+
+@pytest.fixture
+def recipe_config():
+    """``recipe_config(name, *overrides) -> DictConfig`` for ``recipes/config/<name>.yaml``."""
+
+    def make(name: str, *overrides: str):
+        with initialize_config_dir(config_dir=str(RECIPES / "config"), version_base="1.3"):
+            return compose(config_name=name, overrides=list(overrides))
+
+    return make
+
+
+def run_recipe(script: str, *overrides: str, cwd: Path, timeout: int = 300):
+    """Runs ``recipes/<script>`` as a user would; returns the completed process."""
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, str(RECIPES / script), *overrides],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    )
