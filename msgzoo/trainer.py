@@ -5,6 +5,8 @@ receiver, collect another and update the sender. DIAL trains both from every bat
 """
 from __future__ import annotations
 
+import copy
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -81,8 +83,9 @@ class Trainer:
         loss.backward()
         for group in opt.param_groups:
             torch.nn.utils.clip_grad_value_(group["params"], self.max_grad)
-        if self.iteration % self.log_interval == 0:
-            check_finite({f"{name}_loss": loss}, self.method.modules())
+        if (self.iteration + 1) % self.log_interval == 0:  # the batch whose state is kept as "last good"
+            losses = {k: v for k, v in metrics.items() if "/loss_" in k} or {f"{name}_loss": loss}
+            check_finite(losses, self.method.modules())
         opt.step()
 
     def update_receiver(self, batch: TensorDictBase, metrics: dict) -> None:
@@ -113,8 +116,14 @@ class Trainer:
             "policy": self.method.policy.state_dict(),
             "losses": {k: v.state_dict() for k, v in self.method.modules().items() if k.startswith("loss_")},
             "optimizers": {k: v.state_dict() for k, v in self.method.optimizers.items()},
-            "rng": rng_state(),
+            "rng": rng_state(self._generators()),
+            # the collector's pending inputs (the next batch's first observations) make a resume exact
+            "carrier": self._collector._carrier.clone() if getattr(self, "_collector", None) is not None else None,
         }
+
+    def _generators(self) -> dict:
+        gen = getattr(self.env, "_generator", None)
+        return {"env": gen} if isinstance(gen, torch.Generator) else {}
 
     def load_state_dict(self, state: dict) -> None:
         self.iteration, self.frames = state["iteration"], state["frames"]
@@ -124,7 +133,9 @@ class Trainer:
             modules[k].load_state_dict(v)
         for k, v in state["optimizers"].items():
             self.method.optimizers[k].load_state_dict(v)
-        set_rng_state(state["rng"])
+        # RNG states and the collector's carrier are restored once the collector exists (its start resets
+        # the env and may draw random numbers)
+        self._pending_restore = state
 
     def save(self) -> Path:
         return save_checkpoint(self.checkpoint_path, self.state_dict())
@@ -142,13 +153,22 @@ class Trainer:
             self.env,
             self.method.policy,
             frames_per_batch=self.frames_per_batch,
-            total_frames=remaining,
+            total_frames=math.ceil(remaining / self.frames_per_batch) * self.frames_per_batch,  # whole batches
             device=self.device,
+            auto_register_policy_transforms=False,  # the policy needs no env transform
         )
+        self._collector = collector
+        pending = getattr(self, "_pending_restore", None)
+        if pending is not None:
+            set_rng_state(pending["rng"], self._generators())
+            if pending.get("carrier") is not None:
+                collector._carrier.update_(pending["carrier"].to(collector._carrier.device))
+            self._pending_restore = None
         pbar = self.exp.progress(total=self.total_frames, desc=self.exp.run_name)
         pbar.update(self.frames)
         self._shown = self.frames
         start, last_good = time.perf_counter(), None
+        latest: dict = {}  # the newest value of every metric, from both phases
         with GracefulInterrupt() as interrupt:
             try:
                 for batch in collector:
@@ -162,10 +182,12 @@ class Trainer:
                     self.frames += batch.numel()
                     self.iteration += 1
                     self._accumulate_rewards(batch)
+                    latest.update(metrics)
                     if self.iteration % self.log_interval == 0 or self.frames >= self.total_frames:
-                        self._reward_metrics(metrics)
-                        self._log(metrics, start)
-                        last_good = self.state_dict() if self.checkpoint_interval else None
+                        self._reward_metrics(latest)
+                        self._log(latest, start)
+                        # a copy (state_dict() holds live tensors): what is saved if a NaN appears later
+                        last_good = copy.deepcopy(self.state_dict())
                     if self.checkpoint_interval and self.iteration % self.checkpoint_interval == 0:
                         self.save()
                     if interrupt.requested:
@@ -179,6 +201,7 @@ class Trainer:
                 raise
             finally:
                 collector.shutdown()
+                self._collector = None
                 self.exp.close_progress()
         self.wall_time = time.perf_counter() - start
         return self.exp.last_metrics

@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from msgzoo.report import report
+from msgzoo.figures import plot_languages
+from msgzoo.report import find_runs, report
 
 ROOT = Path(__file__).resolve().parent
 METHODS = ["sgoc", "sg", "pgoc", "pg", "dial"]
@@ -46,6 +47,10 @@ def main() -> None:
             subprocess.run(cmd, check=True)
     result = report([runs], Path(args.docs) / name, title=f"{name}: {args.seeds} seeds per method")
     print(f"table: {result['table']}\nfigure: {result['figure']}")
+    if args.task == "recommendation_letter" and (runs / "sgoc").exists():
+        # Figure 3: SGOC's seeds split into two mirrored languages
+        languages = plot_languages(find_runs([runs / "sgoc"]), Path(args.docs) / name / "figure3_languages.png")
+        print(f"languages (seeds): {languages}")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,9 @@ def make_receiver_a2c_loss(
         done=done_key,
         terminated=terminated_key,
     )
-    loss.make_value_estimator(TD0Estimator, gamma=gamma, value_network=critic, shifted=False)
+    # deactivate_vmap: the critic runs on the batch and on "next" as two plain calls (functorch vmap of these small
+    # nets costs more than the nets on CPU); same values.
+    loss.make_value_estimator(TD0Estimator, gamma=gamma, value_network=critic, shifted=False, deactivate_vmap=True)
     loss.set_keys(value=value_key, reward=reward_key)
     return loss
 

@@ -15,6 +15,7 @@ from torch import nn
 from torchrl.modules import OneHotCategorical, SafeModule
 from torchrl.objectives.utils import distance_loss
 
+from msgzoo.modules.gumbel import GumbelMessageSampler
 from msgzoo.modules.signaling_scheme import SignalingScheme
 
 
@@ -38,13 +39,57 @@ def check_reads(module: nn.Module, key: NestedKey, what: str, module_name: str) 
 
 
 def scheme_logits(scheme: TensorDictModule, tensordict: TensorDictBase, logits_key: NestedKey) -> torch.Tensor:
+    memo_key = inputs = None
+    if not torch.is_grad_enabled() and _deterministic(scheme):
+        # Without autograd the logits are memoised (both critics' TD targets read phi(. | s') of one batch).
+        inputs = [tensordict.get(k, None) for k in scheme.in_keys]
+        if all(isinstance(t, torch.Tensor) for t in inputs):
+            memo_key = ("scheme", id(scheme), logits_key, _versions(inputs), _versions(scheme.parameters()))
+            hit = _memo_get(memo_key, inputs)
+            if hit is not None:
+                return hit
     td = scheme(tensordict.select(*scheme.in_keys, strict=False).copy())
     if logits_key not in td.keys(include_nested=True):
         raise KeyError(
             f"The signaling scheme did not write {logits_key!r}: set the loss's logits key with "
             f"set_keys(logits=...) to the scheme's output key {scheme.out_keys}."
         )
-    return td.get(logits_key)
+    logits = td.get(logits_key)
+    if memo_key is not None:
+        _memo_put(memo_key, inputs, logits)
+    return logits
+
+
+# -- a small memo of no-grad results, shared by the losses of one update -------------------------------------
+#: Entries: (key, input tensors, output, output version). A key holds the ids and version counters of the module's
+#: parameters and of its inputs (any in-place change, e.g. an optimizer step, bumps a version); an entry holds its
+#: inputs, so their ids cannot be reused while it is cached; an output changed in place is not served again.
+_MEMO: list = []
+_MEMO_SIZE = 6
+
+
+def _versions(tensors) -> tuple:
+    return tuple((id(t), t._version) for t in tensors)
+
+
+def _memo_get(key, inputs):
+    for entry_key, entry_inputs, out, version in _MEMO:
+        if entry_key == key and all(a is b for a, b in zip(entry_inputs, inputs)) and out._version == version:
+            return out
+    return None
+
+
+def _memo_put(key, inputs, out) -> None:
+    _MEMO.insert(0, (key, list(inputs), out, out._version))
+    del _MEMO[_MEMO_SIZE:]
+
+
+def _deterministic(module: nn.Module) -> bool:
+    """No dropout in training mode, no sampler: the same inputs and parameters give the same output."""
+    return not any(
+        (isinstance(m, nn.modules.dropout._DropoutNd) and m.training) or isinstance(m, GumbelMessageSampler)
+        for m in module.modules()
+    )
 
 
 def receiver_dist(receiver: nn.Module, tensordict: TensorDictBase):
@@ -66,18 +111,15 @@ def receiver_probs_all_messages(
     if fast is not None:
         net, observation_key = fast
         observation = tensordict.get(observation_key)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or not _deterministic(net):
             return torch.softmax(net.forward_all_messages(observation, num_messages), -1)
         # Without autograd the result is memoised: the signaling-gradient and obedience losses (and both critics'
         # TD targets) ask for the same table on the same batch within one sender update.
-        key = (id(net), num_messages, observation._version,
-               tuple((id(p), p._version) for p in net.parameters()))
-        for entry_key, entry_observation, probs, version in _ALL_MESSAGES_MEMO:
-            if entry_observation is observation and entry_key == key and probs._version == version:
-                return probs
-        probs = torch.softmax(net.forward_all_messages(observation, num_messages), -1)
-        _ALL_MESSAGES_MEMO.insert(0, (key, observation, probs, probs._version))
-        del _ALL_MESSAGES_MEMO[_MEMO_SIZE:]
+        key = ("all_messages", id(net), num_messages, _versions([observation]), _versions(net.parameters()))
+        probs = _memo_get(key, [observation])
+        if probs is None:
+            probs = torch.softmax(net.forward_all_messages(observation, num_messages), -1)
+            _memo_put(key, [observation], probs)
         return probs
     inputs = tensordict.select(*receiver.in_keys, strict=False).exclude(message_key)
     batch = inputs.batch_size
@@ -87,13 +129,6 @@ def receiver_probs_all_messages(
     expanded = expanded.copy()
     expanded.set(message_key, message)
     return receiver.get_dist(expanded).probs
-
-
-#: Recent no-grad ``pi(. | o, every message)`` tables: (key, observation tensor, probs, probs' version). The key holds the ids and
-#: version counters of the net's parameters and of the observation (any in-place change, e.g. an optimizer step,
-#: bumps a version), and the entry holds the observation itself, so an id cannot be reused while it is cached.
-_ALL_MESSAGES_MEMO: list = []
-_MEMO_SIZE = 4
 
 
 def _all_messages_net(receiver: nn.Module, message_key: NestedKey, num_messages: int):

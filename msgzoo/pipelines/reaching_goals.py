@@ -6,6 +6,8 @@ the learned signaling scheme, an episode GIF). The last printed line is ``summar
 """
 from __future__ import annotations
 
+import time
+
 import torch
 from omegaconf import DictConfig
 
@@ -67,7 +69,9 @@ def run(cfg: DictConfig, method: str) -> dict:
 
         # 4. Training: alternate receiver and sender updates on fresh batches of num_envs x steps_per_batch
         #    steps (DIAL: one joint update per batch). Train curves are mean step rewards x horizon.
+        cpu_start = time.process_time()
         trainer.train()
+        cpu_time = time.process_time() - cpu_start  # this process's CPU time (the wall time counts other loads too)
         trainer.save()
 
         # 5. Evaluation of the final policies: eval.episodes full episodes on a separate env, and the summary.
@@ -85,6 +89,8 @@ def run(cfg: DictConfig, method: str) -> dict:
             "env_steps": trainer.frames,
             "wall_time_s": trainer.wall_time,
             "env_steps_per_s": trainer.frames / max(trainer.wall_time, 1e-9),
+            "cpu_time_s": cpu_time,
+            "env_steps_per_cpu_s": trainer.frames / max(cpu_time, 1e-9),
             "eval_episodes": eval_env.num_envs,
             **final,
             "episodes_to_target": reached["frames"] / horizon if reached else None,
