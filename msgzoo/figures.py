@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from msgzoo.report import find_runs, read_curve
+from msgzoo.report import find_runs, read_curve, save_figure
 
 #: Figure 3's panels: (curve metric, title). States 0 = weak, 1 = strong; actions 1 = hire.
 LANGUAGE_PANELS = [
@@ -47,11 +47,7 @@ def plot_languages(runs: Sequence[dict], path: str | Path) -> dict:
     for lang, color in (("A", "#d62728"), ("B", "#1f77b4")):
         axes[0].plot([], [], color=color, label=f"{lang} seeds ({len(groups[lang])})")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return {k: sorted(v) for k, v in groups.items()}
 
 
@@ -90,12 +86,7 @@ def plot_honesty_heatmap(runs: Sequence[dict], path: str | Path) -> Path:
                         color="white" if grid[i, j] < 0.6 else "black")
     fig.colorbar(im, ax=ax, label="honesty")
     ax.set_title("SGOC honesty over epsilon x lambda")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 try:  # the sweep draws its heatmap when the multirun ends (a Hydra callback)

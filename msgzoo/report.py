@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -165,6 +164,13 @@ def plot_comparison(groups: dict[tuple[str, str], list[dict]], path: str | Path,
             ax.set_xlabel("students" if kind == "one_step" else "episodes")
             ax.grid(alpha=0.3)
         axes[row, 0].legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lays out, writes (creating the folder) and closes a matplotlib figure; returns its path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

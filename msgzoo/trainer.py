@@ -18,6 +18,7 @@ from torchrl.collectors import Collector
 from msgzoo.checkpoint import GracefulInterrupt, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from msgzoo.experiment import Experiment
 from msgzoo.methods import Method
+from msgzoo.modules.fast import fuse_policy
 from msgzoo.nan_guard import NonFiniteError, check_finite
 from msgzoo.objectives import attach_next_message
 
@@ -149,9 +150,12 @@ class Trainer:
         remaining = self.total_frames - self.frames
         if remaining <= 0:
             return self.exp.last_metrics
+        # The standard scheme + receiver sequence collects through an equivalent fused module (same networks, same
+        # keys and random draws, less per-step overhead); any other policy is used as it is.
+        policy = fuse_policy(self.method.policy) or self.method.policy
         collector = Collector(
             self.env,
-            self.method.policy,
+            policy,
             frames_per_batch=self.frames_per_batch,
             total_frames=math.ceil(remaining / self.frames_per_batch) * self.frames_per_batch,  # whole batches
             device=self.device,

@@ -8,7 +8,15 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
 
-from msgzoo.envs.common import as_float_tensor, check_one_hot, done_spec, make_generator, require
+from msgzoo.envs.common import (
+    agent_reward_spec,
+    as_float_tensor,
+    check_one_hot,
+    done_spec,
+    make_generator,
+    require,
+    signaling_action_spec,
+)
 
 
 class BayesianPersuasionEnv(EnvBase):
@@ -105,22 +113,8 @@ class BayesianPersuasionEnv(EnvBase):
             receiver=Composite(observation=Unbounded(shape=(n, 0), device=d), shape=(n,)),
             shape=(n,),
         )
-        self.action_spec = Composite(
-            sender=Composite(
-                message=OneHot(self.num_messages, shape=(n, self.num_messages), device=d, dtype=torch.float32),
-                shape=(n,),
-            ),
-            receiver=Composite(
-                action=OneHot(self.num_actions, shape=(n, self.num_actions), device=d, dtype=torch.float32),
-                shape=(n,),
-            ),
-            shape=(n,),
-        )
-        self.reward_spec = Composite(
-            sender=Composite(reward=Unbounded(shape=(n, 1), device=d), shape=(n,)),
-            receiver=Composite(reward=Unbounded(shape=(n, 1), device=d), shape=(n,)),
-            shape=(n,),
-        )
+        self.action_spec = signaling_action_spec(n, self.num_messages, self.num_actions, d)
+        self.reward_spec = agent_reward_spec(n, d)
         self.done_spec = done_spec(n, d)
 
     # Every step is a whole episode, so a reset always draws a fresh state for every game.

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torchrl.data import Categorical, Composite
+from torchrl.data import Categorical, Composite, OneHot, Unbounded
 
 
 def require(condition: bool, name: str, value: Any, expected: str) -> None:
@@ -43,3 +43,27 @@ def done_spec(num_envs: int, device: torch.device) -> Composite:
     """Root-level ``done`` / ``terminated`` / ``truncated`` flags, ``[num_envs, 1]`` booleans."""
     flag = Categorical(2, shape=(num_envs, 1), dtype=torch.bool, device=device)
     return Composite(done=flag, terminated=flag.clone(), truncated=flag.clone(), shape=(num_envs,), device=device)
+
+
+def signaling_action_spec(num_envs: int, num_messages: int, num_actions: int, device: torch.device) -> Composite:
+    """The joint action of a signaling game: the sender's one-hot message and the receiver's one-hot action."""
+    n = num_envs
+    return Composite(
+        sender=Composite(
+            message=OneHot(num_messages, shape=(n, num_messages), device=device, dtype=torch.float32), shape=(n,)
+        ),
+        receiver=Composite(
+            action=OneHot(num_actions, shape=(n, num_actions), device=device, dtype=torch.float32), shape=(n,)
+        ),
+        shape=(n,),
+    )
+
+
+def agent_reward_spec(num_envs: int, device: torch.device) -> Composite:
+    """``("sender", "reward")`` and ``("receiver", "reward")``, ``[num_envs, 1]`` each."""
+    n = num_envs
+    return Composite(
+        sender=Composite(reward=Unbounded(shape=(n, 1), device=device), shape=(n,)),
+        receiver=Composite(reward=Unbounded(shape=(n, 1), device=device), shape=(n,)),
+        shape=(n,),
+    )

@@ -17,10 +17,17 @@ from typing import Sequence
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Binary, Bounded, Categorical, Composite, OneHot, Unbounded
+from torchrl.data import Binary, Bounded, Categorical, Composite
 from torchrl.envs import EnvBase
 
-from msgzoo.envs.common import check_one_hot, done_spec, make_generator, require
+from msgzoo.envs.common import (
+    agent_reward_spec,
+    check_one_hot,
+    done_spec,
+    make_generator,
+    require,
+    signaling_action_spec,
+)
 
 #: Receiver moves, in the order of the one-hot action: up, down, left, right (as (d_row, d_col)).
 MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
@@ -197,22 +204,8 @@ class ReachingGoalsEnv(EnvBase):
             step_count=Bounded(0, self._horizon, shape=(n, 1), device=d, dtype=torch.int64),
             shape=(n,),
         )
-        self.action_spec = Composite(
-            sender=Composite(
-                message=OneHot(self.num_messages, shape=(n, self.num_messages), device=d, dtype=torch.float32),
-                shape=(n,),
-            ),
-            receiver=Composite(
-                action=OneHot(self.num_actions, shape=(n, self.num_actions), device=d, dtype=torch.float32),
-                shape=(n,),
-            ),
-            shape=(n,),
-        )
-        self.reward_spec = Composite(
-            sender=Composite(reward=Unbounded(shape=(n, 1), device=d), shape=(n,)),
-            receiver=Composite(reward=Unbounded(shape=(n, 1), device=d), shape=(n,)),
-            shape=(n,),
-        )
+        self.action_spec = signaling_action_spec(n, self.num_messages, self.num_actions, d)
+        self.reward_spec = agent_reward_spec(n, d)
         self.done_spec = done_spec(n, d)
 
     # ------------------------------------------------------------------ helpers

@@ -1,7 +1,6 @@
 """The receiver's action policy pi_theta(a | o, sigma) as a TorchRL ``ProbabilisticActor``."""
 from __future__ import annotations
 
-from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
 from torch.distributions import OneHotCategorical

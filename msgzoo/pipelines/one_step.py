@@ -5,7 +5,6 @@ and the summary (``summary.json``; the last printed line is ``summary: <path>``)
 """
 from __future__ import annotations
 
-import time
 
 import torch
 from omegaconf import DictConfig
