@@ -63,3 +63,27 @@ def test_recipe_fails_fast_from_the_command_line(tmp_path):
     assert proc.returncode != 0
     assert "optim.signaling_lr=-1 is invalid" in proc.stderr and "Fix:" in proc.stderr
     assert not list(tmp_path.rglob("checkpoint.pt"))  # nothing was trained
+
+
+BAD_REACHING_GOALS = [
+    ("env.height=1", "env.height=1"),
+    ("env.receiver_observes=[colour]", "env.receiver_observes="),
+    ("collector.total_episodes=0", "collector.total_episodes=0"),
+    ("env.steps_per_batch=0", "env.steps_per_batch=0"),
+    ("optim.sender_critic_lr=-3e-4", "optim.sender_critic_lr=-0.0003"),
+    ("loss.receiver_gamma=-0.1", "loss.receiver_gamma=-0.1"),
+]
+
+
+@pytest.mark.parametrize("override,named", BAD_REACHING_GOALS)
+def test_bad_reaching_goals_config_names_field(recipe_config, override, named):
+    cfg = recipe_config("sgoc_reaching_goals", override)
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, method="sgoc")
+    assert named in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_reaching_goals_defaults_pass(recipe_config):
+    for method in ("sgoc", "sg", "pgoc", "pg", "dial"):
+        validate_config(recipe_config(f"{method}_reaching_goals"), method=method)
+    validate_config(recipe_config("sgoc_reaching_goals", "map=5x5"), method="sgoc")

@@ -11,6 +11,7 @@ import time
 import torch
 from omegaconf import DictConfig
 
+from msgzoo.config_validation import validate_config
 from msgzoo.envs import ReachingGoalsEnv
 from msgzoo.evaluation import evaluate_episodes
 from msgzoo.experiment import Experiment
@@ -41,6 +42,7 @@ def budget_frames(cfg: DictConfig) -> int:
 
 
 def run(cfg: DictConfig, method: str) -> dict:
+    validate_config(cfg, method=method)  # fail on a typo before anything runs
     torch.set_num_threads(int(cfg.get("threads", 1)))
     torch.manual_seed(cfg.seed)
 
