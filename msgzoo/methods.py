@@ -127,7 +127,8 @@ def build_method(method: str, env, cfg, *, device: torch.device | str = "cpu") -
     if method in ("sg", "sgoc"):
         w_sender = make_action_value_critic(nets.sender(a)).to(device)
         sender_losses["signaling"] = SignalingGradientLoss(
-            scheme, receiver, w_sender, receiver_coeff=L.receiver_coeff, gamma=L.sender_gamma, num_messages=k
+            scheme, receiver, w_sender, receiver_coeff=L.receiver_coeff, gamma=L.sender_gamma, num_messages=k,
+            entropy_coeff=getattr(L, "sender_entropy_coeff", 0.0),
         )
         sender_critics.append(w_sender)
     else:

@@ -56,6 +56,9 @@ class SignalingGradientLoss(LossModule):
         critic_coeff (float): weight of the critic loss in ``loss_critic``. Default 1.0.
         loss_critic_type (str): ``"l2"``, ``"l1"`` or ``"smooth_l1"``. Default ``"l2"``.
         num_messages (int, optional): size of the message space; read from the logits if omitted.
+        entropy_coeff (float): weight of an entropy bonus on the scheme, ``-entropy_coeff * H(phi(. | s))``
+            returned as ``loss_entropy`` (not part of eq. 2; a regulariser that keeps the scheme from
+            saturating early). Default 0.0: no bonus, no ``loss_entropy`` key.
 
     Returns, from ``forward``, a TensorDict with ``loss_signaling`` (the negated surrogate of eq. 2),
     ``loss_critic`` and the detached diagnostics ``sender_value`` (mean :math:`V^i(s)`) and ``advantage``.
@@ -124,9 +127,12 @@ class SignalingGradientLoss(LossModule):
         critic_coeff: float = 1.0,
         loss_critic_type: str = "l2",
         num_messages: int | None = None,
+        entropy_coeff: float = 0.0,
     ):
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma={gamma} is invalid: expected a discount in [0, 1].")
+        if entropy_coeff < 0:
+            raise ValueError(f"entropy_coeff={entropy_coeff} is invalid: expected a bonus >= 0.")
         if temperature <= 0:
             raise ValueError(f"temperature={temperature} is invalid: expected a positive temperature.")
         super().__init__()
@@ -135,6 +141,7 @@ class SignalingGradientLoss(LossModule):
         self.convert_to_functional(critic_network, "critic_network", create_target_params=True)
         self.receiver_coeff, self.gamma, self.temperature = float(receiver_coeff), float(gamma), float(temperature)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
+        self.entropy_coeff = float(entropy_coeff)
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass  # the critic's TD target is computed here, not by a TorchRL value estimator
@@ -164,12 +171,15 @@ class SignalingGradientLoss(LossModule):
             value = value_under_policies(torch.softmax(logits, -1), pi_all, w)
             advantage = (w * action.to(w.dtype)).sum(-1) - value
         surrogate = advantage * (log_phi + self.receiver_coeff * log_pi)
-        return TensorDict(
-            {
-                "loss_signaling": -surrogate.mean(),
-                "loss_critic": self.critic_coeff * loss_critic,
-                "sender_value": value.mean(),
-                "advantage": advantage.abs().mean(),
-            },
-            batch_size=[],
-        )
+        out = {
+            "loss_signaling": -surrogate.mean(),
+            "loss_critic": self.critic_coeff * loss_critic,
+            "sender_value": value.mean(),
+            "advantage": advantage.abs().mean(),
+        }
+        if self.entropy_coeff > 0:
+            log_probs = torch.log_softmax(logits, -1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+            out["loss_entropy"] = -self.entropy_coeff * entropy
+            out["entropy"] = entropy.detach()
+        return TensorDict(out, batch_size=[])

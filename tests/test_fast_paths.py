@@ -1,0 +1,129 @@
+"""The speed paths give the results of the plain paths: all-messages forward, no-grad memo, fused collection policy."""
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+from msgzoo.envs import ReachingGoalsEnv
+from msgzoo.modules import (
+    GridNet,
+    ObservationMessageNet,
+    VectorNet,
+    make_action_value_critic,
+    make_receiver_actor,
+    make_signaling_scheme,
+)
+from msgzoo.modules.fast import FusedSchemeReceiverPolicy, fuse_policy
+from msgzoo.objectives import SignalingGradientLoss, common
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _expanded(receiver, td, num_messages):
+    """The plain path: the receiver called on the batch expanded over every one-hot message."""
+    inputs = td.select(*receiver.in_keys, strict=False).exclude(("sender", "message"))
+    batch = inputs.batch_size
+    expanded = inputs.unsqueeze(-1).expand(*batch, num_messages).copy()
+    expanded.set(("sender", "message"), torch.eye(num_messages).expand(*batch, num_messages, num_messages))
+    return receiver.get_dist(expanded).probs
+
+
+@pytest.mark.parametrize("channels", [0, 1, 2])
+def test_all_messages_grid_equals_expanded(channels):
+    torch.manual_seed(0)
+    receiver = make_receiver_actor(ObservationMessageNet(GridNet(channels + 1, 3, 4, 4), grid_shape=(3, 4)))
+    td = TensorDict({("receiver", "observation"): torch.rand(5, 2, channels, 3, 4),
+                     ("sender", "message"): torch.zeros(5, 2, 12)}, [5, 2])
+    fast = common.receiver_probs_all_messages(receiver, td, ("sender", "message"), 12)
+    assert fast.shape == (5, 2, 12, 4)
+    torch.testing.assert_close(fast, _expanded(receiver, td, 12))
+
+
+def test_all_messages_vector_equals_expanded():
+    torch.manual_seed(0)
+    receiver = make_receiver_actor(ObservationMessageNet(VectorNet(3 + 2, 2, hidden=(8,))))
+    td = TensorDict({("receiver", "observation"): torch.rand(7, 3), ("sender", "message"): torch.zeros(7, 2)}, [7])
+    torch.testing.assert_close(common.receiver_probs_all_messages(receiver, td, ("sender", "message"), 2),
+                               _expanded(receiver, td, 2))
+
+
+def test_no_grad_memo_follows_parameter_and_input_changes():
+    torch.manual_seed(0)
+    receiver = make_receiver_actor(ObservationMessageNet(GridNet(2, 3, 3, 4), grid_shape=(3, 3)))
+    obs = torch.rand(6, 1, 3, 3)
+    td = TensorDict({("receiver", "observation"): obs, ("sender", "message"): torch.zeros(6, 9)}, [6])
+    with torch.no_grad():
+        first = common.receiver_probs_all_messages(receiver, td, ("sender", "message"), 9)
+        assert common.receiver_probs_all_messages(receiver, td, ("sender", "message"), 9) is first  # memoised
+        next(receiver.parameters()).add_(0.5)  # an in-place update, as an optimizer step
+        after_step = common.receiver_probs_all_messages(receiver, td, ("sender", "message"), 9)
+        assert after_step is not first
+        torch.testing.assert_close(after_step, _expanded(receiver, td, 9))
+        obs.mul_(0.0)  # an in-place change of the input
+        torch.testing.assert_close(common.receiver_probs_all_messages(receiver, td, ("sender", "message"), 9),
+                                   _expanded(receiver, td, 9))
+    # with autograd on, nothing is memoised and the result carries gradients
+    assert common.receiver_probs_all_messages(receiver, td, ("sender", "message"), 9).requires_grad
+
+
+def _policy(env):
+    scheme = make_signaling_scheme(GridNet(3, 3, 3, 9))
+    receiver = make_receiver_actor(ObservationMessageNet(GridNet(2, 3, 3, 4), grid_shape=(3, 3)))
+    from tensordict.nn import TensorDictSequential
+
+    return TensorDictSequential(scheme, receiver)
+
+
+@pytest.mark.parametrize("kind", [ExplorationType.RANDOM, ExplorationType.DETERMINISTIC, None])
+def test_fused_policy_equals_sequence(kind):
+    torch.manual_seed(0)
+    env = ReachingGoalsEnv(num_envs=16, seed=0)
+    policy = _policy(env)
+    fused = fuse_policy(policy)
+    assert isinstance(fused, FusedSchemeReceiverPolicy)
+    td = env.reset()
+    outs = []
+    for module in (policy, fused):
+        torch.manual_seed(1)
+        if kind is None:
+            outs.append(module(td.clone()))
+        else:
+            with set_exploration_type(kind):
+                outs.append(module(td.clone()))
+    a, b = outs
+    assert set(a.keys(True, True)) == set(b.keys(True, True))
+    for key in a.keys(True, True):
+        torch.testing.assert_close(a.get(key), b.get(key), rtol=0, atol=0)
+
+
+def test_fuse_policy_declines_other_policies():
+    env = ReachingGoalsEnv(num_envs=4, seed=0)
+    policy = _policy(env)
+    assert fuse_policy(policy.module[0]) is None  # the scheme alone
+    from tensordict.nn import TensorDictSequential
+
+    assert fuse_policy(TensorDictSequential(*policy.module, policy.module[1])) is None
+
+
+def test_signaling_entropy_bonus_is_optional():
+    torch.manual_seed(0)
+    env = ReachingGoalsEnv(num_envs=8, seed=0)
+    policy = _policy(env)
+    scheme, receiver = policy.module
+    td = env.step(policy(env.reset()))
+    plain = SignalingGradientLoss(scheme, receiver, make_action_value_critic(GridNet(3, 3, 3, 4)))(td)
+    assert "loss_entropy" not in plain.keys()
+    bonus = SignalingGradientLoss(scheme, receiver, make_action_value_critic(GridNet(3, 3, 3, 4)),
+                                  entropy_coeff=0.5)(td)
+    assert float(bonus["loss_entropy"]) == pytest.approx(-0.5 * float(bonus["entropy"]))
+    assert 0.0 < float(bonus["entropy"]) <= float(torch.log(torch.tensor(9.0))) + 1e-5
+    with pytest.raises(ValueError, match="entropy_coeff"):
+        SignalingGradientLoss(scheme, receiver, make_action_value_critic(GridNet(3, 3, 3, 4)), entropy_coeff=-1.0)
