@@ -238,6 +238,15 @@ class Experiment:
             self.wandb_logger = self._start_wandb(wandb_mode, wandb_project)
 
     # ------------------------------------------------------------------ setup
+    @classmethod
+    def from_config(cls, cfg: Any, method: str) -> Experiment:
+        """The run of a recipe's config: its task, seed, optional ``run_dir`` and ``logger`` section."""
+        logger = cfg.logger
+        return cls(
+            method=method, task=cfg.task, seed=cfg.seed, config=cfg, run_dir=cfg.get("run_dir"),
+            use_wandb=logger.use_wandb, wandb_mode=logger.wandb_mode, wandb_project=logger.project,
+        )
+
     def _write_config(self) -> None:
         cfg = to_jsonable(self.config)
         (self.run_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=False) + "\n")

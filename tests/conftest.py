@@ -11,6 +11,17 @@ ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny networks: one intra-op thread is several times faster than many on a shared machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def recipe_config():
     """``recipe_config(name, *overrides) -> DictConfig`` for ``recipes/config/<name>.yaml``."""

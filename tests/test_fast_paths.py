@@ -19,13 +19,6 @@ from msgzoo.modules.fast import FusedSchemeReceiverPolicy, fuse_policy
 from msgzoo.objectives import SignalingGradientLoss, common
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _expanded(receiver, td, num_messages):
     """The plain path: the receiver called on the batch expanded over every one-hot message."""

@@ -27,14 +27,6 @@ from msgzoo.modules.dial import DiscretiseRegulariseUnit, make_dial_receiver, ma
 EULER_GAMMA = 0.5772156649015329
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one intra-op thread is several times faster than many on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ------------------------------------------------------------------------------------------ sample_gumbel
 

@@ -50,14 +50,6 @@ PI3 = torch.tensor([[0.8, 0.2], [0.4, 0.6], [0.1, 0.9]], dtype=F64)
 W_RECEIVER_KEY = ("sender", "receiver_action_value")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny networks: one intra-op thread is several times faster than many on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # ------------------------------------------------------------------------------------------------ helpers
 

@@ -56,10 +56,7 @@ def run(cfg: DictConfig, method: str) -> dict:
     agents = build_method(method, env, cfg, device=cfg.device)
 
     # 3. The run: CSV + wandb logs, checkpoints, summary.
-    with Experiment(
-        method=method, task=cfg.task, seed=cfg.seed, config=cfg, run_dir=cfg.get("run_dir"),
-        use_wandb=cfg.logger.use_wandb, wandb_mode=cfg.logger.wandb_mode, wandb_project=cfg.logger.project,
-    ) as exp:
+    with Experiment.from_config(cfg, method) as exp:
         trainer = Trainer(
             env, agents, exp,
             total_frames=total_frames, frames_per_batch=frames_per_batch,
