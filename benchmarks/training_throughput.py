@@ -14,6 +14,7 @@ Usage::
 
     python benchmarks/training_throughput.py [--out benchmarks/results/training_throughput.json]
         [--num-envs 64 256 1024] [--batches 60] [--methods sgoc sg pgoc pg dial] [--no-profile]
+        [--num-seeds 1 15]    # seeds trained together in one process (num_envs games each)
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def _compose(task: str, method: str, overrides: list[str]):
         return compose(config_name=f"{method}_{task}", overrides=overrides)
 
 
-def _build(task: str, method: str, num_envs: int, batches: int, run_dir: str, extra: list[str]):
-    """(trainer, cfg) for one measurement; the trainer's budget is ``batches`` collected batches."""
+def _build(task: str, method: str, num_envs: int, batches: int, run_dir: str, extra: list[str], num_seeds: int = 1):
+    """(trainer, cfg) for one measurement; the trainer's budget is ``batches`` collected batches (of every seed)."""
     import torch
 
     from msgzoo.experiment import Experiment
@@ -49,30 +50,32 @@ def _build(task: str, method: str, num_envs: int, batches: int, run_dir: str, ex
     from msgzoo.trainer import Trainer
 
     torch.set_num_threads(1)
-    overrides = [f"env.num_envs={num_envs}", "logger.use_wandb=false", *extra]
+    overrides = [f"env.num_envs={num_envs}", f"num_seeds={num_seeds}", "logger.use_wandb=false", *extra]
     cfg = _compose(task, method, overrides)
     torch.manual_seed(cfg.seed)
     if task == "reaching_goals":
         from msgzoo.pipelines.reaching_goals import make_env
 
-        env = make_env(cfg)
+        env = make_env(cfg, num_seeds=num_seeds)
         frames_per_batch, episode_length = env.num_envs * int(cfg.env.steps_per_batch), env.horizon
     else:
         from msgzoo.pipelines.one_step import make_env
 
-        env = make_env(cfg)
+        env = make_env(cfg, num_seeds=num_seeds)
         frames_per_batch, episode_length = env.num_envs, 1
-    agents = build_method(method, env, cfg, device=cfg.device)
-    exp = Experiment(method=method, task=task, seed=cfg.seed, config=cfg, run_dir=run_dir, use_wandb=False)
+    seeds = list(range(cfg.seed, cfg.seed + num_seeds)) if num_seeds > 1 else None
+    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
+    exp = Experiment(method=method, task=task, seed=cfg.seed, config=cfg, run_dir=run_dir, use_wandb=False,
+                     num_seeds=num_seeds)
     trainer = Trainer(
         env, agents, exp, total_frames=batches * frames_per_batch, frames_per_batch=frames_per_batch,
         max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval, episode_length=episode_length,
-        device=cfg.device,
+        device=cfg.device, seed_experiments=exp.seed_runs(cfg, method) if seeds else None,
     )
     return trainer, exp, cfg, frames_per_batch
 
 
-def measure(task: str, method: str, num_envs: int, batches: int, extra: list[str]) -> dict:
+def measure(task: str, method: str, num_envs: int, batches: int, extra: list[str], num_seeds: int = 1) -> dict:
     """One measurement in this process (call it in a fresh subprocess for a clean peak-memory number)."""
     import resource
 
@@ -80,7 +83,7 @@ def measure(task: str, method: str, num_envs: int, batches: int, extra: list[str
 
     os.environ.setdefault("RL_WARNINGS", "False")
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, exp, cfg, frames_per_batch = _build(task, method, num_envs, batches, tmp, extra)
+        trainer, exp, cfg, frames_per_batch = _build(task, method, num_envs, batches, tmp, extra, num_seeds)
         trainer.exp.progress = _silent_progress  # no progress bar in benchmark output
         cpu0 = time.process_time()
         trainer.train()
@@ -90,6 +93,7 @@ def measure(task: str, method: str, num_envs: int, batches: int, extra: list[str
         "task": task,
         "method": method,
         "num_envs": num_envs,
+        "num_seeds": num_seeds,
         "frames_per_batch": frames_per_batch,
         "batches": batches,
         "env_steps": trainer.frames,
@@ -97,6 +101,7 @@ def measure(task: str, method: str, num_envs: int, batches: int, extra: list[str
         "cpu_s": cpu,
         "env_steps_per_s": trainer.frames / max(trainer.wall_time, 1e-9),
         "env_steps_per_cpu_s": trainer.frames / max(cpu, 1e-9),
+        "env_steps_per_s_per_seed": trainer.frames / num_seeds / max(trainer.wall_time, 1e-9),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "torch_threads": torch.get_num_threads(),
         "overrides": extra,
@@ -159,28 +164,30 @@ def main(argv=None) -> int:
     parser.add_argument("--num-envs", nargs="+", type=int, default=[64, 256, 1024])
     parser.add_argument("--batches", type=int, default=60, help="collected batches per measurement")
     parser.add_argument("--letter-num-envs", nargs="+", type=int, default=[1024, 16384])
+    parser.add_argument("--num-seeds", nargs="+", type=int, default=[1], help="seeds trained together per run")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--profile-top", type=int, default=30)
     parser.add_argument("--single", nargs="+", help=argparse.SUPPRESS)  # internal: task method num_envs batches
     args, extra = parser.parse_known_args(argv)
 
     if args.single:
-        task, method, num_envs, batches = args.single[:4]
-        print(json.dumps(measure(task, method, int(num_envs), int(batches), list(args.single[4:]))))
+        task, method, num_envs, batches, num_seeds = args.single[:5]
+        print(json.dumps(measure(task, method, int(num_envs), int(batches), list(args.single[5:]), int(num_seeds))))
         return 0
 
     start = time.perf_counter()
-    jobs = [("reaching_goals", m, n) for m in args.methods for n in args.num_envs]
-    jobs += [("recommendation_letter", "sgoc", n) for n in args.letter_num_envs]
+    jobs = [("reaching_goals", m, n, s) for s in args.num_seeds for m in args.methods for n in args.num_envs]
+    jobs += [("recommendation_letter", "sgoc", n, s) for s in args.num_seeds for n in args.letter_num_envs]
     results = []
-    print(f"{'task':<22} {'method':<6} {'num_envs':>8} {'batch':>7} {'steps/s':>10} {'steps/cpu-s':>11} "
-          f"{'wall s':>7} {'peak MiB':>9}", flush=True)
-    for task, method, n in jobs:
+    print(f"{'task':<22} {'method':<6} {'seeds':>5} {'num_envs':>8} {'batch':>7} {'steps/s':>10} {'per seed':>9} "
+          f"{'steps/cpu-s':>11} {'wall s':>7} {'peak MiB':>9}", flush=True)
+    for task, method, n, seeds in jobs:
         batches = args.batches if task == "reaching_goals" else max(args.batches, 200)
-        r = _subprocess([task, method, str(n), str(batches), *extra])
+        r = _subprocess([task, method, str(n), str(batches), str(seeds), *extra])
         results.append(r)
-        print(f"{task:<22} {method:<6} {n:>8} {r['frames_per_batch']:>7} {r['env_steps_per_s']:>10.0f} "
-              f"{r['env_steps_per_cpu_s']:>11.0f} {r['wall_s']:>7.1f} {r['peak_rss_mib']:>9.0f}", flush=True)
+        print(f"{task:<22} {method:<6} {seeds:>5} {n:>8} {r['frames_per_batch']:>7} {r['env_steps_per_s']:>10.0f} "
+              f"{r['env_steps_per_s_per_seed']:>9.0f} {r['env_steps_per_cpu_s']:>11.0f} {r['wall_s']:>7.1f} "
+              f"{r['peak_rss_mib']:>9.0f}", flush=True)
     prof = None
     if not args.no_profile:
         prof = profile(max(args.batches, 100), args.profile_top)

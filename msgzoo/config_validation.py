@@ -71,6 +71,7 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
         _fail("method", method, f"one of {METHODS}", "run one of the recipes in recipes/ (python -m msgzoo --help).")
     _check(cfg, "seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer", 0)
     _check(cfg, "threads", _positive_int, "a positive integer", 1)
+    _check(cfg, "num_seeds", _positive_int, "a positive number of seeds trained together", 1, optional=True)
     check_device(_get(cfg, "device"))
     resume = _get(cfg, "resume")
     if resume is not None and not Path(str(resume)).is_file():

@@ -35,14 +35,38 @@ from typing import Any
 import torch
 from torchrl.record.loggers import CSVLogger
 
-__all__ = ["Experiment", "config_hash", "config_to_dict", "to_jsonable"]
+__all__ = ["Experiment", "config_hash", "config_seeds", "config_to_dict", "seeds_summary", "to_jsonable"]
 
 #: Top-level config keys that do not change *what* is trained, so they are left
 #: out of the config hash (all seeds of one configuration share a hash/group).
-HASH_EXCLUDED_KEYS = ("seed", "run_dir", "resume", "logger")
+HASH_EXCLUDED_KEYS = ("seed", "num_seeds", "run_dir", "resume", "logger")
 
 #: Sub-directory of the run dir (``exp_name`` of the CSVLogger) holding the CSV logs.
 CSV_SUBDIR = "csv"
+
+
+def config_seeds(cfg: Any) -> list[int] | None:
+    """The seeds a recipe's config trains together: ``[seed, ..., seed + num_seeds - 1]``; None for one seed."""
+    n = int(cfg.get("num_seeds", 1) or 1)
+    return None if n == 1 else list(range(int(cfg.seed), int(cfg.seed) + n))
+
+
+def seeds_summary(runs: list[dict], *, keys: tuple[str, ...], **extra: Any) -> dict:
+    """The summary of a multi-seed run: each seed's summary path, and mean / std / min / max of ``keys``."""
+    import statistics
+
+    out: dict[str, Any] = dict(extra)
+    out["seeds"] = [r["seed"] for r in runs]
+    out["num_seeds"] = len(runs)
+    for key in keys:
+        values = [float(r[key]) for r in runs if r.get(key) is not None]
+        if values:
+            out[key] = {
+                "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "min": min(values), "max": max(values), "per_seed": values,
+            }
+    out["seed_summaries"] = [r["summary_path"] for r in runs]
+    return out
 
 
 def config_to_dict(config: Any) -> dict:
@@ -202,15 +226,18 @@ class Experiment:
         wandb_mode: str = "offline",
         wandb_project: str = "msgzoo",
         use_wandb: bool = True,
+        num_seeds: int = 1,
     ) -> None:
         self.method = str(method)
         self.task = str(task)
         self.seed = int(seed)
         self.config = config_to_dict(config)
         self.config_hash = config_hash(self.config)
-        self.run_name = f"{self.method}_{self.task}_s{self.seed}_{self.config_hash}"
+        # several seeds trained together (seeds seed .. seed + num_seeds - 1): one run for all of them
+        seeds = f"s{self.seed}" if num_seeds == 1 else f"s{self.seed}-{self.seed + int(num_seeds) - 1}"
+        self.run_name = f"{self.method}_{self.task}_{seeds}_{self.config_hash}"
         self.group = f"{self.method}_{self.task}_{self.config_hash}"
-        self.tags = [self.method, self.task, f"seed={self.seed}", f"config={self.config_hash}"]
+        self.tags = [self.method, self.task, f"seed={seeds[1:]}", f"config={self.config_hash}"]
 
         if run_dir is None:
             run_dir = _hydra_output_dir() or os.path.join("runs", self.run_name)
@@ -240,12 +267,28 @@ class Experiment:
     # ------------------------------------------------------------------ setup
     @classmethod
     def from_config(cls, cfg: Any, method: str) -> Experiment:
-        """The run of a recipe's config: its task, seed, optional ``run_dir`` and ``logger`` section."""
+        """The run of a recipe's config: its task, seed(s) (``seed``, ``num_seeds``), optional ``run_dir`` and
+        ``logger`` section."""
         logger = cfg.logger
         return cls(
             method=method, task=cfg.task, seed=cfg.seed, config=cfg, run_dir=cfg.get("run_dir"),
             use_wandb=logger.use_wandb, wandb_mode=logger.wandb_mode, wandb_project=logger.project,
+            num_seeds=int(cfg.get("num_seeds", 1) or 1),
         )
+
+    def seed_runs(self, cfg: Any, method: str) -> list["Experiment"]:
+        """One run per seed of a multi-seed config, in ``<run_dir>/seed<k>``, named, grouped and configured as
+        separate runs with ``seed=k`` would be (CSV logs only: W&B logs the seeds' curves in this run)."""
+        from omegaconf import OmegaConf
+
+        runs = []
+        for k in range(self.seed, self.seed + int(cfg.get("num_seeds", 1) or 1)):
+            seed_cfg = OmegaConf.merge(cfg, {"seed": k, "num_seeds": 1})
+            runs.append(type(self)(
+                method=method, task=cfg.task, seed=k, config=seed_cfg, run_dir=self.run_dir / f"seed{k}",
+                use_wandb=False,
+            ))
+        return runs
 
     def _write_config(self) -> None:
         cfg = to_jsonable(self.config)
@@ -362,7 +405,7 @@ class Experiment:
             self._pbar = None
 
     # ---------------------------------------------------------------- summary
-    def write_summary(self, summary: Mapping[str, Any] | None = None) -> Path:
+    def write_summary(self, summary: Mapping[str, Any] | None = None, *, filename: str = "summary.json") -> Path:
         """Write ``summary.json`` (indent 2) into the run dir and return its absolute path.
 
         The run's identity (``run_name``, ``group``, ``tags``, ``config_hash``,
@@ -380,13 +423,13 @@ class Experiment:
             task=self.task,
             seed=self.seed,
         )
-        path = self.run_dir / "summary.json"
+        path = self.run_dir / filename
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(out, indent=2) + "\n")
         os.replace(tmp, path)
         return path.resolve()
 
-    def finish(self, summary: Mapping[str, Any] | None = None) -> Path:
+    def finish(self, summary: Mapping[str, Any] | None = None, *, filename: str = "summary.json") -> Path:
         """End the run: write the summary, close the loggers and progress bar.
 
         If ``summary`` has no ``"last_metrics"`` key, :attr:`last_metrics` is stored
@@ -396,7 +439,7 @@ class Experiment:
         self.close_progress()
         summary = dict(summary or {})
         summary.setdefault("last_metrics", dict(self.last_metrics))
-        path = self.write_summary(summary)
+        path = self.write_summary(summary, filename=filename)
         self.close()
         self._finished = True
         sys.stderr.flush()

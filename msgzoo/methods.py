@@ -6,7 +6,9 @@ DIAL. :func:`build_method` returns everything a training loop needs, for any msg
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import torch
 from tensordict.nn import TensorDictSequential
@@ -23,6 +25,7 @@ from msgzoo.modules import (
     make_value_critic,
 )
 from msgzoo.modules.dial import dial_exploration, make_dial_receiver, make_dial_sender
+from msgzoo.modules.seed_ensemble import SeedEnsemble, seed_members
 from msgzoo.objectives import (
     DIALLoss,
     ObedienceConstraintLoss,
@@ -48,6 +51,25 @@ class Method:
     optimizers: dict[str, torch.optim.Optimizer]
     target_updaters: list[SoftUpdate] = field(default_factory=list)
     exploration: nn.Module | None = None
+    seeds: tuple[int, ...] | None = None  # set when several seeds train together (networks are SeedEnsembles)
+
+    @property
+    def num_seeds(self) -> int:
+        return 1 if self.seeds is None else len(self.seeds)
+
+    def member(self, index: int) -> "Method":
+        """Seed ``index``'s policies as a single-seed method (copies of its networks, for evaluation and
+        figures; its losses and optimizers are left out)."""
+        if self.seeds is None:
+            if index != 0:
+                raise IndexError(f"index={index} is out of range for a single-seed method.")
+            return self
+        memo: dict = {}  # the copies of the policy, scheme and receiver share their networks, as the originals do
+        return Method(
+            self.name, seed_members(self.policy, index, memo), seed_members(self.scheme, index, memo),
+            seed_members(self.receiver, index, memo), {}, None, {},
+            exploration=copy.deepcopy(self.exploration) if self.exploration is not None else None,
+        )
 
     @property
     def uses_obedience(self) -> bool:
@@ -66,26 +88,55 @@ class Networks:
     """Network bodies sized for an environment: linear maps on one-hot vectors for one-step games
     (bias-free, as the reference), one conv layer + MLP on grids for Reaching Goals."""
 
-    def __init__(self, env, *, hidden: tuple[int, ...] = (32, 32), linear_bias: bool = False):
+    def __init__(
+        self, env, *, hidden: tuple[int, ...] = (32, 32), linear_bias: bool = False, seeds: Sequence[int] | None = None
+    ):
         self.env, self.hidden, self.linear_bias = env, tuple(hidden), linear_bias
-        obs = env.observation_spec["sender", "observation"].shape[1:]
+        self.seeds = None if seeds is None else tuple(int(s) for s in seeds)
+        # one torch RNG state per seed: seed i's networks are initialised exactly as in a separate run with seed i
+        self._rng_states = None if seeds is None else [_seeded_state(s) for s in self.seeds]
+        batch_dims = len(env.batch_size)
+        obs = env.observation_spec["sender", "observation"].shape[batch_dims:]
         self.grid = len(obs) == 3
         self.num_messages = env.action_spec["sender", "message"].shape[-1]
         self.num_actions = env.action_spec["receiver", "action"].shape[-1]
         self.sender_shape = tuple(obs)
-        self.receiver_shape = tuple(env.observation_spec["receiver", "observation"].shape[1:])
+        self.receiver_shape = tuple(env.observation_spec["receiver", "observation"].shape[batch_dims:])
+
+    def _build(self, factory: Callable[[], nn.Module]) -> nn.Module:
+        """``factory()``, or with several seeds a :class:`SeedEnsemble` of one ``factory()`` per seed, each drawn
+        from its seed's own RNG stream."""
+        if self.seeds is None:
+            return factory()
+        nets = []
+        with torch.random.fork_rng(devices=[]):
+            for i, state in enumerate(self._rng_states):
+                torch.set_rng_state(state)
+                nets.append(factory())
+                self._rng_states[i] = torch.get_rng_state()
+        return SeedEnsemble(nets)
 
     def sender(self, out_features: int) -> nn.Module:
         if self.grid:
             c, h, w = self.sender_shape
-            return GridNet(c, h, w, out_features, hidden=self.hidden)
-        return VectorNet(self.sender_shape[0], out_features, bias=self.linear_bias)
+            return self._build(lambda: GridNet(c, h, w, out_features, hidden=self.hidden))
+        return self._build(lambda: VectorNet(self.sender_shape[0], out_features, bias=self.linear_bias))
 
     def receiver(self, out_features: int) -> nn.Module:
         if self.grid:
             c, h, w = self.receiver_shape
-            return ObservationMessageNet(GridNet(c + 1, h, w, out_features, hidden=self.hidden), grid_shape=(h, w))
-        return ObservationMessageNet(VectorNet(self.receiver_shape[0] + self.num_messages, out_features, bias=self.linear_bias))
+            return self._build(
+                lambda: ObservationMessageNet(GridNet(c + 1, h, w, out_features, hidden=self.hidden), grid_shape=(h, w))
+            )
+        return self._build(lambda: ObservationMessageNet(
+            VectorNet(self.receiver_shape[0] + self.num_messages, out_features, bias=self.linear_bias)
+        ))
+
+
+def _seeded_state(seed: int) -> torch.Tensor:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.get_rng_state()
 
 
 def _adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer:
@@ -98,8 +149,16 @@ def _adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer
     return torch.optim.Adam(params)
 
 
-def build_method(method: str, env, cfg, *, device: torch.device | str = "cpu") -> Method:
+def build_method(
+    method: str, env, cfg, *, device: torch.device | str = "cpu", seeds: Sequence[int] | None = None
+) -> Method:
     """Builds ``method`` for ``env`` from ``cfg`` (the recipe's ``loss`` / ``optim`` / ``network`` sections).
+
+    With ``seeds`` (a list of ints), every network is a :class:`~msgzoo.modules.seed_ensemble.SeedEnsemble`
+    holding one independent copy per seed, initialised as a separate run with that seed would be
+    (``torch.manual_seed(seed)`` before ``build_method``); ``env`` must then have ``batch_size=[len(seeds),
+    num_envs]``. The losses average over seeds: scale the total by ``num_seeds`` to give every seed its own
+    run's gradient (:class:`~msgzoo.trainer.Trainer` does).
 
     ``cfg`` needs: ``network.hidden``; ``optim.{signaling_lr, sender_critic_lr, receiver_actor_lr,
     receiver_critic_lr}``; ``loss.{sender_gamma, receiver_gamma, receiver_coeff, lagrange_multiplier,
@@ -108,7 +167,16 @@ def build_method(method: str, env, cfg, *, device: torch.device | str = "cpu") -
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is invalid: expected one of {METHODS}.")
-    nets = Networks(env, hidden=tuple(cfg.network.hidden))
+    if seeds is not None:
+        seeds = tuple(int(s) for s in seeds)
+        if len(seeds) < 1 or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds={list(seeds)} is invalid: expected distinct integers.")
+        if tuple(env.batch_size[:1]) != (len(seeds),) or len(env.batch_size) != 2:
+            raise ValueError(
+                f"env.batch_size={list(env.batch_size)} does not match seeds={list(seeds)}: expected "
+                f"batch_size=[{len(seeds)}, num_envs] (one row of games per seed)."
+            )
+    nets = Networks(env, hidden=tuple(cfg.network.hidden), seeds=seeds)
     k, a = nets.num_messages, nets.num_actions
     L, O = cfg.loss, cfg.optim
     if method == "dial":
@@ -143,6 +211,7 @@ def build_method(method: str, env, cfg, *, device: torch.device | str = "cpu") -
             scheme, receiver, w_receiver,
             lagrange_multiplier=L.lagrange_multiplier, epsilon=L.epsilon, mode=L.obedience_mode,
             counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=k,
+            ensemble_shape=() if seeds is None else (len(seeds),),
         ).to(device)
         sender_critics.append(w_receiver)
     optimizers = {
@@ -156,12 +225,12 @@ def build_method(method: str, env, cfg, *, device: torch.device | str = "cpu") -
         if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss))
     ]
     policy = TensorDictSequential(scheme, receiver)
-    return Method(method, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters)
+    return Method(method, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters, seeds=seeds)
 
 
 def _build_dial(env, nets: Networks, cfg, device) -> Method:
     D = cfg.dial
-    nets = Networks(env, hidden=nets.hidden, linear_bias=True)  # a zero message must not tie every Q-value
+    nets = Networks(env, hidden=nets.hidden, linear_bias=True, seeds=nets.seeds)  # a zero message must not tie every Q-value
     sender = make_dial_sender(nets.sender(nets.num_messages), noise_std=D.noise_std).to(device)
     receiver = make_dial_receiver(nets.receiver(nets.num_actions), nets.num_actions).to(device)
     exploration = dial_exploration(
@@ -172,5 +241,5 @@ def _build_dial(env, nets: Networks, cfg, device) -> Method:
     policy = TensorDictSequential(sender, receiver, exploration)
     return Method(
         "dial", policy, sender, receiver, {"dial": loss}, None, optimizers,
-        [SoftUpdate(loss, tau=cfg.loss.target_tau)], exploration,
+        [SoftUpdate(loss, tau=cfg.loss.target_tau)], exploration, seeds=nets.seeds,
     )

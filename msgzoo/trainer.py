@@ -9,7 +9,7 @@ import copy
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from tensordict import TensorDictBase
@@ -48,6 +48,14 @@ class Trainer:
         checkpoint_interval: save ``checkpoint.pt`` every this many batches (0: only at the end / on signal).
         evaluate: optional ``callable(method) -> dict`` logged at every log step (e.g. exact payoffs).
         episode_length: rewards per step are reported times this ("return per episode"); 1 for one-step games.
+        seed_experiments: with a multi-seed ``method`` (``method.seeds``), one :class:`Experiment` per seed: each
+            gets its seed's curves (train rewards, ``evaluate`` of its member, time) on its own env-step axis,
+            as a separate run would; ``experiment`` then holds the checkpoint and the cross-seed means (losses
+            are logged there only, as means over seeds).
+
+    Several seeds: the losses average over the seeds' samples, so the total is scaled by ``num_seeds`` before
+    ``backward``: every seed's slice of the stacked parameters then gets its own run's gradient, and Adam and the
+    elementwise clamp act on it as in a separate run. ``total_frames`` and ``frames_per_batch`` count all seeds.
     """
 
     def __init__(
@@ -64,7 +72,17 @@ class Trainer:
         evaluate: Callable[[Method], dict] | None = None,
         episode_length: int = 1,
         device: torch.device | str = "cpu",
+        seed_experiments: Sequence[Experiment] | None = None,
     ):
+        self.num_seeds = method.num_seeds
+        seed_experiments = list(seed_experiments or [])
+        if self.num_seeds > 1 and len(seed_experiments) != self.num_seeds:
+            raise ValueError(
+                f"seed_experiments has {len(seed_experiments)} entries: expected one per seed ({self.num_seeds})."
+            )
+        self.seed_experiments = seed_experiments
+        self.seed_history: list[list[dict]] = [[] for _ in seed_experiments]
+        self._seed_rewards: torch.Tensor | None = None
         self.env, self.method, self.exp = env, method, experiment
         self.total_frames, self.frames_per_batch = int(total_frames), int(frames_per_batch)
         self.max_grad, self.log_interval = float(max_grad), max(1, int(log_interval))
@@ -81,7 +99,7 @@ class Trainer:
     def _apply(self, name: str, loss: torch.Tensor, metrics: dict) -> None:
         opt = self.method.optimizers[name]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.num_seeds if self.num_seeds > 1 else loss).backward()
         for group in opt.param_groups:
             torch.nn.utils.clip_grad_value_(group["params"], self.max_grad)
         if (self.iteration + 1) % self.log_interval == 0:  # the batch whose state is kept as "last good"
@@ -119,8 +137,15 @@ class Trainer:
             "optimizers": {k: v.state_dict() for k, v in self.method.optimizers.items()},
             "rng": rng_state(self._generators()),
             # the collector's pending inputs (the next batch's first observations) make a resume exact
-            "carrier": self._collector._carrier.clone() if getattr(self, "_collector", None) is not None else None,
+            "carrier": self._carrier(),
         }
+
+    def _carrier(self):
+        """The collector's pending inputs: live during training, the last ones kept after it (the final checkpoint)."""
+        collector = getattr(self, "_collector", None)
+        if collector is not None:
+            return collector._carrier.clone()
+        return getattr(self, "_last_carrier", None)
 
     def _generators(self) -> dict:
         gen = getattr(self.env, "_generator", None)
@@ -204,6 +229,7 @@ class Trainer:
                     save_checkpoint(self.checkpoint_path, last_good)
                 raise
             finally:
+                self._last_carrier = collector._carrier.clone()  # a checkpoint after train() continues exactly
                 collector.shutdown()
                 self._collector = None
                 self.exp.close_progress()
@@ -211,8 +237,10 @@ class Trainer:
         return self.exp.last_metrics
 
     def _accumulate_rewards(self, batch: TensorDictBase) -> None:
-        """Sums the batch's mean step rewards (no host sync); :meth:`_reward_metrics` averages them at log time."""
-        step = torch.stack((batch["next", "sender", "reward"].mean(), batch["next", "receiver", "reward"].mean()))
+        """Sums the batch's mean step rewards per seed (no host sync); :meth:`_reward_metrics` averages them at log
+        time."""
+        rewards = (batch["next", "sender", "reward"], batch["next", "receiver", "reward"])
+        step = torch.stack([r.reshape(self.num_seeds, -1).mean(-1) for r in rewards], -1)  # [seeds, 2]
         self._reward_sums = step if self._reward_sums is None else self._reward_sums + step
         self._reward_batches += 1
 
@@ -221,15 +249,23 @@ class Trainer:
         ``episode_length`` (a return per episode for fixed-length episodes)."""
         if self._reward_sums is None:
             return
-        mean = self._reward_sums * (self.episode_length / self._reward_batches)
+        per_seed = self._reward_sums * (self.episode_length / self._reward_batches)
+        mean = per_seed.mean(0)
         metrics["train/sender_reward"], metrics["train/receiver_reward"] = mean[0], mean[1]
+        self._seed_rewards = per_seed
         self._reward_sums, self._reward_batches = None, 0
 
     def _log(self, metrics: dict, start: float) -> None:
         scalars = {k: v for k, v in metrics.items()}
-        if self.evaluate is not None:
+        seed_evals = None
+        if self.evaluate is not None and self.num_seeds > 1:
+            seed_evals = [self.evaluate(self.method.member(i)) for i in range(self.num_seeds)]
+            scalars.update({f"eval/{k}": sum(float(e[k]) for e in seed_evals) / len(seed_evals) for k in seed_evals[0]})
+        elif self.evaluate is not None:
             scalars.update({f"eval/{k}": v for k, v in self.evaluate(self.method).items()})
         elapsed = max(time.perf_counter() - start, 1e-9)
+        if self.seed_experiments:
+            scalars.update(self._log_seeds(seed_evals, elapsed))
         scalars["time/env_steps_per_s"] = self.frames / elapsed
         scalars["time/wall_s"] = elapsed
         self.exp.log(scalars, step=self.frames)
@@ -238,6 +274,24 @@ class Trainer:
         live = {k.split("/")[-1]: self.exp.last_metrics[k] for k in self._live_keys() if k in self.exp.last_metrics}
         self.exp.update_progress(self.frames - self._shown, live)
         self._shown = self.frames
+
+    def _log_seeds(self, seed_evals: list[dict] | None, elapsed: float) -> dict:
+        """Each seed's own log, on its own env-step axis (``frames / num_seeds``), as a separate run writes it.
+        Returns the seeds' reward curves as ``seed<k>/<metric>`` for the run that holds all seeds (W&B)."""
+        frames, shared = self.frames // self.num_seeds, {}
+        rewards = self._seed_rewards.tolist() if self._seed_rewards is not None else None
+        for i, exp in enumerate(self.seed_experiments):
+            scalars: dict = {}
+            if rewards is not None:
+                scalars["train/sender_reward"], scalars["train/receiver_reward"] = rewards[i]
+            if seed_evals is not None:
+                scalars.update({f"eval/{k}": v for k, v in seed_evals[i].items()})
+            scalars["time/env_steps_per_s"] = frames / elapsed
+            scalars["time/wall_s"] = elapsed
+            exp.log(scalars, step=frames)
+            self.seed_history[i].append({"frames": frames, **{k: float(v) for k, v in exp.last_metrics.items()}})
+            shared.update({f"seed{exp.seed}/{k}": v for k, v in exp.last_metrics.items() if "reward" in k})
+        return shared
 
     def _live_keys(self) -> list[str]:
         if self.evaluate is not None:

@@ -3,8 +3,11 @@
     python recipes/reproduce.py recommendation_letter --seeds 15          # Figure 2 (a-c), Figure 3
     python recipes/reproduce.py reaching_goals --seeds 15                 # Figure 2 (e-g), 3x3
     python recipes/reproduce.py reaching_goals --seeds 15 --overrides map=5x5 --methods sgoc pgoc
+    python recipes/reproduce.py reaching_goals --seeds 15 --together      # each method: 15 seeds in one process
 
-Each method runs as one Hydra multirun over ``seed=0..N-1`` (runs land in ``runs_repro/<name>/<method>``);
+Each method runs as one Hydra multirun over ``seed=0..N-1`` (runs land in ``runs_repro/<name>/<method>``), or with
+``--together`` as one process training all N seeds at once (``num_seeds=N``; the seeds' runs land in the same
+``<method>/seed<k>`` folders);
 then ``msgzoo.report`` writes ``docs/results/<name>/{comparison.png,table.md,table.json}``.
 Extra Hydra overrides apply to every run (e.g. a budget: ``collector.total_frames=1_000_000``).
 """
@@ -32,17 +35,21 @@ def main() -> None:
     parser.add_argument("--runs", default="runs_repro", help="where the runs go")
     parser.add_argument("--docs", default=str(ROOT.parent / "docs" / "results"), help="where the report goes")
     parser.add_argument("--skip-runs", action="store_true", help="only rebuild the report from existing runs")
+    parser.add_argument("--together", action="store_true", help="train each method's seeds in one process (num_seeds)")
     args = parser.parse_args()
 
     name = args.name or "_".join([args.task, *[o.replace("=", "-").replace("/", "-") for o in args.overrides]])
     runs = Path(args.runs) / name
     if not args.skip_runs:
         for method in args.methods:
-            cmd = [
-                sys.executable, str(ROOT / f"{method}_{args.task}.py"), "-m",
-                f"seed=range(0,{args.seeds})", "logger.use_wandb=false", "figures=false",
-                f"hydra.sweep.dir={runs / method}", "hydra.sweep.subdir=seed${seed}", *args.overrides,
-            ]
+            script = [sys.executable, str(ROOT / f"{method}_{args.task}.py")]
+            common = ["logger.use_wandb=false", "figures=false"]
+            if args.together:
+                cmd = [*script, "seed=0", f"num_seeds={args.seeds}", *common, f"hydra.run.dir={runs / method}",
+                       *args.overrides]
+            else:
+                cmd = [*script, "-m", f"seed=range(0,{args.seeds})", *common, f"hydra.sweep.dir={runs / method}",
+                       "hydra.sweep.subdir=seed${seed}", *args.overrides]
             print("+", " ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
     result = report([runs], Path(args.docs) / name, title=f"{name}: {args.seeds} seeds per method")

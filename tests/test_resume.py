@@ -67,3 +67,29 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
     assert proc.returncode == 0, err[-2000:]
     assert "SIGTERM: checkpoint saved to" in out and "resume=" in out
     assert out.strip().splitlines()[-1].startswith("summary: ")  # the summary is still written
+
+
+@pytest.mark.parametrize("num_seeds", [1, 2])
+@pytest.mark.parametrize("task", ["recommendation_letter", "reaching_goals"])
+def test_stopped_run_continues_exactly(recipe_config, tmp_path, task, num_seeds):
+    """A run stopped at its budget and resumed with a larger one ends where the uninterrupted run ends."""
+    from msgzoo.pipelines import one_step, reaching_goals
+
+    pipeline = {"recommendation_letter": one_step, "reaching_goals": reaching_goals}[task]
+    small = ["env.num_envs=16", "collector.total_frames={}", "logger.use_wandb=false", "logger.log_interval=5",
+             f"num_seeds={num_seeds}", "seed=1", "figures=false"]
+    if task == "reaching_goals":
+        small += ["eval.episodes=8", "env.horizon=10"]
+    frames = 64 * 40 if task == "reaching_goals" else 16 * 40
+
+    def cfg(name, budget, *extra):
+        overrides = [o.format(budget) for o in small]
+        return recipe_config(f"sgoc_{task}", *overrides, f"+run_dir={tmp_path / name}", *extra)
+
+    full = pipeline.run(cfg("full", frames), method="sgoc")
+    pipeline.run(cfg("stopped", frames // 2), method="sgoc")
+    resumed = pipeline.run(cfg("resumed", frames, f"resume={tmp_path / 'stopped' / 'checkpoint.pt'}"), method="sgoc")
+    keys = ("sender_return", "receiver_return") if task == "reaching_goals" else ("sender_reward", "receiver_reward")
+    for key in keys:
+        assert resumed[key] == full[key], key
+    assert resumed["env_steps"] == full["env_steps"]

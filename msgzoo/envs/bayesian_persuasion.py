@@ -15,6 +15,7 @@ from msgzoo.envs.common import (
     done_spec,
     make_generator,
     require,
+    resolve_batch_size,
     signaling_action_spec,
 )
 
@@ -26,14 +27,22 @@ class BayesianPersuasionEnv(EnvBase):
     (one-hot over ``num_messages``), the receiver sees only the message and acts; the rewards are
     ``sender_utility[s, a]`` and ``receiver_utility[s, a]``; every step ends the episode.
 
-    Keys (all under ``batch_size=[num_envs]``):
+    Keys (all under the env's ``batch_size``: ``[num_envs]`` by default, or the ``batch_size`` given, e.g.
+    ``[num_seeds, num_envs_per_seed]``):
 
-    - ``("sender", "observation")``: one-hot state, ``[num_envs, |S|]``.
-    - ``("sender", "state")``: the state index (what exact evaluation needs), ``[num_envs]``.
-    - ``("receiver", "observation")``: empty, ``[num_envs, 0]`` (the receiver sees only the message).
-    - actions: ``("sender", "message")`` one-hot ``[num_envs, num_messages]`` and
-      ``("receiver", "action")`` one-hot ``[num_envs, |A|]``.
-    - ``("next", "sender", "reward")``, ``("next", "receiver", "reward")``: ``[num_envs, 1]``.
+    - ``("sender", "observation")``: one-hot state, ``[*batch_size, |S|]``.
+    - ``("sender", "state")``: the state index (what exact evaluation needs), ``[*batch_size]``. ``_step`` reads
+      the state from the input tensordict (it is the state carrier).
+    - ``("receiver", "observation")``: empty, ``[*batch_size, 0]`` (the receiver sees only the message).
+    - actions: ``("sender", "message")`` one-hot ``[*batch_size, num_messages]`` and
+      ``("receiver", "action")`` one-hot ``[*batch_size, |A|]``.
+    - ``("next", "sender", "reward")``, ``("next", "receiver", "reward")``: ``[*batch_size, 1]``; root ``done``
+      / ``terminated`` / ``truncated``: bool ``[*batch_size, 1]``.
+
+    The states are drawn for the flattened batch of ``num_envs`` games at once (row-major: game ``(i, j)`` of a
+    ``batch_size=[S, M]`` env is flat game ``i * M + j``, with the same draws as a ``num_envs=S * M`` env of the
+    same seed). A partial ``env.reset`` (TorchRL's ``"_reset"`` mask ``[*batch_size, 1]``) redraws the masked
+    games only.
 
     Args:
         prior: probabilities of the |S| states (sums to 1).
@@ -42,7 +51,10 @@ class BayesianPersuasionEnv(EnvBase):
 
     Keyword Args:
         num_messages: size of the message space; default ``max(|S|, |A|)``.
-        num_envs: number of games played in parallel.
+        num_envs: number of games played in parallel (default 1; with ``batch_size``, leave it out or give the
+            product of ``batch_size``). ``env.num_envs`` is always the total number of games.
+        batch_size: the env's batch shape, a non-empty list of positive integers, e.g. ``[15, 256]`` for 15
+            seeds x 256 games (every key then has these leading dimensions); default ``[num_envs]``.
         device: where tensors live.
         seed: seed of the environment's own random generator.
         validate_actions: check the shape, dtype and one-hotness of the incoming message and action
@@ -54,6 +66,9 @@ class BayesianPersuasionEnv(EnvBase):
         >>> td = env.rand_step(env.reset())
         >>> td["next", "sender", "reward"].shape
         torch.Size([4, 1])
+        >>> env = recommendation_letter(batch_size=[3, 4], seed=0)  # e.g. 3 seeds x 4 games
+        >>> env.num_envs, env.rollout(1)["next", "receiver", "reward"].shape
+        (12, torch.Size([3, 4, 1, 1]))
     """
 
     def __init__(
@@ -63,12 +78,13 @@ class BayesianPersuasionEnv(EnvBase):
         receiver_utility: Sequence[Sequence[float]] | torch.Tensor,
         *,
         num_messages: int | None = None,
-        num_envs: int = 1,
+        num_envs: int | None = None,
+        batch_size: Sequence[int] | None = None,
         device: torch.device | str = "cpu",
         seed: int | None = None,
         validate_actions: bool = False,
     ):
-        require(isinstance(num_envs, int) and num_envs > 0, "num_envs", num_envs, "a positive integer")
+        batch_size, num_envs = resolve_batch_size(num_envs, batch_size)
         device = torch.device(device)
         prior = as_float_tensor(prior, "prior", device)
         sender_utility = as_float_tensor(sender_utility, "sender_utility", device)
@@ -93,7 +109,8 @@ class BayesianPersuasionEnv(EnvBase):
             num_messages = max(num_states, num_actions)
         require(isinstance(num_messages, int) and num_messages >= 2, "num_messages", num_messages, "an integer >= 2")
 
-        super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        super().__init__(device=device, batch_size=batch_size)
+        #: Total number of games (the product of ``batch_size``).
         self.num_envs = num_envs
         self.num_states, self.num_actions, self.num_messages = num_states, num_actions, num_messages
         self.prior, self.sender_utility, self.receiver_utility = prior, sender_utility, receiver_utility
@@ -103,23 +120,24 @@ class BayesianPersuasionEnv(EnvBase):
         self.set_seed(0 if seed is None else seed)
 
     def _make_specs(self) -> None:
-        n, d = self.num_envs, self.device
+        b, d = tuple(self.batch_size), self.device
         self.observation_spec = Composite(
             sender=Composite(
-                observation=OneHot(self.num_states, shape=(n, self.num_states), device=d, dtype=torch.float32),
-                state=Categorical(self.num_states, shape=(n,), device=d),
-                shape=(n,),
+                observation=OneHot(self.num_states, shape=(*b, self.num_states), device=d, dtype=torch.float32),
+                state=Categorical(self.num_states, shape=b, device=d),
+                shape=b,
             ),
-            receiver=Composite(observation=Unbounded(shape=(n, 0), device=d), shape=(n,)),
-            shape=(n,),
+            receiver=Composite(observation=Unbounded(shape=(*b, 0), device=d), shape=b),
+            shape=b,
         )
-        self.action_spec = signaling_action_spec(n, self.num_messages, self.num_actions, d)
-        self.reward_spec = agent_reward_spec(n, d)
-        self.done_spec = done_spec(n, d)
+        self.action_spec = signaling_action_spec(b, self.num_messages, self.num_actions, d)
+        self.reward_spec = agent_reward_spec(b, d)
+        self.done_spec = done_spec(b, d)
 
     # Every step is a whole episode, so a reset always draws a fresh state for every game.
     def _observe(self, state: torch.Tensor) -> TensorDict:
-        n = self.num_envs
+        """The observation tensordict of ``state`` (``[*batch_size]`` state indices)."""
+        b = self.batch_size
         return TensorDict(
             {
                 "sender": TensorDict(
@@ -127,20 +145,21 @@ class BayesianPersuasionEnv(EnvBase):
                         "observation": torch.nn.functional.one_hot(state, self.num_states).float(),
                         "state": state,
                     },
-                    batch_size=(n,),
+                    batch_size=b,
                 ),
                 "receiver": TensorDict(
-                    {"observation": torch.empty(n, 0, device=self.device)}, batch_size=(n,)
+                    {"observation": torch.empty(*b, 0, device=self.device)}, batch_size=b
                 ),
             },
-            batch_size=(n,),
+            batch_size=b,
             device=self.device,
         )
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDict:
+        # One draw for the flat batch of num_envs games, shaped to the env's batch shape (a view).
         state = torch.multinomial(self.prior, self.num_envs, replacement=True, generator=self._generator)
-        out = self._observe(state)
-        done = torch.zeros(self.num_envs, 1, dtype=torch.bool, device=self.device)
+        out = self._observe(state.view(self.batch_size))
+        done = torch.zeros(*self.batch_size, 1, dtype=torch.bool, device=self.device)
         out.update({"done": done, "terminated": done.clone(), "truncated": done.clone()})
         return out
 
@@ -148,8 +167,9 @@ class BayesianPersuasionEnv(EnvBase):
         message = tensordict.get(("sender", "message"))
         action = tensordict.get(("receiver", "action"))
         if self.validate_actions:
-            check_one_hot(message, ("sender", "message"), self.num_envs, self.num_messages)
-            check_one_hot(action, ("receiver", "action"), self.num_envs, self.num_actions)
+            check_one_hot(message, ("sender", "message"), self.batch_size, self.num_messages)
+            check_one_hot(action, ("receiver", "action"), self.batch_size, self.num_actions)
+        # Elementwise in the games: the same arithmetic on [*batch_size, ...] as on the flat batch.
         state = tensordict.get(("sender", "state"))
         action = action.to(self.sender_utility.dtype)
         r_sender = (self.sender_utility[state] * action).sum(-1, keepdim=True)
@@ -157,7 +177,7 @@ class BayesianPersuasionEnv(EnvBase):
         out = self._observe(state)  # the terminal observation repeats the state it ended in
         out.set(("sender", "reward"), r_sender)
         out.set(("receiver", "reward"), r_receiver)
-        done = torch.ones(self.num_envs, 1, dtype=torch.bool, device=self.device)
+        done = torch.ones(*self.batch_size, 1, dtype=torch.bool, device=self.device)
         out.update({"done": done, "terminated": done.clone(), "truncated": torch.zeros_like(done)})
         return out
 

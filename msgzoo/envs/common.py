@@ -1,8 +1,15 @@
-"""Helpers shared by msgzoo's environments: argument checks, generators, action validation."""
+"""Helpers shared by msgzoo's environments: argument checks, batch shapes, generators, action validation.
+
+The environments compute on a flat batch of ``num_envs`` games and expose it under a batch shape ``batch_size``
+(``[num_envs]`` by default, or e.g. ``[num_seeds, num_envs_per_seed]``): the spec helpers below take that batch
+shape (an ``int`` ``n`` stands for ``[n]``).
+"""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torchrl.data import Categorical, Composite, OneHot, Unbounded
 
@@ -11,6 +18,49 @@ def require(condition: bool, name: str, value: Any, expected: str) -> None:
     """Raise a ``ValueError`` that names the argument, its bad value and what it should be."""
     if not condition:
         raise ValueError(f"{name}={value!r} is invalid: expected {expected}.")
+
+
+def is_int(value: Any) -> bool:
+    """A Python or NumPy integer (not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def resolve_batch_size(num_envs: int | None, batch_size: Sequence[int] | None) -> tuple[torch.Size, int]:
+    """The env's batch shape and its number of games, from the ``num_envs`` / ``batch_size`` arguments.
+
+    ``batch_size=None``: ``[num_envs]`` (``num_envs`` defaults to 1). Otherwise ``batch_size`` (a non-empty list or
+    tuple of positive integers) is the batch shape and the number of games is its product; ``num_envs``, when
+    given too, must equal that product.
+
+    Examples:
+        >>> resolve_batch_size(8, None)
+        (torch.Size([8]), 8)
+        >>> resolve_batch_size(None, [15, 256])
+        (torch.Size([15, 256]), 3840)
+    """
+    if batch_size is None:
+        n = 1 if num_envs is None else num_envs
+        require(is_int(n) and n > 0, "num_envs", num_envs, "a positive integer")
+        return torch.Size([int(n)]), int(n)
+    require(
+        isinstance(batch_size, (list, tuple, torch.Size))
+        and len(batch_size) > 0
+        and all(is_int(b) and b > 0 for b in batch_size),
+        "batch_size", batch_size,
+        "a non-empty list or tuple of positive integers (the env's batch shape, e.g. [num_seeds, num_envs])",
+    )
+    shape = torch.Size([int(b) for b in batch_size])
+    n = shape.numel()
+    if num_envs is not None:
+        require(
+            is_int(num_envs) and int(num_envs) == n, "num_envs", num_envs,
+            f"the number of games of batch_size={list(shape)}, i.e. their product {n} (or leave num_envs out)",
+        )
+    return shape, n
+
+
+def _batch_shape(batch: int | Sequence[int]) -> tuple[int, ...]:
+    return (int(batch),) if is_int(batch) else tuple(int(b) for b in batch)
 
 
 def as_float_tensor(value: Any, name: str, device: torch.device) -> torch.Tensor:
@@ -24,13 +74,15 @@ def make_generator(device: torch.device) -> torch.Generator:
     return torch.Generator(device=device)
 
 
-def check_one_hot(value: torch.Tensor | None, key: tuple, num_envs: int, size: int) -> None:
-    """Validate a one-hot action or message (a host sync: only behind the envs' validation flag)."""
+def check_one_hot(value: torch.Tensor | None, key: tuple, batch: int | Sequence[int], size: int) -> None:
+    """Validate a one-hot action or message of shape ``[*batch, size]`` (``batch``: the env's batch shape, or an
+    ``int`` ``N`` for ``[N]``). A host sync: only behind the envs' validation flag."""
     if value is None:
         raise ValueError(f"{key} is missing from the input tensordict: the policy must write it.")
-    if tuple(value.shape) != (num_envs, size):
+    expected = (*_batch_shape(batch), size)
+    if tuple(value.shape) != expected:
         raise ValueError(
-            f"{key} has shape {tuple(value.shape)}: expected ({num_envs}, {size}), one one-hot row per environment."
+            f"{key} has shape {tuple(value.shape)}: expected {expected}, one one-hot row per environment."
         )
     if value.is_complex() or not (value.is_floating_point() or value.dtype in (torch.bool, torch.uint8, torch.int64, torch.int32)):
         raise ValueError(f"{key} has dtype {value.dtype}: expected a float or integer one-hot tensor.")
@@ -39,31 +91,34 @@ def check_one_hot(value: torch.Tensor | None, key: tuple, num_envs: int, size: i
         raise ValueError(f"{key} is not one-hot: each row must hold a single 1 and zeros elsewhere.")
 
 
-def done_spec(num_envs: int, device: torch.device) -> Composite:
-    """Root-level ``done`` / ``terminated`` / ``truncated`` flags, ``[num_envs, 1]`` booleans."""
-    flag = Categorical(2, shape=(num_envs, 1), dtype=torch.bool, device=device)
-    return Composite(done=flag, terminated=flag.clone(), truncated=flag.clone(), shape=(num_envs,), device=device)
+def done_spec(batch: int | Sequence[int], device: torch.device) -> Composite:
+    """Root-level ``done`` / ``terminated`` / ``truncated`` flags, ``[*batch, 1]`` booleans."""
+    b = _batch_shape(batch)
+    flag = Categorical(2, shape=(*b, 1), dtype=torch.bool, device=device)
+    return Composite(done=flag, terminated=flag.clone(), truncated=flag.clone(), shape=b, device=device)
 
 
-def signaling_action_spec(num_envs: int, num_messages: int, num_actions: int, device: torch.device) -> Composite:
+def signaling_action_spec(
+    batch: int | Sequence[int], num_messages: int, num_actions: int, device: torch.device
+) -> Composite:
     """The joint action of a signaling game: the sender's one-hot message and the receiver's one-hot action."""
-    n = num_envs
+    b = _batch_shape(batch)
     return Composite(
         sender=Composite(
-            message=OneHot(num_messages, shape=(n, num_messages), device=device, dtype=torch.float32), shape=(n,)
+            message=OneHot(num_messages, shape=(*b, num_messages), device=device, dtype=torch.float32), shape=b
         ),
         receiver=Composite(
-            action=OneHot(num_actions, shape=(n, num_actions), device=device, dtype=torch.float32), shape=(n,)
+            action=OneHot(num_actions, shape=(*b, num_actions), device=device, dtype=torch.float32), shape=b
         ),
-        shape=(n,),
+        shape=b,
     )
 
 
-def agent_reward_spec(num_envs: int, device: torch.device) -> Composite:
-    """``("sender", "reward")`` and ``("receiver", "reward")``, ``[num_envs, 1]`` each."""
-    n = num_envs
+def agent_reward_spec(batch: int | Sequence[int], device: torch.device) -> Composite:
+    """``("sender", "reward")`` and ``("receiver", "reward")``, ``[*batch, 1]`` each."""
+    b = _batch_shape(batch)
     return Composite(
-        sender=Composite(reward=Unbounded(shape=(n, 1), device=device), shape=(n,)),
-        receiver=Composite(reward=Unbounded(shape=(n, 1), device=device), shape=(n,)),
-        shape=(n,),
+        sender=Composite(reward=Unbounded(shape=(*b, 1), device=device), shape=b),
+        receiver=Composite(reward=Unbounded(shape=(*b, 1), device=device), shape=b),
+        shape=b,
     )

@@ -153,7 +153,8 @@ def make_one_step_env(name: str, **env_kwargs: Any) -> BayesianPersuasionEnv:
 
     Args:
         name: a key of :data:`ONE_STEP_GAMES`.
-        **env_kwargs: ``num_messages``, ``num_envs``, ``device``, ``seed``, ``validate_actions``.
+        **env_kwargs: ``num_messages``, ``num_envs``, ``batch_size`` (a multi-dimensional batch shape, e.g.
+            ``[num_seeds, num_envs]``), ``device``, ``seed``, ``validate_actions``.
 
     Returns:
         The environment.
@@ -166,6 +167,9 @@ def make_one_step_env(name: str, **env_kwargs: Any) -> BayesianPersuasionEnv:
         >>> td = env.rand_step(env.reset())
         >>> td["next", "receiver", "reward"].shape
         torch.Size([4, 1])
+        >>> env = make_one_step_env("seller_buyer", batch_size=[15, 256], seed=0)  # 15 seeds x 256 games
+        >>> env.num_envs, env.reset()["sender", "observation"].shape
+        (3840, torch.Size([15, 256, 3]))
     """
     if not isinstance(name, str) or name not in ONE_STEP_GAMES:
         raise ValueError(f"name={name!r} is invalid: expected one of {sorted(ONE_STEP_GAMES)}.")

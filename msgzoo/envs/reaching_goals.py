@@ -7,7 +7,8 @@ observation (by default its position) and the message, and moves. Each agent is 
 
 Everything is computed on flat cell indices (``cell = row * W + col``) with precomputed lookup tables, for the whole
 batch at once: no Python loop over environments, no host synchronisation in ``_step`` / ``_reset`` (unless
-``validate_actions`` is on).
+``validate_actions`` is on). The batch may have several dimensions (``batch_size=[num_seeds, num_envs]``): the
+games are then computed on the flattened batch and only reshaped at the boundaries of ``_reset`` / ``_step``.
 """
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ from msgzoo.envs.common import (
     agent_reward_spec,
     check_one_hot,
     done_spec,
+    is_int,
     make_generator,
     require,
+    resolve_batch_size,
     signaling_action_spec,
 )
 
@@ -33,12 +36,8 @@ from msgzoo.envs.common import (
 MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
 #: Items the receiver may observe, in the order of its observation channels.
 RECEIVER_ITEMS = ("position", "goal")
-#: Root key of the step counter (TorchRL's ``StepCounter`` convention: ``[num_envs, 1]`` int64).
+#: Root key of the step counter (TorchRL's ``StepCounter`` convention: ``[*batch_size, 1]`` int64).
 STEP_COUNT_KEY = "step_count"
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _is_real(value) -> bool:
@@ -60,24 +59,31 @@ class ReachingGoalsEnv(EnvBase):
     At reset the receiver is uniform over the cells and each apple uniform over the other cells (the two apples
     may coincide; with ``aligned=True`` they are always the same cell, respawned together).
 
-    Keys (all under ``batch_size=[num_envs]``, cells are flat indices ``row * width + col``):
+    Keys (all under the env's ``batch_size``: ``[num_envs]`` by default, or the ``batch_size`` given, e.g.
+    ``[num_seeds, num_envs_per_seed]``; cells are flat indices ``row * width + col``):
 
-    - ``("sender", "observation")``: float ``[N, 3, H, W]``, one one-hot plane per channel: receiver position,
-      sender's (red) apple, receiver's (green) apple.
-    - ``("sender", "state")``: int64 ``[N, 3]``, the cells (receiver, red apple, green apple). This is the state
-      carrier: ``_step`` reads the state from the input tensordict (the env is stateless, like TorchRL's
-      Pendulum).
-    - ``("receiver", "observation")``: float ``[N, C, H, W]``, the ``receiver_observes`` items in the order
-      ``("position", "goal")`` (goal = the green apple); ``C = 0`` when the receiver sees the message only.
-    - ``"step_count"``: int64 ``[N, 1]``, steps taken in the current episode (TorchRL's ``StepCounter`` key; do
-      not stack a ``StepCounter`` transform on top, the env already truncates at ``horizon``).
-    - actions: ``("sender", "message")`` one-hot ``[N, H*W]`` (a cell) and ``("receiver", "action")`` one-hot
-      ``[N, 4]``.
-    - ``("next", "sender", "reward")``, ``("next", "receiver", "reward")``: float ``[N, 1]``; root ``done`` /
-      ``terminated`` / ``truncated``: bool ``[N, 1]``.
+    - ``("sender", "observation")``: float ``[*batch_size, 3, H, W]``, one one-hot plane per channel: receiver
+      position, sender's (red) apple, receiver's (green) apple.
+    - ``("sender", "state")``: int64 ``[*batch_size, 3]``, the cells (receiver, red apple, green apple). This is
+      the state carrier: ``_step`` reads the state from the input tensordict (the env is stateless, like
+      TorchRL's Pendulum).
+    - ``("receiver", "observation")``: float ``[*batch_size, C, H, W]``, the ``receiver_observes`` items in the
+      order ``("position", "goal")`` (goal = the green apple); ``C = 0`` when the receiver sees the message only.
+    - ``"step_count"``: int64 ``[*batch_size, 1]``, steps taken in the current episode (TorchRL's
+      ``StepCounter`` key; do not stack a ``StepCounter`` transform on top, the env already truncates at
+      ``horizon``).
+    - actions: ``("sender", "message")`` one-hot ``[*batch_size, H*W]`` (a cell) and ``("receiver", "action")``
+      one-hot ``[*batch_size, 4]``.
+    - ``("next", "sender", "reward")``, ``("next", "receiver", "reward")``: float ``[*batch_size, 1]``; root
+      ``done`` / ``terminated`` / ``truncated``: bool ``[*batch_size, 1]``.
 
-    Partial resets through TorchRL's ``"_reset"`` mask ``[N, 1]`` redraw only the masked environments; partial
-    steps through ``"_step"`` advance only the masked ones (the others keep their state and get zero reward).
+    Partial resets through TorchRL's ``"_reset"`` mask ``[*batch_size, 1]`` redraw only the masked environments;
+    partial steps through ``"_step"`` advance only the masked ones (the others keep their state and get zero
+    reward).
+
+    The games of a multi-dimensional batch are as independent as those of a flat one: an env with
+    ``batch_size=[S, M]`` plays the same games as one with ``num_envs=S * M`` (row-major flattening: game
+    ``(i, j)`` is flat game ``i * M + j``), with the same random draws for the same seed.
 
     Keyword Args:
         height, width: grid size (>= 2 each).
@@ -88,7 +94,10 @@ class ReachingGoalsEnv(EnvBase):
         aligned: the two apples are the same cell (the agents' interests are aligned).
         receiver_observes: items the receiver observes, any of ``"position"``, ``"goal"`` (a bare string is one
             item; an empty tuple: the message only).
-        num_envs: number of games played in parallel.
+        num_envs: number of games played in parallel (default 1; with ``batch_size``, leave it out or give the
+            product of ``batch_size``). ``env.num_envs`` is always the total number of games.
+        batch_size: the env's batch shape, a non-empty list of positive integers, e.g. ``[15, 256]`` for 15
+            seeds x 256 games (every key then has these leading dimensions); default ``[num_envs]``.
         device: where tensors live.
         seed: seed of the environment's own random generator (``None``: 0).
         validate_actions: check the incoming message and action at every step (a host sync; off by default).
@@ -99,6 +108,9 @@ class ReachingGoalsEnv(EnvBase):
         >>> td = env.rollout(5)
         >>> td["next", "sender", "reward"].shape
         torch.Size([8, 5, 1])
+        >>> env = ReachingGoalsEnv(batch_size=[2, 4], seed=0)  # e.g. 2 seeds x 4 games
+        >>> env.num_envs, env.rollout(5)["sender", "observation"].shape
+        (8, torch.Size([2, 4, 5, 3, 3, 3]))
     """
 
     def __init__(
@@ -112,14 +124,15 @@ class ReachingGoalsEnv(EnvBase):
         bounded: bool = True,
         aligned: bool = False,
         receiver_observes: Sequence[str] | str = ("position",),
-        num_envs: int = 1,
+        num_envs: int | None = None,
+        batch_size: Sequence[int] | None = None,
         device: torch.device | str = "cpu",
         seed: int | None = None,
         validate_actions: bool = False,
     ):
-        require(_is_int(height) and height >= 2, "height", height, "an integer >= 2")
-        require(_is_int(width) and width >= 2, "width", width, "an integer >= 2")
-        require(_is_int(horizon) and horizon >= 1, "horizon", horizon, "an integer >= 1")
+        require(is_int(height) and height >= 2, "height", height, "an integer >= 2")
+        require(is_int(width) and width >= 2, "width", width, "an integer >= 2")
+        require(is_int(horizon) and horizon >= 1, "horizon", horizon, "an integer >= 1")
         for name, value in (("reward_amplifier", reward_amplifier), ("punish_amplifier", punish_amplifier)):
             require(_is_real(value) and math.isfinite(value) and value >= 0, name, value, "a finite number >= 0")
         if isinstance(receiver_observes, str):
@@ -133,11 +146,13 @@ class ReachingGoalsEnv(EnvBase):
                     f"items from {RECEIVER_ITEMS} (unknown item {item!r})")
         require(len(set(receiver_observes)) == len(receiver_observes), "receiver_observes",
                 tuple(receiver_observes), "items without repetitions")
-        require(_is_int(num_envs) and num_envs > 0, "num_envs", num_envs, "a positive integer")
+        batch_size, num_envs = resolve_batch_size(num_envs, batch_size)
         device = torch.device(device)
 
-        super().__init__(device=device, batch_size=torch.Size([int(num_envs)]))
-        self.num_envs = int(num_envs)
+        super().__init__(device=device, batch_size=batch_size)
+        #: Total number of games (the product of ``batch_size``); the internals work on this flat batch.
+        self.num_envs = num_envs
+        self._multi_dim = len(batch_size) > 1
         self._height, self._width, self._horizon = int(height), int(width), int(horizon)
         self._reward_amplifier, self._punish_amplifier = float(reward_amplifier), float(punish_amplifier)
         self._bounded, self._aligned = bool(bounded), bool(aligned)
@@ -192,21 +207,21 @@ class ReachingGoalsEnv(EnvBase):
         self._receiver_channels = [channel_of[item] for item in self._receiver_observes]
 
     def _make_specs(self) -> None:
-        n, d = self.num_envs, self.device
+        b, d = tuple(self.batch_size), self.device
         h, w, c = self._height, self._width, self.num_receiver_channels
         self.observation_spec = Composite(
             sender=Composite(
-                observation=Binary(shape=(n, 3, h, w), device=d, dtype=torch.float32),
-                state=Categorical(self.num_cells, shape=(n, 3), device=d, dtype=torch.int64),
-                shape=(n,),
+                observation=Binary(shape=(*b, 3, h, w), device=d, dtype=torch.float32),
+                state=Categorical(self.num_cells, shape=(*b, 3), device=d, dtype=torch.int64),
+                shape=b,
             ),
-            receiver=Composite(observation=Binary(shape=(n, c, h, w), device=d, dtype=torch.float32), shape=(n,)),
-            step_count=Bounded(0, self._horizon, shape=(n, 1), device=d, dtype=torch.int64),
-            shape=(n,),
+            receiver=Composite(observation=Binary(shape=(*b, c, h, w), device=d, dtype=torch.float32), shape=b),
+            step_count=Bounded(0, self._horizon, shape=(*b, 1), device=d, dtype=torch.int64),
+            shape=b,
         )
-        self.action_spec = signaling_action_spec(n, self.num_messages, self.num_actions, d)
-        self.reward_spec = agent_reward_spec(n, d)
-        self.done_spec = done_spec(n, d)
+        self.action_spec = signaling_action_spec(b, self.num_messages, self.num_actions, d)
+        self.reward_spec = agent_reward_spec(b, d)
+        self.done_spec = done_spec(b, d)
 
     # ------------------------------------------------------------------ helpers
     def _respawn(self, receiver: torch.Tensor, count: int) -> torch.Tensor:
@@ -219,7 +234,13 @@ class ReachingGoalsEnv(EnvBase):
             return self._respawn(receiver, 1).expand(-1, 2)
         return self._respawn(receiver, 2)
 
+    def _unflatten(self, value: torch.Tensor) -> torch.Tensor:
+        """``[num_envs, ...]`` -> ``[*batch_size, ...]`` (a view for the contiguous outputs of ``_observe``)."""
+        return value.reshape(*self.batch_size, *value.shape[1:])
+
     def _observe(self, state: torch.Tensor, step_count: torch.Tensor, extra: dict) -> TensorDict:
+        """The output tensordict from the flat ``state`` ``[N, 3]``, ``step_count`` ``[N, 1]`` and ``extra`` leaves
+        (``[N, ...]``, possibly one level nested under ``"sender"`` / ``"receiver"``), under ``batch_size``."""
         n, h, w = self.num_envs, self._height, self._width
         obs = self._eye.index_select(0, state.reshape(-1)).view(n, 3, h, w)
         channels = self._receiver_channels
@@ -229,6 +250,10 @@ class ReachingGoalsEnv(EnvBase):
             receiver_obs = obs[:, channels]
         else:
             receiver_obs = obs.new_zeros(n, 0, h, w)
+        if self._multi_dim:  # the flat batch -> the env's batch shape (the flat path skips this entirely)
+            u = self._unflatten
+            obs, state, receiver_obs, step_count = u(obs), u(state), u(receiver_obs), u(step_count)
+            extra = {k: ({kk: u(vv) for kk, vv in v.items()} if isinstance(v, dict) else u(v)) for k, v in extra.items()}
         source = {
             "sender": {"observation": obs, "state": state, **extra.get("sender", {})},
             "receiver": {"observation": receiver_obs, **extra.get("receiver", {})},
@@ -251,9 +276,9 @@ class ReachingGoalsEnv(EnvBase):
             # A partial reset: the environments outside the mask keep their state exactly (when the input
             # carries it; otherwise TorchRL's reset merges the fresh data under the mask itself).
             if mask is not None and old_state is not None and old_count is not None:
-                mask = mask.reshape(n, 1)
-                state = torch.where(mask, state, old_state)
-                step_count = torch.where(mask, step_count, old_count)
+                mask = mask.reshape(n, 1)  # [*batch_size, 1] or [*batch_size] -> [N, 1]
+                state = torch.where(mask, state, old_state.reshape(n, 3))
+                step_count = torch.where(mask, step_count, old_count.reshape(n, 1))
         done = torch.zeros(n, 1, dtype=torch.bool, device=self.device)
         return self._observe(state, step_count, {"done": done, "terminated": done.clone(), "truncated": done.clone()})
 
@@ -261,11 +286,13 @@ class ReachingGoalsEnv(EnvBase):
         action = tensordict.get(("receiver", "action"))
         if self.validate_actions:
             check_one_hot(tensordict.get(("sender", "message"), None), ("sender", "message"),
-                          self.num_envs, self.num_messages)
-            check_one_hot(action, ("receiver", "action"), self.num_envs, self.num_actions)
+                          self.batch_size, self.num_messages)
+            check_one_hot(action, ("receiver", "action"), self.batch_size, self.num_actions)
         state = tensordict.get(("sender", "state"))
         step_count = tensordict.get(STEP_COUNT_KEY)
-        nc = self.num_cells
+        n, nc = self.num_envs, self.num_cells
+        if self._multi_dim:  # [*batch_size, ...] -> the flat batch [N, ...]
+            action, state, step_count = action.reshape(n, -1), state.reshape(n, 3), step_count.reshape(n, 1)
         # One-hot -> index with a tiny mat-vec (much cheaper than argmax on CPU); the clamp keeps a malformed
         # action (validation off) inside the move table.
         a = (action.to(torch.float32) @ self._action_ids).long().clamp_(0, len(MOVES) - 1)
@@ -278,7 +305,7 @@ class ReachingGoalsEnv(EnvBase):
         new_count = step_count + 1
         partial = tensordict.get("_step", None)
         if partial is not None:  # TorchRL partial step: the envs outside the mask do not move
-            partial = partial.reshape(self.num_envs, 1)
+            partial = partial.reshape(n, 1)  # [*batch_size, 1] or [*batch_size] -> [N, 1]
             new_state = torch.where(partial, new_state, state)
             new_count = torch.where(partial, new_count, step_count)
             reward = reward * partial
@@ -305,7 +332,8 @@ class ReachingGoalsEnv(EnvBase):
 
         Reads ``("sender", "state")`` and, when present, marks the ``("sender", "message")`` cell (see
         :func:`msgzoo.envs.rendering.render_frame`). ``index`` counts over the flattened batch dimensions, so a
-        rollout ``[N, T]`` is indexed ``env * T + t``.
+        rollout ``[N, T]`` is indexed ``env * T + t`` (and one ``[S, M, T]`` of a ``batch_size=[S, M]`` env
+        ``(s * M + m) * T + t``).
         """
         from msgzoo.envs.rendering import render_frame
 

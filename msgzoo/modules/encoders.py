@@ -73,10 +73,26 @@ class GridNet(nn.Module):
         self.head = _mlp(conv_channels * height * width, hidden, out_features)
         self.out_features = out_features
 
+    #: Grids with at most this many input values (``C * H * W``) take the dense path of :meth:`forward`.
+    DENSE_MAX_FEATURES = 512
+
+    def conv_matrix(self) -> torch.Tensor:
+        """The convolution as a dense matrix ``M`` (``[C*H*W, F*H*W]``): ``conv(x).flatten() = x.flatten() @ M +
+        bias``. On small grids one matmul beats ``conv2d`` (whose per-image cost dominates at kernel 5 on 3x3);
+        ``M`` is the convolution of the ``C*H*W`` basis images, so it follows the weights (and their gradient)."""
+        c, h, w = self.in_channels, self.height, self.width
+        basis = torch.eye(c * h * w, device=self.conv.weight.device, dtype=self.conv.weight.dtype).view(-1, c, h, w)
+        return F.conv2d(basis, self.conv.weight, None, padding=self.conv.padding).flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch = x.shape[:-3]
-        h = torch.relu(self.conv(x.reshape(-1, *x.shape[-3:])))
-        return self.head(h.flatten(1)).reshape(*batch, self.out_features)
+        flat = x.reshape(-1, *x.shape[-3:])
+        if self.in_channels * self.height * self.width <= self.DENSE_MAX_FEATURES:
+            bias = self.conv.bias.repeat_interleave(self.height * self.width)
+            h = torch.relu(torch.addmm(bias, flat.flatten(1), self.conv_matrix()))
+        else:
+            h = torch.relu(self.conv(flat)).flatten(1)
+        return self.head(h).reshape(*batch, self.out_features)
 
     def forward_all_cells(self, x: torch.Tensor) -> torch.Tensor:
         """``forward(cat([x, onehot_plane(k)], channel))`` for every cell ``k`` at once: ``[..., H*W, out]``.

@@ -112,13 +112,13 @@ def receiver_probs_all_messages(
         net, observation_key = fast
         observation = tensordict.get(observation_key)
         if torch.is_grad_enabled() or not _deterministic(net):
-            return torch.softmax(net.forward_all_messages(observation, num_messages), -1)
+            return _softmax(net.forward_all_messages(observation, num_messages))
         # Without autograd the result is memoised: the signaling-gradient and obedience losses (and both critics'
         # TD targets) ask for the same table on the same batch within one sender update.
         key = ("all_messages", id(net), num_messages, _versions([observation]), _versions(net.parameters()))
         probs = _memo_get(key, [observation])
         if probs is None:
-            probs = torch.softmax(net.forward_all_messages(observation, num_messages), -1)
+            probs = _softmax(net.forward_all_messages(observation, num_messages))
             _memo_put(key, [observation], probs)
         return probs
     inputs = tensordict.select(*receiver.in_keys, strict=False).exclude(message_key)
@@ -129,6 +129,12 @@ def receiver_probs_all_messages(
     expanded = expanded.copy()
     expanded.set(message_key, message)
     return receiver.get_dist(expanded).probs
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    """``softmax(logits, -1)``, as ``exp(logits - logsumexp)``: several times faster on CPU for the few actions
+    of a receiver (``torch.softmax`` is slow over a short last dimension)."""
+    return (logits - logits.logsumexp(-1, keepdim=True)).exp()
 
 
 def _all_messages_net(receiver: nn.Module, message_key: NestedKey, num_messages: int):

@@ -72,6 +72,10 @@ class ObedienceConstraintLoss(LossModule):
         gamma (float): discount of ``W^j`` (the receiver's). Default 0.99.
         critic_coeff, loss_critic_type: as in ``SignalingGradientLoss``.
         num_messages (int): the size of the message space (needed by ``"dual"`` to size the multipliers).
+        ensemble_shape (tuple of int): leading batch dimensions that index independent problems, e.g.
+            ``(num_seeds,)`` when seeds train together (:class:`~msgzoo.modules.SeedEnsemble`). Estimates,
+            hinges and multipliers are then per problem, never pooled across problems, and the loss is the
+            mean over problems of each problem's loss. Default ``()``: the whole batch is one problem.
 
     Returns, from ``forward``: ``loss_obedience``, ``loss_critic`` and the detached diagnostics
     ``constraint`` (:math:`\hat C`), ``violation_rate`` (the share of terms below ``epsilon``) and
@@ -142,6 +146,7 @@ class ObedienceConstraintLoss(LossModule):
         critic_coeff: float = 1.0,
         loss_critic_type: str = "l2",
         num_messages: int | None = None,
+        ensemble_shape: tuple[int, ...] = (),
     ):
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is invalid: expected one of {MODES}.")
@@ -155,7 +160,11 @@ class ObedienceConstraintLoss(LossModule):
             raise ValueError(f"dual_lr={dual_lr} is invalid: expected a positive step size.")
         if mode == "dual" and not (isinstance(num_messages, int) and num_messages >= 2):
             raise ValueError(f"num_messages={num_messages!r} is invalid: mode='dual' needs the message-space size (>= 2).")
+        ensemble_shape = tuple(ensemble_shape)
+        if not all(isinstance(n, int) and n >= 1 for n in ensemble_shape):
+            raise ValueError(f"ensemble_shape={ensemble_shape!r} is invalid: expected a tuple of positive ints.")
         super().__init__()
+        self.ensemble_shape = ensemble_shape
         self.scheme_network = logits_module_of(scheme_network)
         self.receiver_network = receiver_network
         self.convert_to_functional(critic_network, "critic_network", create_target_params=True)
@@ -163,7 +172,7 @@ class ObedienceConstraintLoss(LossModule):
         self.epsilon, self.dual_lr, self.gamma = float(epsilon), float(dual_lr), float(gamma)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
         size = num_messages if mode == "dual" else 1
-        self.register_buffer("lagrange_multiplier", torch.full((size,), float(lagrange_multiplier)))
+        self.register_buffer("lagrange_multiplier", torch.full((*ensemble_shape, size), float(lagrange_multiplier)))
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass  # the critic's TD target is computed here, not by a TorchRL value estimator
@@ -174,7 +183,8 @@ class ObedienceConstraintLoss(LossModule):
         return torch.einsum("...ka,...a->...k", pi_all, w)
 
     def constraint_matrix(self, tensordict: TensorDictBase) -> torch.Tensor:
-        r"""The batch estimate of eq. 4 for every pair: ``[sigma, sigma']``, with gradient through phi.
+        r"""The batch estimate of eq. 4 for every pair: ``[*ensemble_shape, sigma, sigma']``, with gradient
+        through phi.
 
         ``C[k, l] = mean_t phi(k|s_t,o_t) * (q[t,k] - q[t,l])``, unbiased for eq. 4's left side when the
         states of the batch are drawn from the occupancy measure ``d`` and ``W^j`` is exact.
@@ -185,11 +195,14 @@ class ObedienceConstraintLoss(LossModule):
             q = self._message_values(tensordict, w, logits.shape[-1])
         return self._pairwise(torch.softmax(logits, -1), q)
 
-    @staticmethod
-    def _pairwise(phi: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        phi, q = phi.reshape(-1, phi.shape[-1]), q.reshape(-1, q.shape[-1])
-        m = phi.transpose(0, 1) @ q / phi.shape[0]  # m[k, l] = mean_t phi(k|s_t) q[t, l]
-        return m.diagonal()[:, None] - m  # the diagonal is an exact zero
+    def _per_problem(self, x: torch.Tensor) -> torch.Tensor:
+        """``[*ensemble_shape, *batch, *event] -> [*ensemble_shape, n, *event]`` (``event``: the last dim)."""
+        return x.reshape(*self.ensemble_shape, -1, x.shape[-1])
+
+    def _pairwise(self, phi: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        phi, q = self._per_problem(phi), self._per_problem(q)
+        m = phi.transpose(-1, -2) @ q / phi.shape[-2]  # m[k, l] = mean_t phi(k|s_t) q[t, l]
+        return m.diagonal(dim1=-2, dim2=-1).unsqueeze(-1) - m  # the diagonal is an exact zero
 
     def _critic_values(self, tensordict: TensorDictBase) -> torch.Tensor:
         critic = self.critic_network
@@ -220,24 +233,26 @@ class ObedienceConstraintLoss(LossModule):
             q_sent = (q * message).sum(-1)
             q_other = q.gather(-1, other.unsqueeze(-1)).squeeze(-1)
             terms = (phi * message).sum(-1) * (q_sent - q_other)  # c_t of eq. 6
-            estimate = terms.mean()
+            terms = terms.reshape(*self.ensemble_shape, -1)  # [*ensemble_shape, samples]
+            estimate = terms.mean(-1)
             # per-message estimates: each sample counts toward the message it sent
-            per_message = (terms.unsqueeze(-1) * message).reshape(-1, num_messages).mean(0)
-            pair_terms = estimate.unsqueeze(0)
+            per_message = (terms.unsqueeze(-1) * self._per_problem(message)).mean(-2)
+            pair_terms = estimate.unsqueeze(-1)
         else:
             matrix = self._pairwise(phi, q)
             off_diagonal = ~torch.eye(num_messages, dtype=torch.bool, device=matrix.device)
-            pair_terms = terms = matrix[off_diagonal]
-            estimate = terms.mean()
+            pair_terms = terms = matrix[..., off_diagonal]  # [*ensemble_shape, pairs]
+            estimate = terms.mean(-1)
             per_message = matrix.sum(-1) / (num_messages - 1)
 
+        # every loss below is per problem (the last dim reduced), then averaged over problems
         if self.mode == "lagrangian":
             # eq. 7: sum over the estimated pairs of lambda * (C(sigma, sigma') - epsilon)^-
-            loss = lam[0] * torch.relu(eps - pair_terms).sum()
+            loss = (lam[..., 0] * torch.relu(eps - pair_terms).sum(-1)).mean()
         elif self.mode == "stringent":
-            loss = lam[0] * torch.relu(eps - terms).mean()
+            loss = (lam[..., 0] * torch.relu(eps - terms).mean(-1)).mean()
         else:
-            loss = -(lam * (per_message - eps)).sum()
+            loss = -(lam * (per_message - eps)).sum(-1).mean()
             if self.training and torch.is_grad_enabled():
                 with torch.no_grad():
                     self.lagrange_multiplier.sub_(self.dual_lr * (per_message.detach() - eps)).clamp_(min=0.0)
@@ -245,7 +260,7 @@ class ObedienceConstraintLoss(LossModule):
             {
                 "loss_obedience": loss,
                 "loss_critic": self.critic_coeff * loss_critic,
-                "constraint": estimate.detach(),
+                "constraint": estimate.detach().mean(),
                 "violation_rate": (terms.detach() < eps).float().mean(),
                 "lagrange_multiplier": lam.mean(),
             },

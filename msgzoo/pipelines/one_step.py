@@ -13,7 +13,7 @@ from msgzoo.config_validation import validate_config
 from msgzoo.envs import BayesianPersuasionEnv
 from msgzoo.envs.persuasion_games import make_one_step_env
 from msgzoo.evaluation import one_step_evaluator, one_step_tables
-from msgzoo.experiment import Experiment
+from msgzoo.experiment import Experiment, config_seeds, seeds_summary
 from msgzoo.methods import build_method
 from msgzoo.optimal_scheme import no_information_value, optimal_signaling_scheme
 from msgzoo.trainer import Trainer
@@ -24,11 +24,15 @@ TARGET_SENDER_REWARD = 0.64
 RECEIVER_FLOOR = -0.05
 
 
-def make_env(cfg: DictConfig, *, num_envs: int | None = None, seed: int | None = None) -> BayesianPersuasionEnv:
+def make_env(
+    cfg: DictConfig, *, num_envs: int | None = None, seed: int | None = None, num_seeds: int = 1
+) -> BayesianPersuasionEnv:
+    """The one-step game of ``cfg.env``; with ``num_seeds > 1`` one row of ``num_envs`` students per seed."""
     e = cfg.env
+    n = num_envs or e.num_envs
     kwargs = dict(
-        num_envs=num_envs or e.num_envs, num_messages=e.num_messages, device=cfg.device,
-        seed=cfg.seed if seed is None else seed,
+        num_envs=n * num_seeds, batch_size=[num_seeds, n] if num_seeds > 1 else None, num_messages=e.num_messages,
+        device=cfg.device, seed=cfg.seed if seed is None else seed,
     )
     if e.prior is not None:
         return BayesianPersuasionEnv(list(e.prior), [list(r) for r in e.sender_utility], [list(r) for r in e.receiver_utility], **kwargs)
@@ -39,22 +43,27 @@ def run(cfg: DictConfig, method: str) -> dict:
     validate_config(cfg, method=method)  # fail on a typo before anything runs
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    seeds = config_seeds(cfg)  # None, or the seeds trained together (num_seeds > 1)
+    num_seeds = len(seeds) if seeds else 1
 
-    # 1. The game, and its exact benchmarks: the LP optimum (eq. 1) and the no-information value.
-    env = make_env(cfg)
+    # 1. The game (num_envs students per seed), and its exact benchmarks: the LP optimum (eq. 1) and the
+    #    no-information value.
+    env = make_env(cfg, num_seeds=num_seeds)
     lp = optimal_signaling_scheme(env.prior, env.sender_utility, env.receiver_utility)
-    no_info_sender, no_info_receiver = no_information_value(env.prior, env.sender_utility, env.receiver_utility)
+    no_info = no_information_value(env.prior, env.sender_utility, env.receiver_utility)
 
-    # 2. The method: networks, losses, optimizers (msgzoo.methods).
-    agents = build_method(method, env, cfg, device=cfg.device)
+    # 2. The method: networks (one copy per seed), losses, optimizers (msgzoo.methods).
+    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
 
-    # 3. The run: CSV + wandb logs, checkpoints, summary.
+    # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).
     with Experiment.from_config(cfg, method) as exp:
+        seed_runs = exp.seed_runs(cfg, method) if seeds else None
         trainer = Trainer(
             env, agents, exp,
-            total_frames=cfg.collector.total_frames, frames_per_batch=env.num_envs,
+            total_frames=int(cfg.collector.total_frames) * num_seeds, frames_per_batch=env.num_envs,
             max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
             checkpoint_interval=cfg.logger.checkpoint_interval, evaluate=one_step_evaluator(env), device=cfg.device,
+            seed_experiments=seed_runs,
         )
         if cfg.resume:
             trainer.resume(cfg.resume)
@@ -63,36 +72,56 @@ def run(cfg: DictConfig, method: str) -> dict:
         trainer.train()
         trainer.save()
 
-        # 5. Exact evaluation of the final policies and the summary.
-        final = one_step_evaluator(env)(agents)
-        phi, pi = one_step_tables(env, agents)
-        # persuasion, not exploitation: the target counts once the receiver is not losing by obeying
-        reached = next(
-            (
-                row for row in trainer.history
-                if row.get("eval/sender_reward", -1e9) >= TARGET_SENDER_REWARD
-                and row.get("eval/receiver_reward", -1e9) >= RECEIVER_FLOOR
-            ),
-            None,
+        # 5. Exact evaluation of the final policies and the summary: per seed.
+        if seeds is None:
+            return _finish(cfg, method, exp, env, agents, trainer, trainer.history, lp, no_info)
+        summaries = [
+            _finish(cfg, method, run, env, agents.member(i), trainer, trainer.seed_history[i], lp, no_info)
+            for i, run in enumerate(seed_runs)
+        ]
+        summary = seeds_summary(
+            summaries, keys=("sender_reward", "receiver_reward", "honesty", "students_to_target", "wall_time_to_target_s"),
+            method=method, task=cfg.task, env_steps=trainer.frames, env_steps_per_seed=trainer.frames // num_seeds,
+            wall_time_s=trainer.wall_time, env_steps_per_s=trainer.frames / max(trainer.wall_time, 1e-9),
+            lp_sender_value=lp.sender_value, no_info_sender_value=no_info[0],
         )
-        summary = {
-            "method": method,
-            "task": cfg.task,
-            "seed": cfg.seed,
-            "env_steps": trainer.frames,
-            "wall_time_s": trainer.wall_time,
-            "env_steps_per_s": trainer.frames / max(trainer.wall_time, 1e-9),
-            **final,
-            "lp_sender_value": lp.sender_value,
-            "lp_receiver_value": lp.receiver_value,
-            "no_info_sender_value": no_info_sender,
-            "no_info_receiver_value": no_info_receiver,
-            "scheme": phi.tolist(),
-            "policy": pi.tolist(),
-            "students_to_target": reached["frames"] if reached else None,
-            "wall_time_to_target_s": reached["time/wall_s"] if reached else None,
-            "target_sender_reward": TARGET_SENDER_REWARD,
-            "history": trainer.history,
-        }
-        exp.finish(summary)
+        exp.finish(summary, filename="seeds_summary.json")
+    return summary
+
+
+def _finish(cfg, method, exp, env, agents, trainer, history, lp, no_info) -> dict:
+    """Exact evaluation of one seed's final policies; writes its summary into ``exp`` and returns it."""
+    frames = trainer.frames // trainer.num_seeds
+    final = one_step_evaluator(env)(agents)
+    phi, pi = one_step_tables(env, agents)
+    # persuasion, not exploitation: the target counts once the receiver is not losing by obeying
+    reached = next(
+        (
+            row for row in history
+            if row.get("eval/sender_reward", -1e9) >= TARGET_SENDER_REWARD
+            and row.get("eval/receiver_reward", -1e9) >= RECEIVER_FLOOR
+        ),
+        None,
+    )
+    summary = {
+        "method": method,
+        "task": cfg.task,
+        "seed": exp.seed,
+        "env_steps": frames,
+        "wall_time_s": trainer.wall_time,
+        "env_steps_per_s": frames / max(trainer.wall_time, 1e-9),
+        "num_seeds_trained_together": trainer.num_seeds,
+        **final,
+        "lp_sender_value": lp.sender_value,
+        "lp_receiver_value": lp.receiver_value,
+        "no_info_sender_value": no_info[0],
+        "no_info_receiver_value": no_info[1],
+        "scheme": phi.tolist(),
+        "policy": pi.tolist(),
+        "students_to_target": reached["frames"] if reached else None,
+        "wall_time_to_target_s": reached["time/wall_s"] if reached else None,
+        "target_sender_reward": TARGET_SENDER_REWARD,
+        "history": history,
+    }
+    summary["summary_path"] = str(exp.finish(summary))
     return summary

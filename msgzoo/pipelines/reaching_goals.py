@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from msgzoo.config_validation import validate_config
 from msgzoo.envs import ReachingGoalsEnv
 from msgzoo.evaluation import evaluate_episodes
-from msgzoo.experiment import Experiment
+from msgzoo.experiment import Experiment, config_seeds, seeds_summary
 from msgzoo.methods import build_method
 from msgzoo.trainer import Trainer
 
@@ -22,19 +22,24 @@ from msgzoo.trainer import Trainer
 TARGET_SENDER_RETURN = 200.0
 
 
-def make_env(cfg: DictConfig, *, num_envs: int | None = None, seed: int | None = None) -> ReachingGoalsEnv:
-    """The Reaching Goals env of ``cfg.env`` (``num_envs`` / ``seed`` override the config's)."""
+def make_env(
+    cfg: DictConfig, *, num_envs: int | None = None, seed: int | None = None, num_seeds: int = 1
+) -> ReachingGoalsEnv:
+    """The Reaching Goals env of ``cfg.env`` (``num_envs`` / ``seed`` override the config's); with ``num_seeds > 1``
+    one row of ``num_envs`` games per seed (``batch_size=[num_seeds, num_envs]``)."""
     e = cfg.env
+    n = num_envs or e.num_envs
     return ReachingGoalsEnv(
         height=e.height, width=e.width, horizon=e.horizon,
         reward_amplifier=e.reward_amplifier, punish_amplifier=e.punish_amplifier,
         bounded=e.bounded, aligned=e.aligned, receiver_observes=tuple(e.receiver_observes),
-        num_envs=num_envs or e.num_envs, device=cfg.device, seed=cfg.seed if seed is None else seed,
+        num_envs=n * num_seeds, batch_size=[num_seeds, n] if num_seeds > 1 else None,
+        device=cfg.device, seed=cfg.seed if seed is None else seed,
     )
 
 
 def budget_frames(cfg: DictConfig) -> int:
-    """The budget in env steps: ``collector.total_frames`` if set, else ``total_episodes * horizon``."""
+    """The budget in env steps (per seed): ``collector.total_frames`` if set, else ``total_episodes * horizon``."""
     c = cfg.collector
     if c.get("total_frames") is not None:
         return int(c.total_frames)
@@ -45,23 +50,26 @@ def run(cfg: DictConfig, method: str) -> dict:
     validate_config(cfg, method=method)  # fail on a typo before anything runs
     torch.set_num_threads(int(cfg.get("threads", 1)))
     torch.manual_seed(cfg.seed)
+    seeds = config_seeds(cfg)  # None, or the seeds trained together (num_seeds > 1)
+    num_seeds = len(seeds) if seeds else 1
 
-    # 1. The game: a batch of num_envs Reaching Goals games, and a separate one for the final evaluation.
-    env = make_env(cfg)
-    horizon = env.horizon
-    total_frames = budget_frames(cfg)
+    # 1. The game: a batch of num_envs Reaching Goals games (per seed), and a separate one for the final evaluation.
+    env = make_env(cfg, num_seeds=num_seeds)
+    total_frames = budget_frames(cfg) * num_seeds
     frames_per_batch = env.num_envs * int(cfg.env.steps_per_batch)
 
-    # 2. The method: networks (one conv layer + MLP), losses, optimizers (msgzoo.methods).
-    agents = build_method(method, env, cfg, device=cfg.device)
+    # 2. The method: networks (one conv layer + MLP; one copy per seed), losses, optimizers (msgzoo.methods).
+    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
 
-    # 3. The run: CSV + wandb logs, checkpoints, summary.
+    # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).
     with Experiment.from_config(cfg, method) as exp:
+        seed_runs = exp.seed_runs(cfg, method) if seeds else None
         trainer = Trainer(
             env, agents, exp,
             total_frames=total_frames, frames_per_batch=frames_per_batch,
             max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
-            checkpoint_interval=cfg.logger.checkpoint_interval, episode_length=horizon, device=cfg.device,
+            checkpoint_interval=cfg.logger.checkpoint_interval, episode_length=env.horizon, device=cfg.device,
+            seed_experiments=seed_runs,
         )
         if cfg.resume:
             trainer.resume(cfg.resume)
@@ -73,41 +81,61 @@ def run(cfg: DictConfig, method: str) -> dict:
         cpu_time = time.process_time() - cpu_start  # this process's CPU time (the wall time counts other loads too)
         trainer.save()
 
-        # 5. Evaluation of the final policies: eval.episodes full episodes on a separate env, and the summary.
-        eval_env = make_env(cfg, num_envs=int(cfg.eval.episodes), seed=int(cfg.eval.seed))
-        final = evaluate_episodes(eval_env, agents)
-        reached = next(
-            (row for row in trainer.history if row.get("train/sender_reward", -1e9) >= TARGET_SENDER_RETURN), None
+        # 5-6. Evaluation of the final policies, the summary and the figures: per seed.
+        if seeds is None:
+            return _finish(cfg, method, exp, agents, trainer, trainer.history, cpu_time)
+        summaries = [
+            _finish(cfg, method, run, agents.member(i), trainer, trainer.seed_history[i], cpu_time)
+            for i, run in enumerate(seed_runs)
+        ]
+        summary = seeds_summary(
+            summaries, keys=("sender_return", "receiver_return", "welfare", "episodes_to_target"),
+            method=method, task=cfg.task, map=f"{env.height}x{env.width}", env_steps=trainer.frames,
+            env_steps_per_seed=trainer.frames // num_seeds, wall_time_s=trainer.wall_time,
+            env_steps_per_s=trainer.frames / max(trainer.wall_time, 1e-9), cpu_time_s=cpu_time,
         )
-        summary = {
-            "method": method,
-            "task": cfg.task,
-            "map": f"{env.height}x{env.width}",
-            "seed": cfg.seed,
-            "episodes": trainer.frames / horizon,
-            "env_steps": trainer.frames,
-            "wall_time_s": trainer.wall_time,
-            "env_steps_per_s": trainer.frames / max(trainer.wall_time, 1e-9),
-            "cpu_time_s": cpu_time,
-            "env_steps_per_cpu_s": trainer.frames / max(cpu_time, 1e-9),
-            "eval_episodes": eval_env.num_envs,
-            **final,
-            "episodes_to_target": reached["frames"] / horizon if reached else None,
-            "wall_time_to_target_s": reached["time/wall_s"] if reached else None,
-            "target_sender_return": TARGET_SENDER_RETURN,
-            "history": trainer.history,
-        }
+        exp.finish(summary, filename="seeds_summary.json")
+    return summary
 
-        # 6. Figures: learning curves, signaling-scheme heatmaps, an episode GIF with the message.
-        if cfg.figures:
-            from msgzoo.plotting import reaching_goals_figures
 
-            figure_env = make_env(cfg, num_envs=4, seed=int(cfg.eval.seed))
-            figures = reaching_goals_figures(
-                exp.run_dir, trainer.history, agents, figure_env, horizon=horizon, seed=int(cfg.eval.seed), final=final
-            )
-            summary["figures"] = {k: str(v) for k, v in figures.items()}
-            for name, path in figures.items():
-                print(f"figure ({name}): {path}", flush=True)
-        exp.finish(summary)
+def _finish(cfg, method, exp, agents, trainer, history, cpu_time) -> dict:
+    """Evaluates one seed's final policies, writes its summary (and figures) into ``exp``; returns the summary."""
+    horizon = int(cfg.env.horizon)
+    frames = trainer.frames // trainer.num_seeds
+    # 5. Evaluation of the final policies: eval.episodes full episodes on a separate env, and the summary.
+    eval_env = make_env(cfg, num_envs=int(cfg.eval.episodes), seed=int(cfg.eval.seed))
+    final = evaluate_episodes(eval_env, agents)
+    reached = next((row for row in history if row.get("train/sender_reward", -1e9) >= TARGET_SENDER_RETURN), None)
+    summary = {
+        "method": method,
+        "task": cfg.task,
+        "map": f"{eval_env.height}x{eval_env.width}",
+        "seed": exp.seed,
+        "episodes": frames / horizon,
+        "env_steps": frames,
+        "wall_time_s": trainer.wall_time,
+        "env_steps_per_s": frames / max(trainer.wall_time, 1e-9),
+        "cpu_time_s": cpu_time,
+        "env_steps_per_cpu_s": frames / max(cpu_time, 1e-9),
+        "num_seeds_trained_together": trainer.num_seeds,
+        "eval_episodes": eval_env.num_envs,
+        **final,
+        "episodes_to_target": reached["frames"] / horizon if reached else None,
+        "wall_time_to_target_s": reached["time/wall_s"] if reached else None,
+        "target_sender_return": TARGET_SENDER_RETURN,
+        "history": history,
+    }
+
+    # 6. Figures: learning curves, signaling-scheme heatmaps, an episode GIF with the message.
+    if cfg.figures:
+        from msgzoo.plotting import reaching_goals_figures
+
+        figure_env = make_env(cfg, num_envs=4, seed=int(cfg.eval.seed))
+        figures = reaching_goals_figures(
+            exp.run_dir, history, agents, figure_env, horizon=horizon, seed=int(cfg.eval.seed), final=final
+        )
+        summary["figures"] = {k: str(v) for k, v in figures.items()}
+        for name, path in figures.items():
+            print(f"figure ({name}): {path}", flush=True)
+    summary["summary_path"] = str(exp.finish(summary))
     return summary
