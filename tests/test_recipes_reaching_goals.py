@@ -33,6 +33,7 @@ def recipe_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("reaching_goals")
     jobs = {method: [f"{method}_reaching_goals.py", *TINY, "figures=false", "seed=2"] for method in METHODS}
     jobs["sgoc_figures"] = ["sgoc_reaching_goals.py", *TINY]
+    jobs["pgoc_three_seeds"] = ["pgoc_reaching_goals.py", *TINY, "figures=false", "seed=4", "num_seeds=3"]
     procs = {}
     for name, (script, *overrides) in jobs.items():
         cwd = root / name
@@ -75,6 +76,26 @@ def test_recipe_runs_and_summarises(method, recipe_runs):
     run_dir = Path(summary["run_dir"])
     assert (run_dir / "checkpoint.pt").exists()
     assert (run_dir / "csv" / "scalars" / "train" / "sender_reward.csv").exists()
+
+
+def test_seeds_trained_together_summarise_as_separate_runs(recipe_runs):
+    summary, lines = _summary(recipe_runs["pgoc_three_seeds"])
+    assert Path(lines[-1].removeprefix("summary: ")).name == "seeds_summary.json"
+    assert summary["seeds"] == [4, 5, 6] and summary["num_seeds"] == 3
+    assert summary["env_steps"] == 3 * summary["env_steps_per_seed"]
+    assert [l for l in lines if l.startswith("summary: ")][:3] == [f"summary: {p}" for p in summary["seed_summaries"]]
+    returns = []
+    for seed, path in zip((4, 5, 6), summary["seed_summaries"]):
+        one = json.loads(Path(path).read_text())
+        for key in REQUIRED:
+            assert key in one, key
+        assert one["seed"] == seed and one["method"] == "pgoc" and one["env_steps"] == summary["env_steps_per_seed"]
+        assert one["eval_episodes"] == 40 and one["num_seeds_trained_together"] == 3
+        assert (Path(path).parent / "csv" / "scalars" / "train" / "sender_reward.csv").exists()
+        assert f"seed: {seed}" in (Path(path).parent / "config.yaml").read_text()
+        returns.append(one["sender_return"])
+    assert summary["sender_return"]["per_seed"] == returns
+    assert summary["sender_return"]["mean"] == pytest.approx(sum(returns) / 3)
 
 
 def test_main_job_writes_its_figures(recipe_runs):
