@@ -107,14 +107,24 @@ class GridNet(nn.Module):
             raise ValueError(f"x has shape {tuple(x.shape)}: expected [..., {c}, {h}, {w}] (one channel less than the net).")
         batch = x.shape[:-3]
         conv = self.conv
-        cells = torch.eye(h * w, device=x.device, dtype=conv.weight.dtype).view(h * w, 1, h, w)
-        planes = F.conv2d(cells, conv.weight[:, c:], None, padding=conv.padding)  # [K, F, H, W]
-        if c > 0:
-            base = F.conv2d(x.reshape(-1, c, h, w), conv.weight[:, :c], conv.bias, padding=conv.padding)
+        if self.in_channels * h * w <= self.DENSE_MAX_FEATURES:
+            # the dense convolution: rows [0, c*h*w) read the observation, row c*h*w + k is cell k's plane
+            matrix = self.conv_matrix()  # [C*H*W, F*H*W]
+            planes = matrix[c * h * w:]  # [K, F*H*W]
+            bias = conv.bias.repeat_interleave(h * w)
+            if c > 0:
+                base = torch.addmm(bias, x.reshape(-1, c * h * w), matrix[: c * h * w])
+            else:
+                base = bias.expand(batch.numel(), -1)
         else:
-            base = conv.bias.view(1, -1, 1, 1).expand(batch.numel(), -1, h, w)
-        hidden = torch.relu(base.unsqueeze(1) + planes)  # [B, K, F, H, W]
-        out = self.head(hidden.flatten(2))  # [B, K, out]
+            cells = torch.eye(h * w, device=x.device, dtype=conv.weight.dtype).view(h * w, 1, h, w)
+            planes = F.conv2d(cells, conv.weight[:, c:], None, padding=conv.padding).flatten(1)  # [K, F*H*W]
+            if c > 0:
+                base = F.conv2d(x.reshape(-1, c, h, w), conv.weight[:, :c], conv.bias, padding=conv.padding).flatten(1)
+            else:
+                base = conv.bias.repeat_interleave(h * w).expand(batch.numel(), -1)
+        hidden = torch.relu(base.unsqueeze(1) + planes)  # [B, K, F*H*W]
+        out = self.head(hidden.reshape(-1, planes.shape[-1]))  # [B * K, out]: 2-D inputs keep the matmuls fast
         return out.reshape(*batch, h * w, self.out_features)
 
 
