@@ -7,7 +7,7 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from msgzoo.exact_payoffs import exact_payoffs, tabulate_one_step_policies
 from msgzoo.methods import Method
-from msgzoo.metrics import honesty, mutual_information, obedience_violation
+from msgzoo.metrics import best_response_regret, honesty, mutual_information, obedience_violation
 from msgzoo.objectives.common import logits_module_of
 
 
@@ -65,6 +65,7 @@ def one_step_evaluator(env):
             "honesty": honesty(phi),
             "mutual_information_bits": mutual_information(prior, phi),
             "obedience_violation": obedience_violation(prior, ur, phi, pi),
+            "receiver_regret": best_response_regret(prior, ur, phi, pi),
         }
 
     return evaluate

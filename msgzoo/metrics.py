@@ -23,6 +23,7 @@ __all__ = [
     "honesty",
     "obedience_constraints",
     "obedience_violation",
+    "best_response_regret",
     "mutual_information",
     "posterior",
 ]
@@ -176,6 +177,35 @@ def obedience_violation(
     """
     c = obedience_constraints(prior, receiver_utility, phi, pi)
     return max(0.0, -float(c.min()))
+
+
+def best_response_regret(prior: ArrayLike, receiver_utility: ArrayLike, phi: ArrayLike, pi: ArrayLike) -> float:
+    """What the receiver gives up by not best-responding to the scheme: ``sum_sigma max_a U(sigma, a) -
+    sum_sigma sum_a pi(a|sigma) U(sigma, a)``, with ``U(sigma, a) = sum_s P(s) phi(sigma|s) w^j(s, a)``.
+
+    Zero iff ``pi`` plays only best responses to each message's posterior: the pair is an equilibrium of the
+    one-step game (persuasion, not exploitation of a receiver that has not finished learning). It catches what
+    :func:`obedience_violation` cannot: the constraints of eq. 4 compare a message's policy only with the policies
+    of *other* messages, so an action that no message leads to is never compared.
+
+    Examples:
+        >>> from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER as RL
+        >>> lp_scheme, obedient = [[0.5, 0.5], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]
+        >>> round(best_response_regret(RL["prior"], RL["receiver_utility"], lp_scheme, obedient), 6)
+        0.0
+        >>> round(best_response_regret(RL["prior"], RL["receiver_utility"], lp_scheme, [[0.0, 1.0], [0.0, 1.0]]), 6)
+        0.333333
+    """
+    device = _device_of(prior, receiver_utility, phi, pi)
+    p = _check_prior(prior, device)
+    ur = _check_utility(receiver_utility, "receiver_utility", p.numel(), device)
+    f = _check_stochastic(phi, "phi", device, rows=p.numel(), what=" phi[s, sigma] = phi(sigma | s), one row per state")
+    g = _check_stochastic(
+        pi, "pi", device, rows=f.shape[1], cols=ur.shape[1],
+        what=" pi[sigma, a] = pi(a | sigma), one row per message of phi and one column per action",
+    )
+    u = (p[:, None] * f).T @ ur  # [K, A]: U(sigma, a)
+    return max(0.0, float((u.max(-1).values - (g * u).sum(-1)).sum()))
 
 
 def mutual_information(prior: ArrayLike, phi: ArrayLike, base: float = 2) -> float:

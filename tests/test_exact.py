@@ -13,6 +13,7 @@ from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER, BayesianPersu
 from msgzoo.envs.persuasion_games import ONE_STEP_GAMES, make_one_step_env
 from msgzoo.exact_payoffs import exact_payoffs, tabulate_one_step_policies
 from msgzoo.metrics import (
+    best_response_regret,
     abs_honesty_recommendation_letter,
     honesty,
     honesty_recommendation_letter,
@@ -324,3 +325,21 @@ def test_tabulate_custom_keys_and_bad_module():
 def test_bad_inputs_name_the_argument(call, argument):
     with pytest.raises(ValueError, match=rf"\b{argument}\b"):
         call()
+
+
+@pytest.mark.parametrize("game", sorted(ONE_STEP_GAMES))
+def test_best_response_regret(game):
+    g = ONE_STEP_GAMES[game]
+    prior, us, ur = g["prior"], g["sender_utility"], g["receiver_utility"]
+    lp = optimal_signaling_scheme(prior, us, ur)
+    actions = lp.scheme.shape[1]
+    obedient = torch.eye(actions, dtype=torch.float64)
+    # the LP's recommendations are obeyed at no loss to the receiver (its obedience constraints)
+    assert best_response_regret(prior, ur, lp.scheme, obedient) == pytest.approx(0.0, abs=1e-9)
+    # a receiver that always takes the action worst for it under the prior gives up exactly the no-information gap
+    p, u = torch.as_tensor(prior, dtype=torch.float64), torch.as_tensor(ur, dtype=torch.float64)
+    worst = int((p @ u).argmin())
+    no_info = torch.ones(len(prior), 1, dtype=torch.float64)
+    always_worst = torch.nn.functional.one_hot(torch.tensor([worst]), actions).double()
+    expected = float((p @ u).max() - (p @ u)[worst])
+    assert best_response_regret(prior, ur, no_info, always_worst) == pytest.approx(expected)
