@@ -125,7 +125,7 @@ class Trainer:
         self._apply("dial", _loss_total(out, "dial", metrics), metrics)
         for updater in self.method.target_updaters:
             updater.step()
-        self.method.exploration.step(batch.numel())
+        self.method.exploration.step(batch.numel() // self.num_seeds)  # each seed's schedule, in its own env steps
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:

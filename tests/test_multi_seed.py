@@ -163,3 +163,26 @@ def test_build_method_checks_the_env_batch(recipe_config):
         build_method("sgoc", one_step.make_env(cfg), cfg, seeds=SEEDS)
     with pytest.raises(ValueError, match="distinct"):
         build_method("sgoc", one_step.make_env(cfg, num_seeds=2), cfg, seeds=[1, 1])
+
+
+def test_schedules_count_each_seeds_own_steps(recipe_config, tmp_path):
+    """DIAL's epsilon anneals over each seed's env steps, as in a separate run (not over all seeds' steps)."""
+    from msgzoo.experiment import Experiment
+    from msgzoo.trainer import Trainer
+
+    eps = {}
+    for num_seeds in (1, 3):
+        cfg = recipe_config("dial_reaching_goals", "env.num_envs=8", f"num_seeds={num_seeds}", "logger.use_wandb=false",
+                            "dial.annealing_frames=1000")
+        env = reaching_goals.make_env(cfg, num_seeds=num_seeds)
+        seeds = list(range(num_seeds)) if num_seeds > 1 else None
+        method = build_method("dial", env, cfg, seeds=seeds)
+        exp = Experiment(method="dial", task="reaching_goals", seed=0, config=cfg, run_dir=tmp_path / str(num_seeds),
+                         use_wandb=False, num_seeds=num_seeds)
+        per_batch = env.num_envs * 4
+        trainer = Trainer(env, method, exp, total_frames=5 * per_batch, frames_per_batch=per_batch,
+                          seed_experiments=exp.seed_runs(cfg, "dial") if seeds else None)
+        trainer.train()
+        exp.close()
+        eps[num_seeds] = float(method.exploration.eps)
+    assert eps[3] == pytest.approx(eps[1]) and eps[1] < 1.0
