@@ -112,6 +112,19 @@ def honesty(phi: ArrayLike, prior: ArrayLike | None = None) -> float:
     return float(tv.max())
 
 
+def _check_game(prior, receiver_utility, phi, pi) -> tuple[torch.Tensor, ...]:
+    """``(prior, receiver_utility, phi, pi)`` as checked float64 tensors on one device."""
+    device = _device_of(prior, receiver_utility, phi, pi)
+    p = _check_prior(prior, device)
+    ur = _check_utility(receiver_utility, "receiver_utility", p.numel(), device)
+    f = _check_stochastic(phi, "phi", device, rows=p.numel(), what=" phi[s, sigma] = phi(sigma | s), one row per state")
+    g = _check_stochastic(
+        pi, "pi", device, rows=f.shape[1], cols=ur.shape[1],
+        what=" pi[sigma, a] = pi(a | sigma), one row per message of phi and one column per action",
+    )
+    return p, ur, f, g
+
+
 def obedience_constraints(
     prior: ArrayLike, receiver_utility: ArrayLike, phi: ArrayLike, pi: ArrayLike
 ) -> torch.Tensor:
@@ -148,14 +161,7 @@ def obedience_constraints(
         tensor([[0.0000, 0.3333],
                 [0.0000, 0.0000]], dtype=torch.float64)
     """
-    device = _device_of(prior, receiver_utility, phi, pi)
-    p = _check_prior(prior, device)
-    ur = _check_utility(receiver_utility, "receiver_utility", p.numel(), device)
-    f = _check_stochastic(phi, "phi", device, rows=p.numel(), what=" phi[s, sigma] = phi(sigma | s), one row per state")
-    g = _check_stochastic(
-        pi, "pi", device, rows=f.shape[1], cols=ur.shape[1],
-        what=" pi[sigma, a] = pi(a | sigma), one row per message of phi and one column per action",
-    )
+    p, ur, f, g = _check_game(prior, receiver_utility, phi, pi)
     w = p[:, None] * f  # [S, K]: P(s) phi(sigma|s)
     m = ur @ g.T  # [S, K]: sum_a pi(a|sigma) w^j(s, a)
     return (w * m).sum(0)[:, None] - w.T @ m
@@ -196,14 +202,7 @@ def best_response_regret(prior: ArrayLike, receiver_utility: ArrayLike, phi: Arr
         >>> round(best_response_regret(RL["prior"], RL["receiver_utility"], lp_scheme, [[0.0, 1.0], [0.0, 1.0]]), 6)
         0.333333
     """
-    device = _device_of(prior, receiver_utility, phi, pi)
-    p = _check_prior(prior, device)
-    ur = _check_utility(receiver_utility, "receiver_utility", p.numel(), device)
-    f = _check_stochastic(phi, "phi", device, rows=p.numel(), what=" phi[s, sigma] = phi(sigma | s), one row per state")
-    g = _check_stochastic(
-        pi, "pi", device, rows=f.shape[1], cols=ur.shape[1],
-        what=" pi[sigma, a] = pi(a | sigma), one row per message of phi and one column per action",
-    )
+    p, ur, f, g = _check_game(prior, receiver_utility, phi, pi)
     u = (p[:, None] * f).T @ ur  # [K, A]: U(sigma, a)
     return max(0.0, float((u.max(-1).values - (g * u).sum(-1)).sum()))
 
