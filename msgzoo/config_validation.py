@@ -97,9 +97,9 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
         _check(cfg, "eval.episodes", _positive_int, "a positive number of evaluation episodes", 1000, optional=True)
     else:  # one-step persuasion
         k = _get(cfg, "env.num_messages")
-        if not (isinstance(k, int) and not isinstance(k, bool) and k >= 2):
-            _fail("env.num_messages", k, "an integer >= 2: the receiver reads one-hot messages of this size",
-                  "set env.num_messages=2 (or the number of receiver actions).")
+        if k is not None and not (isinstance(k, int) and not isinstance(k, bool) and k >= 2):
+            _fail("env.num_messages", k, "an integer >= 2 (the receiver reads one-hot messages of this size) or null "
+                  "(one message per receiver action)", "set env.num_messages=null (or an integer >= 2).")
         prior, us, ur = (_get(cfg, f"env.{f}") for f in ("prior", "sender_utility", "receiver_utility"))
         if prior is not None and (us is None or ur is None):
             _fail("env.sender_utility" if us is None else "env.receiver_utility", None,

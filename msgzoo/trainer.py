@@ -113,6 +113,8 @@ class Trainer:
         self._apply("receiver", _loss_total(out, "receiver", metrics), metrics)
 
     def update_sender(self, batch: TensorDictBase, metrics: dict) -> None:
+        if self.method.reward_mix is not None:
+            self.method.reward_mix.write(batch, self.frames // self.num_seeds)
         total = 0.0
         for name, loss_module in self.method.sender_losses.items():
             total = total + _loss_total(loss_module(batch), name, metrics)

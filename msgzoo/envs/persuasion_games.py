@@ -29,7 +29,7 @@ from typing import Any
 
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER, BayesianPersuasionEnv
 
-__all__ = ["ONE_STEP_GAMES", "make_one_step_env"]
+__all__ = ["ONE_STEP_GAMES", "make_one_step_env", "random_persuasion_game"]
 
 
 _RECOMMENDATION_LETTER = dict(
@@ -177,4 +177,50 @@ def make_one_step_env(name: str, **env_kwargs: Any) -> BayesianPersuasionEnv:
     env_kwargs.setdefault("num_messages", _DEFAULT_NUM_MESSAGES.get(name, len(game["sender_utility"][0])))
     return BayesianPersuasionEnv(
         game["prior"], game["sender_utility"], game["receiver_utility"], **env_kwargs
+    )
+
+
+def random_persuasion_game(seed: int, num_states: int, num_actions: int) -> dict[str, Any]:
+    """A random one-step persuasion game: the generator of msgzoo's benchmark suite (:mod:`msgzoo.suite`).
+
+    ``prior ~ Dirichlet(1, ..., 1)`` and both payoff matrices uniform in ``[-1, 1]``, rounded to 2 decimals
+    (the prior to 4, then renormalised so it sums to 1), all drawn from ``numpy.random.default_rng(seed)``: the
+    same arguments give the same game on every machine.
+
+    Args:
+        seed: a non-negative integer.
+        num_states: ``|S| >= 2``.
+        num_actions: ``|A| >= 2``.
+
+    Returns:
+        A dict with ``prior``, ``sender_utility``, ``receiver_utility`` (nested lists, states are rows),
+        ``state_names``, ``action_names`` and ``description``, like the entries of :data:`ONE_STEP_GAMES`.
+
+    Examples:
+        >>> game = random_persuasion_game(0, 3, 2)
+        >>> len(game["prior"]), len(game["sender_utility"][0])
+        (3, 2)
+        >>> env = BayesianPersuasionEnv(game["prior"], game["sender_utility"], game["receiver_utility"], num_envs=4)
+    """
+    for name, value, least in (("seed", seed, 0), ("num_states", num_states, 2), ("num_actions", num_actions, 2)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {least}.")
+    import numpy as np  # only the generator needs numpy's seeded streams
+
+    rng = np.random.default_rng(seed)
+    prior = np.round(rng.dirichlet(np.ones(num_states)), 4)
+    prior = np.maximum(prior, 1e-4)  # no state of probability 0 after rounding
+    prior = prior / prior.sum()
+    sender = np.round(rng.uniform(-1.0, 1.0, (num_states, num_actions)), 2)
+    receiver = np.round(rng.uniform(-1.0, 1.0, (num_states, num_actions)), 2)
+    return dict(
+        prior=prior.tolist(),
+        sender_utility=sender.tolist(),
+        receiver_utility=receiver.tolist(),
+        state_names=[f"s{i}" for i in range(num_states)],
+        action_names=[f"a{i}" for i in range(num_actions)],
+        description=(
+            f"A random {num_states}-state x {num_actions}-action persuasion game (generator seed {seed}): prior "
+            "Dirichlet(1), both payoffs uniform in [-1, 1] rounded to 2 decimals."
+        ),
     )

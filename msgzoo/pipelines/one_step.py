@@ -31,11 +31,15 @@ def make_env(
     e = cfg.env
     n = num_envs or e.num_envs
     kwargs = dict(
-        num_envs=n * num_seeds, batch_size=[num_seeds, n] if num_seeds > 1 else None, num_messages=e.num_messages,
+        num_envs=n * num_seeds, batch_size=[num_seeds, n] if num_seeds > 1 else None,
         device=cfg.device, seed=cfg.seed if seed is None else seed,
     )
+    if e.num_messages is not None:
+        kwargs["num_messages"] = e.num_messages
     if e.prior is not None:
-        return BayesianPersuasionEnv(list(e.prior), [list(r) for r in e.sender_utility], [list(r) for r in e.receiver_utility], **kwargs)
+        sender_utility = [list(r) for r in e.sender_utility]
+        kwargs.setdefault("num_messages", len(sender_utility[0]))  # one recommendation per action (eq. 1)
+        return BayesianPersuasionEnv(list(e.prior), sender_utility, [list(r) for r in e.receiver_utility], **kwargs)
     return make_one_step_env(e.game, **kwargs)
 
 
@@ -53,7 +57,9 @@ def run(cfg: DictConfig, method: str) -> dict:
     no_info = no_information_value(env.prior, env.sender_utility, env.receiver_utility)
 
     # 2. The method: networks (one copy per seed), losses, optimizers (msgzoo.methods).
-    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
+    agents = build_method(
+        method, env, cfg, device=cfg.device, seeds=seeds, budget_frames=int(cfg.collector.total_frames)
+    )
 
     # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).
     with Experiment.from_config(cfg, method) as exp:
