@@ -45,13 +45,13 @@ def make_env(
         num_envs=n * num_seeds, batch_size=[num_seeds, n] if num_seeds > 1 else None, num_messages=e.num_messages,
         device=cfg.device, seed=cfg.seed if seed is None else seed,
     )
+    if e.get("horizon") is not None:
+        kwargs["horizon"] = horizon  # the env rejects horizon > 1 without a transition
     if e.prior is not None:
         transition = e.get("transition")
         if transition is not None:
             kwargs.update(transition=[list(r) for r in transition], horizon=horizon)
         return BayesianPersuasionEnv(list(e.prior), [list(r) for r in e.sender_utility], [list(r) for r in e.receiver_utility], **kwargs)
-    if e.get("horizon") is not None:
-        kwargs["horizon"] = horizon
     return make_persuasion_env(e.game, **kwargs)
 
 
