@@ -103,3 +103,6 @@ def test_any_markov_game_is_a_config_away(recipe_config, tmp_path):
     bad = recipe_config("pgoc_recommendation_letter", *TINY, f"+run_dir={tmp_path}", *game[:3], "+env.horizon=4")
     with pytest.raises(ValueError, match="horizon"):  # several steps need a chain
         run(bad, method="pgoc")
+    bad = recipe_config("pgoc_recommendation_letter", *TINY, f"+run_dir={tmp_path}", *game[:4], "+env.horizon=2.5")
+    with pytest.raises(ValueError, match="env.horizon"):
+        run(bad, method="pgoc")

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from msgzoo.config_validation import validate_config
 from msgzoo.envs import BayesianPersuasionEnv
+from msgzoo.envs.common import is_int, require
 from msgzoo.envs.persuasion_games import MARKOV_GAMES, make_persuasion_env
 from msgzoo.evaluation import one_step_evaluator, one_step_tables
 from msgzoo.experiment import Experiment, config_seeds, seeds_summary
@@ -59,7 +60,9 @@ def _horizon(cfg: DictConfig) -> int:
     """Steps per episode: ``env.horizon`` if set, else the registered Markov game's, else 1 (one-step)."""
     e = cfg.env
     if e.get("horizon") is not None:
-        return e.horizon  # the env checks it (an integer >= 1, and > 1 only with a transition)
+        # the env checks the rest (> 1 only with a transition); this one sizes the batch first
+        require(is_int(e.horizon) and e.horizon >= 1, "env.horizon", e.horizon, "an integer >= 1 (steps per episode)")
+        return int(e.horizon)
     if e.prior is None and e.game in MARKOV_GAMES:
         return MARKOV_GAMES[e.game]["horizon"]
     return 1
