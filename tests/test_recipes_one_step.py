@@ -106,3 +106,18 @@ def test_any_markov_game_is_a_config_away(recipe_config, tmp_path):
     bad = recipe_config("pgoc_recommendation_letter", *TINY, f"+run_dir={tmp_path}", *game[:4], "+env.horizon=2.5")
     with pytest.raises(ValueError, match="env.horizon"):
         run(bad, method="pgoc")
+
+
+def test_markov_game_stopped_run_continues_exactly(recipe_config, tmp_path):
+    """Stopped at half its budget and resumed, a Markov-game run ends where the uninterrupted run ends."""
+    small = ["env.num_envs=16", "logger.use_wandb=false", "logger.log_interval=5", "seed=1", *MARKOV]
+
+    def cfg(name, budget, *extra):
+        return recipe_config("sgoc_recommendation_letter", *small, f"collector.total_frames={budget}",
+                             f"+run_dir={tmp_path / name}", *extra)
+
+    full = run(cfg("full", 640), method="sgoc")
+    run(cfg("stopped", 320), method="sgoc")
+    resumed = run(cfg("resumed", 640, f"resume={tmp_path / 'stopped' / 'checkpoint.pt'}"), method="sgoc")
+    for key in ("sender_reward", "receiver_reward", "scheme", "policy", "env_steps"):
+        assert resumed[key] == full[key], key
