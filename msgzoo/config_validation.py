@@ -105,11 +105,11 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
             _fail("env.sender_utility" if us is None else "env.receiver_utility", None,
                   "both utility matrices when env.prior is given", "give env.sender_utility=[[..]] and env.receiver_utility=[[..]].")
         if prior is None:
-            from msgzoo.envs.persuasion_games import ONE_STEP_GAMES
+            from msgzoo.envs.persuasion_games import MARKOV_GAMES, ONE_STEP_GAMES
 
             game = _get(cfg, "env.game")
-            if game not in ONE_STEP_GAMES:
-                _fail("env.game", game, f"one of {sorted(ONE_STEP_GAMES)}", "pick a registered game or give env.prior and the utilities.")
+            if game not in ONE_STEP_GAMES and game not in MARKOV_GAMES:
+                _fail("env.game", game, f"one of {sorted(ONE_STEP_GAMES | MARKOV_GAMES)}", "pick a registered game or give env.prior and the utilities.")
         _check(cfg, "collector.total_frames", _positive_int, "a positive number of students (env steps)", 5000000)
 
     for lr in ("optim.signaling_lr", "optim.sender_critic_lr", "optim.receiver_actor_lr", "optim.receiver_critic_lr"):
