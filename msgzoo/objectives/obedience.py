@@ -18,7 +18,7 @@ from msgzoo.objectives.common import (
     scheme_logits,
 )
 
-MODES = ("lagrangian", "dual", "stringent")
+MODES = ("lagrangian", "dual", "dual_pairwise", "stringent")
 COUNTERFACTUALS = ("uniform", "all")
 
 
@@ -53,6 +53,12 @@ class ObedienceConstraintLoss(LossModule):
       multipliers updated by projected dual ascent
       :math:`\lambda_\sigma \leftarrow \max(0, \lambda_\sigma - \text{dual\_lr}(\hat C_\sigma - \epsilon))`
       at every call in training mode.
+    - ``"dual_pairwise"`` (needs ``counterfactual="all"``): one multiplier per ordered pair of messages,
+      :math:`-\sum_{\sigma\ne\sigma'} \lambda_{\sigma\sigma'}(\hat C(\sigma,\sigma') - \epsilon)`, updated by projected
+      dual ascent :math:`\lambda_{\sigma\sigma'} \leftarrow \max(0, \lambda_{\sigma\sigma'} -
+      \text{dual\_lr}(\hat C(\sigma,\sigma') - \epsilon))` at every call in training mode: the Lagrangian of eq. 5
+      with every constraint of eq. 4 priced separately, so each multiplier settles at its constraint's shadow
+      price instead of a hand-set penalty.
     - ``"stringent"``: a hinge per sample (or pair), ``lambda * mean(relu(epsilon - c_t))``.
 
     The critic :math:`W^j(s,\cdot)` (the receiver's marginal action value, learned by the sender from
@@ -158,8 +164,13 @@ class ObedienceConstraintLoss(LossModule):
             raise ValueError(f"gamma={gamma} is invalid: expected a discount in [0, 1].")
         if dual_lr <= 0:
             raise ValueError(f"dual_lr={dual_lr} is invalid: expected a positive step size.")
-        if mode == "dual" and not (isinstance(num_messages, int) and num_messages >= 2):
-            raise ValueError(f"num_messages={num_messages!r} is invalid: mode='dual' needs the message-space size (>= 2).")
+        if mode in ("dual", "dual_pairwise") and not (isinstance(num_messages, int) and num_messages >= 2):
+            raise ValueError(f"num_messages={num_messages!r} is invalid: mode={mode!r} needs the message-space size (>= 2).")
+        if mode == "dual_pairwise" and counterfactual != "all":
+            raise ValueError(
+                f"counterfactual={counterfactual!r} is invalid with mode='dual_pairwise': it prices every pair of messages, "
+                "so it needs counterfactual='all'."
+            )
         ensemble_shape = tuple(ensemble_shape)
         if not all(isinstance(n, int) and n >= 1 for n in ensemble_shape):
             raise ValueError(f"ensemble_shape={ensemble_shape!r} is invalid: expected a tuple of positive ints.")
@@ -171,7 +182,7 @@ class ObedienceConstraintLoss(LossModule):
         self.mode, self.counterfactual = mode, counterfactual
         self.epsilon, self.dual_lr, self.gamma = float(epsilon), float(dual_lr), float(gamma)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
-        size = num_messages if mode == "dual" else 1
+        size = {"dual": num_messages, "dual_pairwise": (num_messages or 0) * ((num_messages or 0) - 1)}.get(mode, 1)
         self.register_buffer("lagrange_multiplier", torch.full((*ensemble_shape, size), float(lagrange_multiplier)))
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
@@ -252,10 +263,11 @@ class ObedienceConstraintLoss(LossModule):
         elif self.mode == "stringent":
             loss = (lam[..., 0] * torch.relu(eps - terms).mean(-1)).mean()
         else:
-            loss = -(lam * (per_message - eps)).sum(-1).mean()
+            estimates = per_message if self.mode == "dual" else pair_terms  # what each multiplier prices
+            loss = -(lam * (estimates - eps)).sum(-1).mean()
             if self.training and torch.is_grad_enabled():
                 with torch.no_grad():
-                    self.lagrange_multiplier.sub_(self.dual_lr * (per_message.detach() - eps)).clamp_(min=0.0)
+                    self.lagrange_multiplier.sub_(self.dual_lr * (estimates.detach() - eps)).clamp_(min=0.0)
         return TensorDict(
             {
                 "loss_obedience": loss,
