@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +20,89 @@ from msgzoo.objectives.obedience import COUNTERFACTUALS, MODES
 
 class ConfigError(ValueError):
     """A config field with a bad value; the message names the field, the value and the fix."""
+
+
+#: Fields a resumed run may change freely: where and how it logs, runs and is evaluated, and its budget
+#: (a finished run resumed with a larger budget continues).
+RESUME_FREE = ("resume", "resume_override", "run_dir", "logger", "device", "threads", "figures", "eval",
+               "collector.total_frames", "collector.total_episodes")
+#: Fields ``resume_override=[...]`` may change: hyperparameters whose new values replace the checkpoint's.
+#: Everything else (method, task, seed, env, network, num_seeds, DIAL's exploration) shapes the networks, the
+#: game or the random streams the checkpoint continues, so it cannot change on resume.
+RESUME_OVERRIDABLE = ("optim", "loss", "dial.lr")
+_MISSING = "<absent>"
+
+
+def _under(field: str, prefixes: Sequence[str]) -> bool:
+    return any(field == p or field.startswith(p + ".") for p in prefixes)
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in (config or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def check_resume_override(overrides: Any) -> list[str]:
+    """``resume_override`` as a list of field names that may be overridden on resume (else :class:`ConfigError`)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+        _fail("resume_override", overrides, "a list of config fields", "write resume_override=[optim.signaling_lr].")
+    for field in overrides:
+        if not _under(field, RESUME_OVERRIDABLE):
+            _fail("resume_override", list(overrides), f"fields under {list(RESUME_OVERRIDABLE)} ({field!r} is not: "
+                  "it shapes the networks, the game or the random streams the checkpoint continues)",
+                  "start a new run for a different method, task, seed, env or network.")
+    return list(overrides)
+
+
+def check_resume_config(saved: Any, current: Any, overrides: Sequence[str] = (), *, checkpoint: Any = "") -> list[str]:
+    """Refuses to resume a checkpoint made with another config.
+
+    ``saved`` is the config the checkpoint recorded, ``current`` the resumed run's (plain dicts). Fields in
+    :data:`RESUME_FREE` may differ; fields under ``overrides`` (within :data:`RESUME_OVERRIDABLE`) may differ and
+    take the current value. Any other difference raises :class:`ConfigError` listing every changed field with both
+    values. Returns the overridden fields that did change.
+    """
+    overrides = check_resume_override(list(overrides))
+    if saved is None:
+        raise ConfigError(f"checkpoint {checkpoint} records no config: it cannot be checked against this run's, "
+                          "so it is not resumed. Fix: start a new run.")
+    old, new = _flatten(saved), _flatten(current)
+    changed = sorted(k for k in old.keys() | new.keys()
+                     if not _under(k, RESUME_FREE) and old.get(k, _MISSING) != new.get(k, _MISSING))
+    refused = [k for k in changed if not _under(k, overrides)]
+    if refused:
+        lines = "\n".join(f"  {k}: checkpoint {old.get(k, _MISSING)!r}, now {new.get(k, _MISSING)!r}" for k in refused)
+        allowed = [k for k in refused if _under(k, RESUME_OVERRIDABLE)]
+        fix = (f"resume with the checkpoint's values, or allow the change with "
+               f"resume_override=[{','.join(allowed)}]" if allowed else "resume with the checkpoint's values")
+        raise ConfigError(
+            f"resume={checkpoint} was made with a different config; {len(refused)} field(s) differ:\n{lines}\n"
+            f"Fix: {fix}" + ("" if len(allowed) == len(refused) else
+                             " (method, task, seed, env, network and num_seeds cannot change: start a new run)") + "."
+        )
+    return changed
+
+
+def check_resume(cfg: DictConfig) -> None:
+    """Refuses ``resume=`` a checkpoint that cannot be loaded safely or was made with another config, before anything
+    is built or written (the pipelines call it right after :func:`validate_config`)."""
+    from msgzoo.checkpoint import load_checkpoint
+    from msgzoo.experiment import config_to_dict
+
+    if not _get(cfg, "resume"):
+        return
+    state = load_checkpoint(cfg.resume)
+    check_resume_config(state.get("config"), config_to_dict(cfg), _get(cfg, "resume_override") or (),
+                        checkpoint=cfg.resume)
 
 
 def _fail(field: str, value: Any, expected: str, fix: str) -> None:
