@@ -159,6 +159,7 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
     resume = _get(cfg, "resume")
     if resume is not None and not Path(str(resume)).is_file():
         _fail("resume", resume, "the path of an existing checkpoint.pt", "point resume= at <run_dir>/checkpoint.pt, or drop it.")
+    check_resume_override(_get(cfg, "resume_override"))
 
     _check(cfg, "env.num_envs", _positive_int, "a positive integer (environments played in parallel)", 64)
     if _get(cfg, "env.height") is not None:  # Reaching Goals
