@@ -14,7 +14,7 @@ import torch
 
 from conftest import RECIPES
 from msgzoo.checkpoint import GracefulInterrupt, TrainingInterrupted, load_checkpoint, save_checkpoint
-from msgzoo.config_validation import ConfigError
+from msgzoo.config_validation import ConfigError, check_memory, estimate_memory, validate_config
 from msgzoo.experiment import Experiment
 from msgzoo.methods import build_method
 from msgzoo.nan_guard import NonFiniteError
@@ -268,3 +268,82 @@ def test_report_counts_finished_runs_once(tmp_path):
     assert row["welfare"]["n"] == 1 and row["welfare"]["mean"] == 0.5  # true is not 1.0
     assert result["runs"] == 3 and len(result["skipped"]) == 5
     assert "Left out (5)" in (tmp_path / "out" / "table.md").read_text()
+
+
+# ------------------------------------------------------------ 5. yes/no fields and unknown keys
+@pytest.mark.parametrize("override", ["env.aligned=off", "env.bounded=no", "figures=nope", "logger.use_wandb=0"])
+def test_yes_no_fields_take_only_true_or_false(recipe_config, override):
+    cfg = recipe_config("sgoc_reaching_goals", override)
+    field, value = override.split("=")
+    with pytest.raises(ConfigError, match=f"{field}=.*expected true or false"):
+        validate_config(cfg, method="sgoc")
+
+
+@pytest.mark.parametrize("recipe,override,hint", [
+    ("sgoc_recommendation_letter", "+optim.signalling_lr=0.1", "did you mean optim.signaling_lr?"),
+    ("sgoc_reaching_goals", "+env.recever_observes=[goal]", "did you mean env.receiver_observes?"),
+    ("sgoc_reaching_goals", "+evaluation.episodes=5", "evaluation is not a field"),
+])
+def test_a_misspelt_key_added_with_plus_is_refused(recipe_config, recipe, override, hint):
+    with pytest.raises(ConfigError, match="silently ignored") as err:
+        validate_config(recipe_config(recipe, override), method="sgoc")
+    assert hint in str(err.value)
+
+
+# ------------------------------------------------------------ 9. settings that used to crash later
+@pytest.mark.parametrize("override,named", [
+    ("eval.seed=-1", "eval.seed=-1"),
+    ("network.hidden=[-1]", "network.hidden=[-1]"),
+    ("seed=18446744073709551616", "seed=18446744073709551616"),
+    ("device=meta", "device='meta'"),
+    ("optim.signaling_lr=1e38", "optim.signaling_lr=1e+38"),
+])
+def test_settings_that_crashed_later_fail_at_validation(recipe_config, override, named):
+    with pytest.raises(ConfigError, match="Fix:") as err:
+        validate_config(recipe_config("sgoc_reaching_goals", override), method="sgoc")
+    assert named in str(err.value)
+
+
+def test_a_map_that_cannot_fit_is_refused_before_building(recipe_config):
+    cfg = recipe_config("sgoc_reaching_goals", "env.height=100", "env.width=100", "env.num_envs=4")
+    # the reported crash tried to allocate one 19.2 GB tensor; the sum and its ReLU live together: twice that
+    assert estimate_memory(cfg, "sgoc") == 2 * 4 * (4 * 4) * 10_000 * 3 * 10_000
+    with pytest.raises(ConfigError, match="needs about 38.4 GB for sgoc, more than the 16.0 GB free"):
+        check_memory(cfg, "sgoc", available=16 * 10**9)
+    huge = recipe_config("sgoc_reaching_goals", "env.height=1000", "env.width=1000")
+    with pytest.raises(ConfigError, match="Fix: a smaller map"):  # beyond any machine
+        validate_config(huge, method="sgoc")
+
+
+# ------------------------------------------------------------ 10. env misuse
+def _envs():
+    from msgzoo.envs import ReachingGoalsEnv
+    from msgzoo.envs.bayesian_persuasion import recommendation_letter
+
+    return [ReachingGoalsEnv(num_envs=4), recommendation_letter(num_envs=4)]
+
+
+@pytest.mark.parametrize("env", _envs(), ids=["reaching_goals", "one_step"])
+def test_env_misuse_is_refused(env):
+    with pytest.raises(RuntimeError, match="call td = env.reset"):  # a step before reset
+        env.step(env.full_action_spec.rand())
+    td = env.reset().update(env.full_action_spec.rand())
+    td["receiver", "action"] = torch.tensor([0, 1, 1, 0])  # index actions, validation off
+    with pytest.raises(ValueError, match=r"shape \(4,\): expected \(4, \d\), one one-hot row"):
+        env.step(td)
+    env.validate_actions = True
+    td = env.reset().update(env.full_action_spec.rand())
+    td["sender", "state"].view(-1)[0] = -1  # would index from the end
+    with pytest.raises(ValueError, match=r"integer indices in \[0, \d\)"):
+        env.step(td)
+
+
+def test_env_arguments_are_strict():
+    from msgzoo.envs import BayesianPersuasionEnv, ReachingGoalsEnv
+
+    with pytest.raises(ValueError, match="sender_utility=.*finite payoffs"):
+        BayesianPersuasionEnv([0.5, 0.5], [[0.0, math.nan], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="receiver_utility=.*finite payoffs"):
+        BayesianPersuasionEnv([0.5, 0.5], [[0.0, 1.0], [0.0, 1.0]], [[0.0, math.inf], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="bounded='no' is invalid: expected True or False"):
+        ReachingGoalsEnv(bounded="no")
