@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -218,10 +217,14 @@ def available_memory(device: Any) -> int | None:
     dev = torch.device(device)
     if dev.type == "cuda":
         return torch.cuda.mem_get_info(dev)[0]
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not Linux
-        return None
+    try:  # Linux: MemAvailable counts the page cache the kernel would give back (free pages alone do not)
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def check_memory(cfg: DictConfig, method: str, available: int | None = None) -> None:

@@ -66,6 +66,24 @@ def test_training_checkpoint_loads_weights_only(recipe_config, tmp_path):
     assert isinstance(state["rng"]["numpy"]["keys"], torch.Tensor)
 
 
+def test_truncated_or_older_checkpoints_are_refused_by_name(recipe_config, tmp_path):
+    from tensordict import TensorDict
+
+    _tiny_run(recipe_config, tmp_path, "a")
+    data = (tmp_path / "a" / "checkpoint.pt").read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="could not read checkpoint .*truncated.pt"):
+        load_checkpoint(truncated)
+    older = tmp_path / "older.pt"  # msgzoo <= 0.1 pickled the collector's TensorDict
+    torch.save({"iteration": 3, "carrier": TensorDict({"x": torch.ones(2)}, [2])}, older)
+    with pytest.raises(ValueError, match="refusing to load checkpoint .*older.pt"):
+        load_checkpoint(older)
+    trainer, exp = _trainer(recipe_config, tmp_path / "b")
+    with exp, pytest.raises(ValueError, match="layout None; this msgzoo reads layout 2"):
+        trainer.load_state_dict({"iteration": 3})
+
+
 # ------------------------------------------------------------ 2. resumes cannot lie
 @pytest.mark.parametrize("change,field", [
     (["optim.signaling_lr=0.5"], "optim.signaling_lr: checkpoint 0.02, now 0.5"),
@@ -306,7 +324,7 @@ def test_settings_that_crashed_later_fail_at_validation(recipe_config, override,
 
 def test_a_map_that_cannot_fit_is_refused_before_building(recipe_config):
     cfg = recipe_config("sgoc_reaching_goals", "env.height=100", "env.width=100", "env.num_envs=4")
-    # the reported crash tried to allocate one 19.2 GB tensor; the sum and its ReLU live together: twice that
+    # one [16, 10^4, 3 x 10^4] float tensor (19.2 GB, the size of the reported crash); its sum and ReLU: twice
     assert estimate_memory(cfg, "sgoc") == 2 * 4 * (4 * 4) * 10_000 * 3 * 10_000
     with pytest.raises(ConfigError, match="needs about 38.4 GB for sgoc, more than the 16.0 GB free"):
         check_memory(cfg, "sgoc", available=16 * 10**9)
