@@ -273,7 +273,7 @@ def report(paths: Sequence[str | Path], out: str | Path, *, wandb_project: str |
     for reason in skipped:
         print(f"left out: {reason}", file=sys.stderr)
     if not runs:
-        raise SystemExit(f"no finished run (summary.json) found under {list(map(str, paths))}: run a recipe first")
+        raise SystemExit(f"no summary.json of a finished run found under {list(map(str, paths))}: run a recipe first")
     groups = group_runs(runs)
     rows = summarise(groups)
     figure = plot_comparison(groups, out / "comparison.png")
