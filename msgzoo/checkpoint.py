@@ -19,7 +19,7 @@ Typical loop::
                     "policy": policy.state_dict(), "optim": optim.state_dict(),
                     "loss": loss_module.state_dict(),
                     "rng": rng_state({"env": env_generator}),
-                    "iteration": it, "log_step": log_step, "env_td": td,
+                    "iteration": it, "log_step": log_step, "env_td": td.to_dict(),
                 })
             if stop.requested:
                 break

@@ -37,7 +37,10 @@ CHECKPOINT_FORMAT = 2
 
 def _all_finite(tensors) -> torch.Tensor:
     """One device-side flag: every element of ``tensors`` is finite (no host sync, no norm that could overflow)."""
-    return torch.isfinite(torch.cat([t.detach().reshape(-1) for t in tensors])).all()
+    tensors = [t.detach().reshape(-1) for t in tensors]
+    if not tensors:  # e.g. no parameter received a gradient
+        return torch.tensor(True)
+    return torch.isfinite(torch.cat(tensors)).all()
 
 
 def _hyperparameters(method: Method) -> dict:
