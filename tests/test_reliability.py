@@ -30,6 +30,18 @@ def _tiny_run(recipe_config, tmp_path, name, *extra, method="sgoc"):
                method=method)
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished tiny SGOC run (its folder), shared by the tests that only read or resume its checkpoint."""
+    from hydra import compose, initialize_config_dir
+
+    root = tmp_path_factory.mktemp("finished")
+    with initialize_config_dir(config_dir=str(RECIPES / "config"), version_base="1.3"):
+        cfg = compose(config_name="sgoc_recommendation_letter", overrides=[*TINY, f"+run_dir={root / 'a'}"])
+    summary = run(cfg, method="sgoc")
+    return root / "a", summary
+
+
 def _trainer(recipe_config, tmp_path, *, batches=40, log_interval=4, **kwargs):
     cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=64", "logger.use_wandb=false")
     env = make_env(cfg)
@@ -59,18 +71,16 @@ def test_crafted_checkpoint_cannot_run_code(recipe_config, tmp_path):
     assert not (tmp_path / "resumed").exists()
 
 
-def test_training_checkpoint_loads_weights_only(recipe_config, tmp_path):
-    _tiny_run(recipe_config, tmp_path, "a")
-    state = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)  # what load_checkpoint does
+def test_training_checkpoint_loads_weights_only(finished):
+    state = torch.load(finished[0] / "checkpoint.pt", weights_only=True)  # what load_checkpoint does
     assert state["config"]["optim"]["signaling_lr"] == 2.0e-2 and state["config"]["seed"] == 2
     assert isinstance(state["rng"]["numpy"]["keys"], torch.Tensor)
 
 
-def test_truncated_or_older_checkpoints_are_refused_by_name(recipe_config, tmp_path):
+def test_truncated_or_older_checkpoints_are_refused_by_name(finished, recipe_config, tmp_path):
     from tensordict import TensorDict
 
-    _tiny_run(recipe_config, tmp_path, "a")
-    data = (tmp_path / "a" / "checkpoint.pt").read_bytes()
+    data = (finished[0] / "checkpoint.pt").read_bytes()
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="could not read checkpoint .*truncated.pt"):
@@ -93,24 +103,21 @@ def test_truncated_or_older_checkpoints_are_refused_by_name(recipe_config, tmp_p
     (["env.num_envs=32"], "env.num_envs: checkpoint 64, now 32"),
     (["num_seeds=2"], "num_seeds: checkpoint 1, now 2"),
 ])
-def test_resume_refuses_a_changed_config(recipe_config, tmp_path, change, field):
-    _tiny_run(recipe_config, tmp_path, "a")
+def test_resume_refuses_a_changed_config(finished, recipe_config, tmp_path, change, field):
     with pytest.raises(ConfigError) as err:
-        _tiny_run(recipe_config, tmp_path, "b", f"resume={tmp_path / 'a' / 'checkpoint.pt'}", *change)
+        _tiny_run(recipe_config, tmp_path, "b", f"resume={finished[0] / 'checkpoint.pt'}", *change)
     assert field in str(err.value) and "Fix:" in str(err.value)
     assert not (tmp_path / "b").exists()  # refused before the run folder (config.json, summary) is written
 
 
-def test_resume_refuses_another_method_by_name(recipe_config, tmp_path):
-    _tiny_run(recipe_config, tmp_path, "a")
+def test_resume_refuses_another_method_by_name(finished, recipe_config, tmp_path):
     with pytest.raises(ConfigError, match="method: checkpoint 'sgoc', now 'pg'"):
-        _tiny_run(recipe_config, tmp_path, "b", f"resume={tmp_path / 'a' / 'checkpoint.pt'}", method="pg")
+        _tiny_run(recipe_config, tmp_path, "b", f"resume={finished[0] / 'checkpoint.pt'}", method="pg")
 
 
-def test_resume_override_applies_the_new_values_and_is_recorded(recipe_config, tmp_path):
-    _tiny_run(recipe_config, tmp_path, "a")
+def test_resume_override_applies_the_new_values_and_is_recorded(finished, recipe_config, tmp_path):
     summary = _tiny_run(
-        recipe_config, tmp_path, "b", f"resume={tmp_path / 'a' / 'checkpoint.pt'}", "collector.total_frames=2560",
+        recipe_config, tmp_path, "b", f"resume={finished[0] / 'checkpoint.pt'}", "collector.total_frames=2560",
         "optim.signaling_lr=0.05", "loss.lagrange_multiplier=20",
         "resume_override=[optim.signaling_lr,loss.lagrange_multiplier]",
     )
@@ -120,10 +127,9 @@ def test_resume_override_applies_the_new_values_and_is_recorded(recipe_config, t
     assert torch.all(state["losses"]["loss_obedience"]["lagrange_multiplier"] == 20)
 
 
-def test_resume_override_cannot_change_the_game_or_networks(recipe_config, tmp_path):
-    _tiny_run(recipe_config, tmp_path, "a")
+def test_resume_override_cannot_change_the_game_or_networks(finished, recipe_config, tmp_path):
     with pytest.raises(ConfigError, match="resume_override=.*'env.num_envs' is not"):
-        _tiny_run(recipe_config, tmp_path, "b", f"resume={tmp_path / 'a' / 'checkpoint.pt'}", "env.num_envs=32",
+        _tiny_run(recipe_config, tmp_path, "b", f"resume={finished[0] / 'checkpoint.pt'}", "env.num_envs=32",
                   "resume_override=[env.num_envs]")
 
 
@@ -230,18 +236,17 @@ def test_a_crash_keeps_the_last_good_state(recipe_config, tmp_path):
 
 
 # ------------------------------------------------------------ 7. summaries of resumed runs
-def test_resuming_a_finished_run_reports_its_real_speed(recipe_config, tmp_path):
-    first = _tiny_run(recipe_config, tmp_path, "a")
-    again = _tiny_run(recipe_config, tmp_path, "b", f"resume={tmp_path / 'a' / 'checkpoint.pt'}")
+def test_resuming_a_finished_run_reports_its_real_speed(finished, recipe_config, tmp_path):
+    _, first = finished
+    again = _tiny_run(recipe_config, tmp_path, "b", f"resume={finished[0] / 'checkpoint.pt'}")
     assert again["wall_time_s"] == first["wall_time_s"] > 0  # no training happened: the run's own time
     assert again["env_steps_per_s"] == first["env_steps_per_s"]
     assert again["history"] == first["history"]
 
 
-def test_a_resumed_run_counts_both_sessions(recipe_config, tmp_path):
-    _tiny_run(recipe_config, tmp_path, "a")
-    before = load_checkpoint(tmp_path / "a" / "checkpoint.pt")["wall_time"]
-    resumed = _tiny_run(recipe_config, tmp_path, "b", f"resume={tmp_path / 'a' / 'checkpoint.pt'}",
+def test_a_resumed_run_counts_both_sessions(finished, recipe_config, tmp_path):
+    before = load_checkpoint(finished[0] / "checkpoint.pt")["wall_time"]
+    resumed = _tiny_run(recipe_config, tmp_path, "b", f"resume={finished[0] / 'checkpoint.pt'}",
                         "collector.total_frames=2560")
     assert resumed["wall_time_s"] > before
     assert resumed["history"][-1]["time/wall_s"] > before  # the logged clock continues too
