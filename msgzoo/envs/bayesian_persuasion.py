@@ -12,6 +12,7 @@ from msgzoo.envs.common import (
     agent_reward_spec,
     as_float_tensor,
     check_one_hot,
+    check_step_input,
     done_spec,
     is_int,
     make_generator,
@@ -126,6 +127,8 @@ class BayesianPersuasionEnv(EnvBase):
                 u.ndim == 2 and u.shape[0] == num_states and u.shape[1] >= 2,
                 name, list(u.shape), f"a [|S|={num_states}, |A|>=2] matrix (one row per state of the prior)",
             )
+        for name, u in (("sender_utility", sender_utility), ("receiver_utility", receiver_utility)):
+            require(bool(torch.isfinite(u).all()), name, u.tolist(), "finite payoffs (no nan or inf)")
         require(
             sender_utility.shape == receiver_utility.shape,
             "receiver_utility", list(receiver_utility.shape), f"the shape of sender_utility {list(sender_utility.shape)}",
@@ -227,6 +230,8 @@ class BayesianPersuasionEnv(EnvBase):
         return out
 
     def _step(self, tensordict: TensorDictBase) -> TensorDict:
+        check_step_input(tensordict, self.batch_size, state_key=("sender", "state"), state_shape=(),
+                         num_states=self.num_states, num_actions=self.num_actions, validate=self.validate_actions)
         message = tensordict.get(("sender", "message"))
         action = tensordict.get(("receiver", "action"))
         if self.validate_actions:

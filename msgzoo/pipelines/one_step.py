@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from msgzoo.config_validation import validate_config
+from msgzoo.config_validation import check_resume, validate_config
 from msgzoo.envs import BayesianPersuasionEnv
 from msgzoo.envs.common import is_int, require
 from msgzoo.envs.persuasion_games import MARKOV_GAMES, make_persuasion_env
@@ -74,6 +74,7 @@ def _horizon(cfg: DictConfig) -> int:
 
 def run(cfg: DictConfig, method: str) -> dict:
     validate_config(cfg, method=method)  # fail on a typo before anything runs
+    check_resume(cfg)  # ... or on a checkpoint made with another config
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     seeds = config_seeds(cfg)  # None, or the seeds trained together (num_seeds > 1)
@@ -101,12 +102,13 @@ def run(cfg: DictConfig, method: str) -> dict:
             seed_experiments=seed_runs,
         )
         if cfg.resume:
-            trainer.resume(cfg.resume)
+            trainer.resume(cfg.resume, cfg.get("resume_override") or ())
 
         # 4. Training: alternate receiver and sender updates on fresh batches of students (of whole episodes for
         #    a Markov game). Train curves are mean rewards per step.
         trainer.train()
         trainer.save()
+        trainer.finish_if_interrupted()  # a stopped run: status "interrupted", no evaluation, exit status 128 + signal
 
         # 5. Exact evaluation of the final policies and the summary: per seed.
         if seeds is None:
@@ -120,6 +122,7 @@ def run(cfg: DictConfig, method: str) -> dict:
             method=method, task=cfg.task, env_steps=trainer.frames, env_steps_per_seed=trainer.frames // num_seeds,
             wall_time_s=trainer.wall_time, env_steps_per_s=trainer.frames / max(trainer.wall_time, 1e-9),
             lp_sender_value=lp.sender_value, no_info_sender_value=no_info[0],
+            **trainer.resume_record(),
         )
         exp.finish(summary, filename="seeds_summary.json")
     return summary
@@ -160,6 +163,7 @@ def _finish(cfg, method, exp, env, agents, trainer, history, lp, no_info) -> dic
         "wall_time_to_target_s": reached["time/wall_s"] if reached else None,
         "target_sender_reward": TARGET_SENDER_REWARD,
         "history": history,
+        **trainer.resume_record(),
     }
     summary["summary_path"] = str(exp.finish(summary))
     return summary
