@@ -1,6 +1,8 @@
 """msgzoo's benchmark suite of persuasion games, each with its exact benchmark values.
 
-The suite is every named game of :data:`~msgzoo.envs.persuasion_games.ONE_STEP_GAMES` plus ``num_random`` games
+The suite is every named game of :data:`~msgzoo.envs.persuasion_games.ONE_STEP_GAMES` and
+:data:`~msgzoo.envs.persuasion_games.MARKOV_GAMES` (multi-step: their values are per step, on the state occupancy,
+see :func:`~msgzoo.optimal_scheme.state_occupancy`) plus ``num_random`` games
 from :func:`~msgzoo.envs.persuasion_games.random_persuasion_game`: game ``i`` of the generator's stream has
 ``2 + i % 4`` states, ``2 + (i // 4) % 3`` actions and generator seed ``i``, and the stream is read until
 ``num_random`` games have an LP gain over no information of at least :data:`MIN_GAIN` (the others have
@@ -20,8 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from msgzoo.envs.persuasion_games import ONE_STEP_GAMES, random_persuasion_game
-from msgzoo.optimal_scheme import full_information_value, no_information_value, optimal_signaling_scheme
+from msgzoo.envs.persuasion_games import MARKOV_GAMES, ONE_STEP_GAMES, random_persuasion_game
+from msgzoo.optimal_scheme import (
+    full_information_value,
+    no_information_value,
+    optimal_signaling_scheme,
+    state_occupancy,
+)
 
 __all__ = ["MIN_GAIN", "SuiteGame", "persuasion_suite", "fraction_of_gain"]
 
@@ -31,7 +38,8 @@ MIN_GAIN = 0.02
 
 @dataclass(frozen=True)
 class SuiteGame:
-    """One game of the suite with its exact values (sender's unless named ``receiver``)."""
+    """One game of the suite with its exact values (sender's unless named ``receiver``; per step for a Markov
+    game, whose ``occupancy`` is the prior of its exact benchmarks)."""
 
     name: str
     prior: list[float]
@@ -41,6 +49,8 @@ class SuiteGame:
     lp_receiver_value: float
     no_info_value: float
     full_info_value: float
+    horizon: int = 1
+    occupancy: list[float] | None = None
 
     @property
     def num_states(self) -> int:
@@ -61,6 +71,8 @@ class SuiteGame:
 
     def overrides(self) -> list[str]:
         """Hydra overrides that make the one-step recipes play this game (``task`` names the run)."""
+        if self.name in MARKOV_GAMES:
+            return [f"env.game={self.name}", f"task={self.name}"]
         return [
             f"env.game={self.name}" if self.name in ONE_STEP_GAMES else "env.game=custom",
             f"task={self.name}",
@@ -70,8 +82,12 @@ class SuiteGame:
         ]
 
 
-def _scored(name: str, prior, sender_utility, receiver_utility) -> SuiteGame:
-    lp = optimal_signaling_scheme(prior, sender_utility, receiver_utility)
+def _scored(name: str, prior, sender_utility, receiver_utility, transition=None, horizon: int = 1) -> SuiteGame:
+    occupancy = None
+    if transition is not None:
+        occupancy = [float(x) for x in state_occupancy(prior, transition, horizon)]
+    values_prior = prior if occupancy is None else occupancy
+    lp = optimal_signaling_scheme(values_prior, sender_utility, receiver_utility)
     return SuiteGame(
         name=name,
         prior=[float(p) for p in prior],
@@ -79,17 +95,23 @@ def _scored(name: str, prior, sender_utility, receiver_utility) -> SuiteGame:
         receiver_utility=[[float(x) for x in row] for row in receiver_utility],
         lp_value=lp.sender_value,
         lp_receiver_value=lp.receiver_value,
-        no_info_value=no_information_value(prior, sender_utility, receiver_utility)[0],
-        full_info_value=full_information_value(prior, sender_utility, receiver_utility)[0],
+        no_info_value=no_information_value(values_prior, sender_utility, receiver_utility)[0],
+        full_info_value=full_information_value(values_prior, sender_utility, receiver_utility)[0],
+        horizon=horizon,
+        occupancy=occupancy,
     )
 
 
 def persuasion_suite(num_random: int = 40) -> list[SuiteGame]:
-    """The named games, then the generator's stream until ``num_random`` non-trivial random games (the
+    """The named one-step games, the Markov games, then the generator's stream until ``num_random`` non-trivial random games (the
     trivial ones met on the way are included, marked ``trivial``)."""
     if not isinstance(num_random, int) or isinstance(num_random, bool) or num_random < 0:
         raise ValueError(f"num_random={num_random!r} is invalid: expected a non-negative integer.")
     games = [_scored(name, g["prior"], g["sender_utility"], g["receiver_utility"]) for name, g in ONE_STEP_GAMES.items()]
+    games += [
+        _scored(name, g["prior"], g["sender_utility"], g["receiver_utility"], g["transition"], g["horizon"])
+        for name, g in MARKOV_GAMES.items()
+    ]
     found, i = 0, 0
     while found < num_random:
         s, a = 2 + i % 4, 2 + (i // 4) % 3

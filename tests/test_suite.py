@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from msgzoo.envs import BayesianPersuasionEnv
-from msgzoo.envs.persuasion_games import ONE_STEP_GAMES, random_persuasion_game
+from msgzoo.envs.persuasion_games import MARKOV_GAMES, ONE_STEP_GAMES, random_persuasion_game
 from msgzoo.metrics import obedience_violation
 from msgzoo.optimal_scheme import optimal_signaling_scheme
 from msgzoo.suite import MIN_GAIN, fraction_of_gain, persuasion_suite
@@ -44,10 +44,16 @@ def test_generator_rejects_bad_arguments(bad):
         random_persuasion_game(**args)
 
 
-def test_suite_has_the_named_games_and_enough_nontrivial_random_ones():
-    games = persuasion_suite(40)
+@pytest.fixture(scope="module")
+def suite():
+    return persuasion_suite(40)
+
+
+def test_suite_has_the_named_games_and_enough_nontrivial_random_ones(suite):
+    games = suite
     names = [g.name for g in games]
-    assert names[: len(ONE_STEP_GAMES)] == list(ONE_STEP_GAMES)
+    named = list(ONE_STEP_GAMES) + list(MARKOV_GAMES)
+    assert names[: len(named)] == named
     random_games = [g for g in games if g.name.startswith("random_")]
     assert sum(not g.trivial for g in random_games) == 40
     assert not random_games[-1].trivial  # the stream stops at the 40th non-trivial game
@@ -56,23 +62,37 @@ def test_suite_has_the_named_games_and_enough_nontrivial_random_ones():
     assert len(set(names)) == len(names)
 
 
-def test_suite_values_are_the_exact_benchmarks():
-    for game in persuasion_suite(12):
+def test_suite_values_are_the_exact_benchmarks(suite):
+    for game in suite[:20]:
         # LP optimum >= both baselines (ties to the sender); the LP scheme is obedient
         assert game.lp_value >= game.no_info_value - 1e-9 and game.lp_value >= game.full_info_value - 1e-9
         assert game.trivial == (game.gain < MIN_GAIN)
-        lp = optimal_signaling_scheme(game.prior, game.sender_utility, game.receiver_utility)
+        prior = game.prior if game.occupancy is None else game.occupancy
+        lp = optimal_signaling_scheme(prior, game.sender_utility, game.receiver_utility)
         assert lp.sender_value == pytest.approx(game.lp_value)
         obey = np.eye(game.num_actions)
-        assert obedience_violation(game.prior, game.receiver_utility, lp.scheme, obey) < 1e-7
+        assert obedience_violation(prior, game.receiver_utility, lp.scheme, obey) < 1e-7
 
 
-def test_recommendation_letter_in_the_suite():
-    game = persuasion_suite(0)[0]
+def test_recommendation_letter_in_the_suite(suite):
+    game = suite[0]
     assert game.name == "recommendation_letter" and not game.trivial
     assert game.lp_value == pytest.approx(2 / 3) and game.no_info_value == 0.0
     assert fraction_of_gain(2 / 3, game) == pytest.approx(1.0) and fraction_of_gain(0.0, game) == 0.0
     assert "env.game=recommendation_letter" in game.overrides()
+
+
+def test_markov_games_are_scored_on_their_occupancy(suite):
+    from msgzoo.optimal_scheme import state_occupancy
+
+    game = next(g for g in suite if g.name == "weather_forecast")
+    spec = MARKOV_GAMES["weather_forecast"]
+    occupancy = state_occupancy(spec["prior"], spec["transition"], spec["horizon"])
+    assert game.horizon == spec["horizon"] > 1
+    np.testing.assert_allclose(game.occupancy, occupancy.tolist())
+    lp = optimal_signaling_scheme(occupancy, spec["sender_utility"], spec["receiver_utility"])
+    assert game.lp_value == pytest.approx(lp.sender_value) and not game.trivial
+    assert game.overrides() == ["env.game=weather_forecast", "task=weather_forecast"]
 
 
 def test_suite_rejects_a_bad_size():
