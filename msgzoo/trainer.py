@@ -20,13 +20,14 @@ from msgzoo.experiment import Experiment
 from msgzoo.methods import Method
 from msgzoo.modules.fast import fuse_policy
 from msgzoo.nan_guard import NonFiniteError, check_finite
-from msgzoo.objectives import attach_next_message
+from msgzoo.objectives import ObedienceConstraintLoss, attach_next_message
 
 
 def _loss_total(out: TensorDictBase, prefix: str, metrics: dict) -> torch.Tensor:
     total = 0.0
     for key, value in out.items():
-        metrics[f"{prefix}/{key}"] = value.detach()
+        if value.numel() == 1:  # scalars are logged (a dual loss's per-message estimates are not)
+            metrics[f"{prefix}/{key}"] = value.detach()
         if key.startswith("loss_"):
             total = total + value
     return total
@@ -115,7 +116,10 @@ class Trainer:
     def update_sender(self, batch: TensorDictBase, metrics: dict) -> None:
         total = 0.0
         for name, loss_module in self.method.sender_losses.items():
-            total = total + _loss_total(loss_module(batch), name, metrics)
+            out = loss_module(batch)
+            if isinstance(loss_module, ObedienceConstraintLoss):
+                loss_module.update_multipliers(out)  # dual ascent on this batch's estimates ("dual" mode only)
+            total = total + _loss_total(out, name, metrics)
         self._apply("sender", total, metrics)
         for updater in self.method.target_updaters:
             updater.step()

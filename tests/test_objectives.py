@@ -793,27 +793,37 @@ def test_dual_mode_multiplier_updates():
         epsilon=10.0,
     )
     assert loss.lagrange_multiplier.shape == (2,)
-    # violated (estimates << epsilon): lambda goes up, by dual_lr * (epsilon - C_sigma)
     before = loss.lagrange_multiplier.clone()
     out = loss(batch)
+    # forward never changes the multipliers: the update is an explicit step, as SoftUpdate.step() for targets
+    assert torch.equal(loss.lagrange_multiplier, before)
+    assert out["constraint_per_message"].shape == (2,) and not out["constraint_per_message"].requires_grad
+    # violated (estimates << epsilon): lambda goes up, by dual_lr * (epsilon - C_sigma)
+    loss.update_multipliers(out)
     after = loss.lagrange_multiplier.clone()
+    torch.testing.assert_close(after, (before - 0.1 * (out["constraint_per_message"] - 10.0)).clamp_min(0.0))
     assert (after > before).all() and ((after - before - 0.1 * 10.0).abs() < 0.1 * 2.0).all()
     assert out["lagrange_multiplier"] == 1.0  # the loss used the multipliers from before the update
     # the dual loss is linear in the estimates with the (old) multipliers: -sum lambda (C_sigma - eps) > 0 here
     assert out["loss_obedience"] > 0
-    # no update outside training mode or without autograd
-    loss.eval()
-    loss(batch)
-    assert torch.equal(loss.lagrange_multiplier, after)
-    loss.train()
-    with torch.no_grad():
-        loss(batch)
-    assert torch.equal(loss.lagrange_multiplier, after)
+    # the next forward reads the updated multipliers
+    assert loss(batch)["lagrange_multiplier"] == after.mean()
     # satisfied by far: lambda goes down but never below zero
     loss.epsilon = -100.0
     for _ in range(3):
-        loss(batch)
+        loss.update_multipliers(loss(batch))
     assert torch.equal(loss.lagrange_multiplier, torch.zeros(2))
+    with pytest.raises(KeyError, match="constraint_per_message"):
+        loss.update_multipliers(out.exclude("constraint_per_message"))
+
+
+def test_update_multipliers_is_a_no_op_with_a_fixed_multiplier():
+    scheme, receiver, critic, batch = _oc_setup()
+    loss = ObedienceConstraintLoss(scheme, receiver, critic, epsilon=10.0, gamma=0.0)
+    out = loss(batch)
+    assert "constraint_per_message" not in out.keys()
+    loss.update_multipliers(out)
+    assert torch.equal(loss.lagrange_multiplier, torch.full((1,), 5.0))
 
 
 @pytest.mark.parametrize(

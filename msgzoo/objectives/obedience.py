@@ -8,11 +8,12 @@ from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
-from torchrl.objectives import LossModule
 
 from msgzoo.objectives.common import (
+    SenderCriticLoss,
     action_value_td_loss,
     check_reads,
+    check_writes,
     logits_module_of,
     receiver_probs_all_messages,
     scheme_logits,
@@ -22,7 +23,7 @@ MODES = ("lagrangian", "dual", "stringent")
 COUNTERFACTUALS = ("uniform", "all")
 
 
-class ObedienceConstraintLoss(LossModule):
+class ObedienceConstraintLoss(SenderCriticLoss):
     r"""Penalty that keeps the signaling scheme obeyable: the extended obedience constraints.
 
     Eq. 4 (Lemma 4.2) of Lin et al. (2023), for every pair of messages :math:`\sigma, \sigma'`:
@@ -52,12 +53,18 @@ class ObedienceConstraintLoss(LossModule):
       with :math:`\hat C_\sigma` the batch estimate restricted to message :math:`\sigma`, and the
       multipliers updated by projected dual ascent
       :math:`\lambda_\sigma \leftarrow \max(0, \lambda_\sigma - \text{dual\_lr}(\hat C_\sigma - \epsilon))`
-      at every call in training mode.
+      by an explicit step, :meth:`update_multipliers` (``forward`` returns the estimates
+      ``constraint_per_message`` it needs and never changes the multipliers itself, as TorchRL leaves
+      target updates to ``SoftUpdate.step()``).
     - ``"stringent"``: a hinge per sample (or pair), ``lambda * mean(relu(epsilon - c_t))``.
 
     The critic :math:`W^j(s,\cdot)` (the receiver's marginal action value, learned by the sender from
     the receiver's rewards) is trained by TD(0) with an expected-SARSA target (see
-    :func:`~msgzoo.objectives.common.action_value_td_loss`); update its target with ``SoftUpdate``.
+    :func:`~msgzoo.objectives.common.action_value_td_loss`); update its target with ``SoftUpdate``;
+    :meth:`make_value_estimator` gives it a TD(1) or TD(lambda) target instead.
+
+    Trains (``loss.parameters()``): the scheme and the critic ``W^j``. The receiver is read, never trained,
+    and its parameters are not among the loss's (nor are the multipliers, a buffer).
 
     Args:
         scheme_network, receiver_network, critic_network: as in
@@ -79,7 +86,8 @@ class ObedienceConstraintLoss(LossModule):
 
     Returns, from ``forward``: ``loss_obedience``, ``loss_critic`` and the detached diagnostics
     ``constraint`` (:math:`\hat C`), ``violation_rate`` (the share of terms below ``epsilon``) and
-    ``lagrange_multiplier`` (mean :math:`\lambda`).
+    ``lagrange_multiplier`` (mean :math:`\lambda`); in ``"dual"`` mode also ``constraint_per_message``
+    (:math:`\hat C_\sigma`, ``[*ensemble_shape, num_messages]``), which :meth:`update_multipliers` reads.
 
     Examples:
         >>> import torch
@@ -110,6 +118,8 @@ class ObedienceConstraintLoss(LossModule):
                 Defaults to ``("receiver", "reward")``.
             action_value (NestedKey): where the critic writes ``W^j(s, .)``.
                 Defaults to ``("sender", "receiver_action_value")``.
+            value (NestedKey): where a value estimator's state value ``V^j(s)`` is written (only with
+                :meth:`make_value_estimator`). Defaults to ``("sender", "receiver_value")``.
             done (NestedKey): done flag (under ``"next"``). Defaults to ``"done"``.
             terminated (NestedKey): terminated flag (under ``"next"``). Defaults to ``"terminated"``.
         """
@@ -119,6 +129,7 @@ class ObedienceConstraintLoss(LossModule):
         action: NestedKey = ("receiver", "action")
         reward: NestedKey = ("receiver", "reward")
         action_value: NestedKey = ("sender", "receiver_action_value")
+        value: NestedKey = ("sender", "receiver_value")
         done: NestedKey = "done"
         terminated: NestedKey = "terminated"
 
@@ -174,8 +185,25 @@ class ObedienceConstraintLoss(LossModule):
         size = num_messages if mode == "dual" else 1
         self.register_buffer("lagrange_multiplier", torch.full((*ensemble_shape, size), float(lagrange_multiplier)))
 
-    def _forward_value_estimator_keys(self, **kwargs) -> None:
-        pass  # the critic's TD target is computed here, not by a TorchRL value estimator
+    @property
+    def out_keys(self) -> list:
+        keys = ["loss_obedience", "loss_critic", "constraint", "violation_rate", "lagrange_multiplier"]
+        return keys + ["constraint_per_message"] if self.mode == "dual" else keys
+
+    @torch.no_grad()
+    def update_multipliers(self, loss_output: TensorDictBase) -> None:
+        """One projected dual-ascent step (``"dual"`` mode), from what ``forward`` returned on a batch:
+        ``lambda_sigma <- max(0, lambda_sigma - dual_lr * (C_sigma - epsilon))``. Call it once per update, after
+        ``forward`` (which used the multipliers from before the step). A no-op in the fixed-multiplier modes."""
+        if self.mode != "dual":
+            return
+        per_message = loss_output.get("constraint_per_message", None)
+        if per_message is None:
+            raise KeyError(
+                "update_multipliers needs 'constraint_per_message', which forward returns in mode='dual': pass "
+                "the output of this loss's forward."
+            )
+        self.lagrange_multiplier.sub_(self.dual_lr * (per_message - self.epsilon)).clamp_(min=0.0)
 
     def _message_values(self, tensordict: TensorDictBase, w: torch.Tensor, num_messages: int) -> torch.Tensor:
         """``q[t, sigma] = sum_a pi(a | o_t, sigma) W^j(s_t, a)``: what each message is worth to the receiver."""
@@ -206,7 +234,8 @@ class ObedienceConstraintLoss(LossModule):
 
     def _critic_values(self, tensordict: TensorDictBase) -> torch.Tensor:
         critic = self.critic_network
-        with self.critic_network_params.to_module(critic):
+        check_writes(critic, self.tensor_keys.action_value, "action_value", "critic_network")
+        with self.critic_network_params.to_module(critic, preserve_module_state=False):
             return critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(self.tensor_keys.action_value)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
@@ -253,16 +282,13 @@ class ObedienceConstraintLoss(LossModule):
             loss = (lam[..., 0] * torch.relu(eps - terms).mean(-1)).mean()
         else:
             loss = -(lam * (per_message - eps)).sum(-1).mean()
-            if self.training and torch.is_grad_enabled():
-                with torch.no_grad():
-                    self.lagrange_multiplier.sub_(self.dual_lr * (per_message.detach() - eps)).clamp_(min=0.0)
-        return TensorDict(
-            {
-                "loss_obedience": loss,
-                "loss_critic": self.critic_coeff * loss_critic,
-                "constraint": estimate.detach().mean(),
-                "violation_rate": (terms.detach() < eps).float().mean(),
-                "lagrange_multiplier": lam.mean(),
-            },
-            batch_size=[],
-        )
+        out = {
+            "loss_obedience": loss,
+            "loss_critic": self.critic_coeff * loss_critic,
+            "constraint": estimate.detach().mean(),
+            "violation_rate": (terms.detach() < eps).float().mean(),
+            "lagrange_multiplier": lam.mean(),
+        }
+        if self.mode == "dual":
+            out["constraint_per_message"] = per_message.detach()  # for update_multipliers
+        return TensorDict(out, batch_size=[])
