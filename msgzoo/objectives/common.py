@@ -301,6 +301,17 @@ class SenderCriticLoss(LossModule):
     def _extra_in_keys(self) -> list:
         return []
 
+    def _check_in_keys(self, tensordict: TensorDictBase) -> None:
+        """Fails fast, naming every key of :attr:`in_keys` that ``tensordict`` lacks."""
+        present = set(tensordict.keys(include_nested=True, leaves_only=True))
+        missing = [k for k in self.in_keys if k not in present]
+        if missing:
+            raise KeyError(
+                f"{type(self).__name__} needs the keys {missing}, missing from the batch: collect them, or tell the "
+                f"loss the names your environment and networks use with loss.set_keys(...) (fields: "
+                f"{list(self.tensor_keys.__dataclass_fields__)})."
+            )
+
     @property
     def in_keys(self) -> list:
         """Every key ``forward`` reads (the next step's network inputs only when the critic bootstraps)."""

@@ -241,6 +241,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = self.tensor_keys
         check_reads(self.receiver_network, keys.message, "message", "receiver_network")
+        self._check_in_keys(tensordict)
         logits = scheme_logits(self.scheme_network, tensordict, keys.logits)
         num_messages = logits.shape[-1]
         phi = torch.softmax(logits, -1)
