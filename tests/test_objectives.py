@@ -1312,3 +1312,27 @@ def test_value_estimator_follows_set_keys_and_soft_update():
     assert torch.equal(loss.value_estimator.value_estimate(batch.clone()), before)
     SoftUpdate(loss, tau=0.5).step()
     assert not torch.allclose(loss.value_estimator.value_estimate(batch.clone()), before)
+
+
+# ------------------------------------------------------------------------------------------ torch.compile
+
+
+@pytest.mark.parametrize(
+    "loss_cls, kwargs",
+    [
+        (SignalingGradientLoss, dict(gamma=0.9, entropy_coeff=0.1)),
+        (ObedienceConstraintLoss, dict(gamma=0.9, mode="dual", counterfactual="all")),
+    ],
+    ids=["sg", "oc_dual_all"],  # (tracing takes seconds; the default "uniform" path also traced clean by hand)
+)
+def test_forward_has_no_graph_break(loss_cls, kwargs):
+    import torch._dynamo
+
+    if not torch._dynamo.is_dynamo_supported():
+        pytest.skip("torch._dynamo does not run on this Python / platform")
+    loss, scheme, receiver, _ = _sender_loss(loss_cls, **kwargs)
+    batch = half_terminated(collect(recommendation_letter(num_envs=16, num_messages=3, seed=0), scheme, receiver))
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(loss)(batch)
+    reasons = [b.reason.splitlines()[0] for b in explained.break_reasons]
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, reasons

@@ -270,8 +270,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             pair_terms = estimate.unsqueeze(-1)
         else:
             matrix = self._pairwise(phi, q)
-            off_diagonal = ~torch.eye(num_messages, dtype=torch.bool, device=matrix.device)
-            pair_terms = terms = matrix[..., off_diagonal]  # [*ensemble_shape, pairs]
+            pair_terms = terms = _off_diagonal(matrix)  # [*ensemble_shape, pairs]
             estimate = terms.mean(-1)
             per_message = matrix.sum(-1) / (num_messages - 1)
 
@@ -293,3 +292,12 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         if self.mode == "dual":
             out["constraint_per_message"] = per_message.detach()  # for update_multipliers
         return TensorDict(out, batch_size=[])
+
+
+def _off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix[..., ~eye(K)]`` (row-major order) without a boolean mask, whose output shape torch.compile cannot
+    know: drop the first entry of the flattened ``K x K``, view ``(K - 1, K + 1)``, drop the last column."""
+    k = matrix.shape[-1]
+    flat = matrix.flatten(-2)[..., 1:].unflatten(-1, (k - 1, k + 1))
+    return flat[..., :-1].flatten(-2)
+
