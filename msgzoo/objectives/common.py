@@ -32,22 +32,21 @@ def frozen(module: nn.Module):
 
 
 def check_reads(module: nn.Module, key: NestedKey, what: str, module_name: str) -> None:
-    in_keys = getattr(module, "in_keys", None)
-    if in_keys is not None and key not in in_keys:
-        raise ValueError(
-            f"{module_name} does not read the {what} key {key!r} (its in_keys are {list(in_keys)}): "
-            f"pass the same key to loss.set_keys({what}=...) and to the network."
-        )
+    _check_key(module, "in_keys", key, f"{module_name} does not read the {what} key {key!r}",
+               f"pass the same key to loss.set_keys({what}=...) and to the network.")
 
 
 def check_writes(module: nn.Module, key: NestedKey, what: str, module_name: str) -> None:
-    out_keys = getattr(module, "out_keys", None)
-    if out_keys is not None and key not in out_keys:
-        raise ValueError(
-            f"{module_name} does not write the {what} key {key!r} (its out_keys are {list(out_keys)}): "
-            f"build it with out_key={key!r} (e.g. make_action_value_critic(net, out_key={key!r})) or point the "
-            f"loss at the key it writes with loss.set_keys({what}={out_keys[0]!r})."
-        )
+    out_keys = list(getattr(module, "out_keys", None) or [None])
+    _check_key(module, "out_keys", key, f"{module_name} does not write the {what} key {key!r}",
+               f"build it with out_key={key!r} (e.g. make_action_value_critic(net, out_key={key!r})) or point the "
+               f"loss at the key it writes with loss.set_keys({what}={out_keys[0]!r}).")
+
+
+def _check_key(module: nn.Module, attribute: str, key: NestedKey, problem: str, fix: str) -> None:
+    keys = getattr(module, attribute, None)
+    if keys is not None and key not in keys:
+        raise ValueError(f"{problem} (its {attribute} are {list(keys)}): {fix}")
 
 
 def scheme_logits(scheme: TensorDictModule, tensordict: TensorDictBase, logits_key: NestedKey) -> torch.Tensor:
