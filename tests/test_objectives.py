@@ -1336,3 +1336,30 @@ def test_forward_has_no_graph_break(loss_cls, kwargs):
     explained = torch._dynamo.explain(loss)(batch)
     reasons = [b.reason.splitlines()[0] for b in explained.break_reasons]
     assert explained.graph_break_count == 0 and explained.graph_count == 1, reasons
+
+
+def test_trainer_steps_the_dual_multipliers_after_the_loss(recipe_config, tmp_path):
+    """The recipes' loop calls update_multipliers once per sender update, with that update's estimates."""
+    from msgzoo.experiment import Experiment
+    from msgzoo.methods import build_method
+    from msgzoo.pipelines import one_step
+    from msgzoo.trainer import Trainer
+
+    cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=64", "loss.obedience_mode=dual",
+                        "loss.epsilon=1.0")
+    env = one_step.make_env(cfg)
+    method = build_method("sgoc", env, cfg)
+    exp = Experiment(method="sgoc", task="t", seed=0, config={}, use_wandb=False, run_dir=tmp_path / "run")
+    trainer = Trainer(env, method, exp, total_frames=64, frames_per_batch=64)
+    oc = method.sender_losses["obedience"]
+    batch = collect(env, method.scheme, method.receiver)
+    before = oc.lagrange_multiplier.clone()
+    torch.manual_seed(0)
+    expected = oc(batch)["constraint_per_message"]  # the same draw as the trainer's forward below
+    metrics: dict = {}
+    torch.manual_seed(0)
+    trainer.update_sender(batch, metrics)
+    torch.testing.assert_close(oc.lagrange_multiplier, (before - cfg.loss.dual_lr * (expected - 1.0)).clamp_min(0.0))
+    assert metrics["obedience/lagrange_multiplier"] == before.mean()  # the loss read the pre-step multipliers
+    assert "obedience/constraint_per_message" not in metrics  # not a scalar: not logged
+    exp.close()

@@ -300,4 +300,3 @@ def _off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
     k = matrix.shape[-1]
     flat = matrix.flatten(-2)[..., 1:].unflatten(-1, (k - 1, k + 1))
     return flat[..., :-1].flatten(-2)
-

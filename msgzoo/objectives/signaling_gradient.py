@@ -8,6 +8,7 @@ from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
+
 from msgzoo.modules.gumbel import straight_through_one_hot
 from msgzoo.objectives.common import (
     SenderCriticLoss,
