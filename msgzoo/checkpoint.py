@@ -19,19 +19,21 @@ Typical loop::
                     "policy": policy.state_dict(), "optim": optim.state_dict(),
                     "loss": loss_module.state_dict(),
                     "rng": rng_state({"env": env_generator}),
-                    "iteration": it, "log_step": log_step, "env_td": td,
+                    "iteration": it, "log_step": log_step, "env_td": td.to_dict(),
                 })
             if stop.requested:
                 break
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 import random
 import signal
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ import torch
 
 __all__ = [
     "GracefulInterrupt",
+    "TrainingInterrupted",
     "load_checkpoint",
     "rng_state",
     "save_checkpoint",
@@ -51,12 +54,42 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
+@contextlib.contextmanager
+def _signals_deferred(signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while the body runs, then deliver them to the handlers that were installed before.
+
+    A Ctrl-C during a checkpoint write would otherwise raise ``KeyboardInterrupt`` inside ``torch.save`` or
+    the fsync and lose the checkpoint being written. Outside the main thread handlers cannot be changed (and
+    signals are not delivered there): the body just runs.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+    for sig in signals:
+        signal.signal(sig, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for signum in received:  # now that the file is complete: e.g. KeyboardInterrupt from the second Ctrl-C
+            signal.raise_signal(signum)
+
+
 def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     """Atomically save ``state`` with :func:`torch.save` and return the path.
 
     The state is written to ``<path>.tmp``, fsync'ed, then moved onto ``path`` with
     :func:`os.replace`, so ``path`` always holds either the previous or the new
-    complete checkpoint, even if the process dies while saving.
+    complete checkpoint, even if the process dies while saving. SIGINT/SIGTERM
+    arriving during the write are delivered once the file is in place.
+
+    :func:`load_checkpoint` reads with ``torch.load(weights_only=True)``: keep ``state``
+    to tensors and plain Python containers/scalars (dicts, lists, tuples, numbers,
+    strings, ``None``); :func:`rng_state` and ``state_dict()`` of modules and
+    optimizers qualify, a ``TensorDict`` does not (store ``td.to_dict()``).
 
     ``state`` typically holds ``state_dict()``\\ s of modules, optimizers and loss
     modules (target networks and Lagrange multipliers live in the loss modules'
@@ -66,25 +99,30 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(dict(state), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    with _signals_deferred():
         try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
+            with open(tmp, "wb") as f:
+                torch.save(dict(state), f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                pass
+            raise
     return path
 
 
 def load_checkpoint(
     path: str | os.PathLike, map_location: Any = "cpu"
 ) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint`.
+    """Load a checkpoint written by :func:`save_checkpoint`, without running any code from the file.
+
+    The file is read with ``torch.load(weights_only=True)``: only tensors and plain Python
+    values are rebuilt, so a crafted ``checkpoint.pt`` cannot execute code; a file holding
+    anything else (any pickled class or function) is refused.
 
     Args:
         path: checkpoint file.
@@ -95,7 +133,8 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message names it).
-        ValueError: the file is not a readable checkpoint (the message names it).
+        ValueError: the file is not a readable checkpoint, or holds objects other than
+            tensors and plain Python values (the message names it).
     """
     path = Path(path)
     if not path.is_file():
@@ -104,7 +143,14 @@ def load_checkpoint(
             hint = f" ({_tmp_path(path)} exists: a save was interrupted before completing)"
         raise FileNotFoundError(f"checkpoint not found: {path.resolve()}{hint}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"refusing to load checkpoint {path.resolve()}: it holds objects other than tensors and plain "
+            "Python values, and unpickling them could run arbitrary code. msgzoo checkpoints hold only "
+            "tensors and plain values; if this file comes from an older msgzoo or another program, retrain "
+            f"or convert it in a trusted session. ({str(err).splitlines()[-1][:300]})"
+        ) from None
     except Exception as err:
         raise ValueError(
             f"could not read checkpoint {path.resolve()}: it is corrupt or not a "
@@ -122,13 +168,18 @@ def rng_state(generators: Mapping[str, torch.Generator] | None = None) -> dict[s
 
     Returns a dict with the torch CPU RNG (``"torch"``), all CUDA RNGs (``"cuda"``,
     ``None`` without CUDA), numpy's global RNG (``"numpy"``), Python's ``random``
-    (``"python"``) and ``generators[name].get_state()`` under ``"generators"``.
+    (``"python"``) and ``generators[name].get_state()`` under ``"generators"``, all as
+    tensors and plain Python values (a checkpoint must load with ``weights_only=True``).
     """
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {
+            "kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian),
+        },
+        "python": random.getstate(),  # (version, tuple of ints, float or None)
         "generators": {name: g.get_state() for name, g in (generators or {}).items()},
     }
 
@@ -149,8 +200,12 @@ def set_rng_state(
                 RuntimeWarning,
                 stacklevel=2,
             )
-    if state.get("numpy") is not None:
-        np.random.set_state(state["numpy"])
+    numpy_state = state.get("numpy")
+    if numpy_state is not None:
+        np.random.set_state((
+            numpy_state["kind"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+            numpy_state["has_gauss"], numpy_state["cached_gaussian"],
+        ))
     if state.get("python") is not None:
         random.setstate(state["python"])
     saved = state.get("generators", {})
@@ -163,13 +218,29 @@ def set_rng_state(
         g.set_state(saved[name].cpu())
 
 
+class TrainingInterrupted(SystemExit):
+    """A run stopped by SIGINT/SIGTERM after saving its checkpoint: exits with status ``128 + signal``.
+
+    A :class:`SystemExit`, so it ends the process with a non-zero status (130 for SIGINT, 143 for
+    SIGTERM, the shells' convention) and Hydra does not catch it: a ``-m`` sweep stops instead of
+    running its next job. Callers running a pipeline in-process can catch it.
+    """
+
+    def __init__(self, signal_name: str, checkpoint: str | os.PathLike | None = None) -> None:
+        super().__init__(128 + int(signal.Signals[signal_name]))
+        self.signal_name = signal_name
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
+
+
 class GracefulInterrupt:
     """Turn SIGINT/SIGTERM into a flag so a training loop can stop cleanly.
 
     Inside the ``with`` block the first SIGINT or SIGTERM only sets
     :attr:`requested` (and :attr:`signal_name`); the loop checks it every
-    iteration, saves a checkpoint and exits normally. A second SIGINT (Ctrl-C
-    again) raises :class:`KeyboardInterrupt` at once. The previous handlers are
+    iteration, saves a checkpoint and stops (msgzoo's pipelines then raise
+    :class:`TrainingInterrupted`: a stopped run must not look finished). A second
+    SIGINT (Ctrl-C again) raises :class:`KeyboardInterrupt` at once (but never
+    inside :func:`save_checkpoint`, which holds it until the file is complete). The previous handlers are
     restored on exit. Outside the main thread signals cannot be caught: the
     context manager then does nothing (``requested`` stays ``False``).
 

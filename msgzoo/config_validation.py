@@ -7,9 +7,10 @@ before the environment is made, so a week of sweeps is not lost to a typo found 
 """
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +21,89 @@ from msgzoo.objectives.obedience import COUNTERFACTUALS, MODES
 
 class ConfigError(ValueError):
     """A config field with a bad value; the message names the field, the value and the fix."""
+
+
+#: Fields a resumed run may change freely: where and how it logs, runs and is evaluated, and its budget
+#: (a finished run resumed with a larger budget continues).
+RESUME_FREE = ("resume", "resume_override", "run_dir", "logger", "device", "threads", "figures", "eval",
+               "collector.total_frames", "collector.total_episodes")
+#: Fields ``resume_override=[...]`` may change: hyperparameters whose new values replace the checkpoint's.
+#: Everything else (method, task, seed, env, network, num_seeds, DIAL's exploration) shapes the networks, the
+#: game or the random streams the checkpoint continues, so it cannot change on resume.
+RESUME_OVERRIDABLE = ("optim", "loss", "dial.lr")
+_MISSING = "<absent>"
+
+
+def _under(field: str, prefixes: Sequence[str]) -> bool:
+    return any(field == p or field.startswith(p + ".") for p in prefixes)
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    out: dict[str, Any] = {}
+    for key, value in (config or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def check_resume_override(overrides: Any) -> list[str]:
+    """``resume_override`` as a list of field names that may be overridden on resume (else :class:`ConfigError`)."""
+    if overrides is None:
+        return []
+    if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
+        _fail("resume_override", overrides, "a list of config fields", "write resume_override=[optim.signaling_lr].")
+    for field in overrides:
+        if not _under(field, RESUME_OVERRIDABLE):
+            _fail("resume_override", list(overrides), f"fields under {list(RESUME_OVERRIDABLE)} ({field!r} is not: "
+                  "it shapes the networks, the game or the random streams the checkpoint continues)",
+                  "start a new run for a different method, task, seed, env or network.")
+    return list(overrides)
+
+
+def check_resume_config(saved: Any, current: Any, overrides: Sequence[str] = (), *, checkpoint: Any = "") -> list[str]:
+    """Refuses to resume a checkpoint made with another config.
+
+    ``saved`` is the config the checkpoint recorded, ``current`` the resumed run's (plain dicts). Fields in
+    :data:`RESUME_FREE` may differ; fields under ``overrides`` (within :data:`RESUME_OVERRIDABLE`) may differ and
+    take the current value. Any other difference raises :class:`ConfigError` listing every changed field with both
+    values. Returns the overridden fields that did change.
+    """
+    overrides = check_resume_override(list(overrides))
+    if saved is None:
+        raise ConfigError(f"checkpoint {checkpoint} records no config: it cannot be checked against this run's, "
+                          "so it is not resumed. Fix: start a new run.")
+    old, new = _flatten(saved), _flatten(current)
+    changed = sorted(k for k in old.keys() | new.keys()
+                     if not _under(k, RESUME_FREE) and old.get(k, _MISSING) != new.get(k, _MISSING))
+    refused = [k for k in changed if not _under(k, overrides)]
+    if refused:
+        lines = "\n".join(f"  {k}: checkpoint {old.get(k, _MISSING)!r}, now {new.get(k, _MISSING)!r}" for k in refused)
+        allowed = [k for k in refused if _under(k, RESUME_OVERRIDABLE)]
+        fix = (f"resume with the checkpoint's values, or allow the change with "
+               f"resume_override=[{','.join(allowed)}]" if allowed else "resume with the checkpoint's values")
+        raise ConfigError(
+            f"resume={checkpoint} was made with a different config; {len(refused)} field(s) differ:\n{lines}\n"
+            f"Fix: {fix}" + ("" if len(allowed) == len(refused) else
+                             " (method, task, seed, env, network and num_seeds cannot change: start a new run)") + "."
+        )
+    return changed
+
+
+def check_resume(cfg: DictConfig) -> None:
+    """Refuses ``resume=`` a checkpoint that cannot be loaded safely or was made with another config, before anything
+    is built or written (the pipelines call it right after :func:`validate_config`)."""
+    from msgzoo.checkpoint import load_checkpoint
+    from msgzoo.experiment import config_to_dict
+
+    if not _get(cfg, "resume"):
+        return
+    state = load_checkpoint(cfg.resume)
+    check_resume_config(state.get("config"), config_to_dict(cfg), _get(cfg, "resume_override") or (),
+                        checkpoint=cfg.resume)
 
 
 def _fail(field: str, value: Any, expected: str, fix: str) -> None:
@@ -54,11 +138,117 @@ def _probability(v) -> bool:
     return _number(v) and 0 <= v <= 1
 
 
+#: The recipes' YAML files: their keys are the schema a composed config is checked against.
+RECIPE_CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "config"
+#: Top-level keys a recipe config may carry beyond its YAML: the recipe's method, and where the run goes.
+EXTRA_KEYS = ("method", "run_dir")
+#: Fields read as booleans (a string such as "off" or "no" would be truthy).
+BOOLEAN_FIELDS = ("figures", "env.bounded", "env.aligned", "logger.use_wandb")
+#: Largest seed: torch's generators take 64-bit seeds (the seeds trained together count up from ``seed``).
+MAX_SEED = 2**63 - 1
+#: Bytes per float of the largest table: the receiver's policy for every message of every sample.
+_FLOAT_BYTES = 4
+
+
+def _seed(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED
+
+
+def _learning_rate(v) -> bool:
+    return _number(v) and 0 < v <= 1  # Adam: a step of more than 1 per update is a typo (1e38 overflows in Adam)
+
+
+def _keys(config: Any, prefix: str = "") -> set[str]:
+    """Every key path of a nested mapping (a list or a value is a leaf)."""
+    out = set()
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        out.add(name)
+        if isinstance(value, dict):
+            out |= _keys(value, name + ".")
+    return out
+
+
+def known_keys(family: str) -> set[str] | None:
+    """The key paths of ``recipes/config/<family>.yaml`` (with its map group for Reaching Goals), or None when the
+    recipes are not next to the package (an installed wheel)."""
+    root = RECIPE_CONFIGS
+    if not (root / f"{family}.yaml").is_file():
+        return None
+    files = [root / f"{family}.yaml", *sorted((root / "map").glob("*.yaml"))] if family == "reaching_goals" else [
+        root / f"{family}.yaml"]
+    keys = set(EXTRA_KEYS)
+    for f in files:
+        data = OmegaConf.to_container(OmegaConf.load(f), resolve=False)
+        data.pop("defaults", None)
+        keys |= _keys(data)
+    return keys
+
+
+def check_known_keys(cfg: DictConfig, family: str) -> None:
+    """Refuses keys the recipe does not read (a misspelt key added with ``+``, as Hydra suggests, would be ignored)."""
+    known = known_keys(family)
+    if known is None:
+        return
+    given = _keys(OmegaConf.to_container(cfg, resolve=False))
+    for key in sorted(given - known):
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        if parent in given - known:
+            continue  # reported through its parent
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        fix = f"did you mean {close[0]}? Drop the key or fix its spelling." if close else "drop the key."
+        raise ConfigError(f"{key} is not a field of the {family} recipes, so it would be silently ignored. Fix: {fix}")
+
+
+def estimate_memory(cfg: DictConfig, method: str) -> int:
+    """Bytes of the largest tensors a Reaching Goals run builds: the env's one-hot table (``(H W)^2`` floats) and,
+    for SG/SGOC/PGOC, the receiver's hidden layer for every message of every sample of a batch (``B x H W x 3 H W``
+    floats: the message is a cell, and the conv layer has 3 channels), twice (kept for the backward pass)."""
+    cells = int(cfg.env.height) * int(cfg.env.width)
+    table = _FLOAT_BYTES * cells * cells
+    if method not in ("sg", "sgoc", "pgoc"):
+        return table
+    rows = int(cfg.env.num_envs) * int(cfg.env.steps_per_batch) * int(cfg.get("num_seeds", 1) or 1)
+    return max(table, 2 * _FLOAT_BYTES * rows * cells * 3 * cells)
+
+
+def available_memory(device: Any) -> int | None:
+    """Free bytes on ``device`` (None where it cannot be told)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.cuda.mem_get_info(dev)[0]
+    try:  # Linux: MemAvailable counts the page cache the kernel would give back (free pages alone do not)
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def check_memory(cfg: DictConfig, method: str, available: int | None = None) -> None:
+    """Refuses a Reaching Goals config whose largest tensors cannot fit in ``available`` bytes (default: what the
+    device has free now), before the env or networks are built."""
+    need = estimate_memory(cfg, method)
+    available = available_memory(cfg.device) if available is None else available
+    if available is not None and need > available:
+        h, w = cfg.env.height, cfg.env.width
+        raise ConfigError(
+            f"env.height={h}, env.width={w} with env.num_envs={cfg.env.num_envs} x env.steps_per_batch="
+            f"{cfg.env.steps_per_batch} needs about {need / 1e9:.1f} GB for {method}, more than the "
+            f"{available / 1e9:.1f} GB free on {cfg.device}. Fix: a smaller map, or fewer env.num_envs / "
+            "env.steps_per_batch (the receiver is evaluated for each of the H*W messages of every sample)."
+        )
+
+
 def check_device(device: Any) -> None:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         _fail("device", device, "a torch device such as 'cpu' or 'cuda'", "set device=cpu or device=cuda.")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        _fail("device", device, "cpu, cuda or mps (a device that holds data)", "set device=cpu or device=cuda.")
     if dev.type == "cuda" and not torch.cuda.is_available():
         _fail("device", device, "a device this machine has (no CUDA GPU is visible)", "set device=cpu.")
     if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -69,16 +259,24 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
     """Raises :class:`ConfigError` on the first bad field of a one-step or Reaching Goals config."""
     if method not in METHODS:
         _fail("method", method, f"one of {METHODS}", "run one of the recipes in recipes/ (python -m msgzoo --help).")
-    _check(cfg, "seed", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "a non-negative integer", 0)
+    reaching_goals = _get(cfg, "env.height") is not None
+    check_known_keys(cfg, "reaching_goals" if reaching_goals else "recommendation_letter")
+    _check(cfg, "seed", _seed, f"an integer in [0, {MAX_SEED}]", 0)
     _check(cfg, "threads", _positive_int, "a positive integer", 1)
     _check(cfg, "num_seeds", _positive_int, "a positive number of seeds trained together", 1, optional=True)
     check_device(_get(cfg, "device"))
     resume = _get(cfg, "resume")
     if resume is not None and not Path(str(resume)).is_file():
         _fail("resume", resume, "the path of an existing checkpoint.pt", "point resume= at <run_dir>/checkpoint.pt, or drop it.")
+    check_resume_override(_get(cfg, "resume_override"))
+    for field in BOOLEAN_FIELDS:
+        _check(cfg, field, lambda v: isinstance(v, bool), "true or false (a word such as 'off' or 'no' is not "
+               "read as false)", "false", optional=True)
+    _check(cfg, "network.hidden", lambda v: not isinstance(v, str) and all(_positive_int(x) for x in v),
+           "a list of positive layer widths", "[32,32]")
 
     _check(cfg, "env.num_envs", _positive_int, "a positive integer (environments played in parallel)", 64)
-    if _get(cfg, "env.height") is not None:  # Reaching Goals
+    if reaching_goals:
         for side in ("env.height", "env.width"):
             _check(cfg, side, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "an integer >= 2 (cells)", 3)
         _check(cfg, "env.horizon", _positive_int, "a positive number of steps", 50)
@@ -95,25 +293,27 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
         if _get(cfg, "collector.total_episodes") is None and _get(cfg, "collector.total_frames") is None:
             _fail("collector.total_episodes", None, "a budget", "set collector.total_episodes=100000.")
         _check(cfg, "eval.episodes", _positive_int, "a positive number of evaluation episodes", 1000, optional=True)
+        _check(cfg, "eval.seed", _seed, f"an integer in [0, {MAX_SEED}] (the evaluation env's seed)", 12345,
+               optional=True)
     else:  # one-step persuasion
         k = _get(cfg, "env.num_messages")
-        if not (isinstance(k, int) and not isinstance(k, bool) and k >= 2):
-            _fail("env.num_messages", k, "an integer >= 2: the receiver reads one-hot messages of this size",
-                  "set env.num_messages=2 (or the number of receiver actions).")
+        if k is not None and not (isinstance(k, int) and not isinstance(k, bool) and k >= 2):
+            _fail("env.num_messages", k, "an integer >= 2 (the receiver reads one-hot messages of this size) or null "
+                  "(one message per receiver action)", "set env.num_messages=null (or an integer >= 2).")
         prior, us, ur = (_get(cfg, f"env.{f}") for f in ("prior", "sender_utility", "receiver_utility"))
         if prior is not None and (us is None or ur is None):
             _fail("env.sender_utility" if us is None else "env.receiver_utility", None,
                   "both utility matrices when env.prior is given", "give env.sender_utility=[[..]] and env.receiver_utility=[[..]].")
         if prior is None:
-            from msgzoo.envs.persuasion_games import ONE_STEP_GAMES
+            from msgzoo.envs.persuasion_games import MARKOV_GAMES, ONE_STEP_GAMES
 
             game = _get(cfg, "env.game")
-            if game not in ONE_STEP_GAMES:
-                _fail("env.game", game, f"one of {sorted(ONE_STEP_GAMES)}", "pick a registered game or give env.prior and the utilities.")
+            if game not in ONE_STEP_GAMES and game not in MARKOV_GAMES:
+                _fail("env.game", game, f"one of {sorted(ONE_STEP_GAMES | MARKOV_GAMES)}", "pick a registered game or give env.prior and the utilities.")
         _check(cfg, "collector.total_frames", _positive_int, "a positive number of students (env steps)", 5000000)
 
     for lr in ("optim.signaling_lr", "optim.sender_critic_lr", "optim.receiver_actor_lr", "optim.receiver_critic_lr"):
-        _check(cfg, lr, _positive, "a positive learning rate", 1e-3)
+        _check(cfg, lr, _learning_rate, "a learning rate in (0, 1]", 1e-3)
     _check(cfg, "optim.max_grad", _positive, "a positive gradient clamp", 1.0)
     for gamma in ("loss.sender_gamma", "loss.receiver_gamma"):
         _check(cfg, gamma, _probability, "a discount in [0, 1]", 0.99)
@@ -128,7 +328,7 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
         _check(cfg, coeff, lambda v: _number(v) and v >= 0, "a non-negative coefficient", 0.0)
     if method == "dial":
         _check(cfg, "dial.noise_std", lambda v: _number(v) and v >= 0, "a non-negative noise scale", 0.5)
-        _check(cfg, "dial.lr", _positive, "a positive learning rate", 3e-4)
+        _check(cfg, "dial.lr", _learning_rate, "a learning rate in (0, 1]", 3e-4)
         for eps in ("dial.eps_init", "dial.eps_end"):
             _check(cfg, eps, _probability, "an exploration rate in [0, 1]", 0.05)
         _check(cfg, "dial.annealing_frames", _positive_int, "a positive number of env steps", 1000000)
@@ -136,3 +336,5 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
     _check(cfg, "logger.checkpoint_interval", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
            "a number of batches >= 0 (0: only at the end)", 0)
     _check(cfg, "logger.wandb_mode", lambda v: v in ("offline", "online", "disabled"), "offline, online or disabled", "offline")
+    if reaching_goals:
+        check_memory(cfg, method)  # last: it reads the (now checked) map and batch sizes

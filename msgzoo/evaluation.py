@@ -47,8 +47,12 @@ def _dial_tables(env, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def one_step_evaluator(env):
-    """``callable(method) -> dict`` of exact per-game payoffs and scheme metrics (no sampling)."""
-    prior, us, ur = env.prior.double(), env.sender_utility.double(), env.receiver_utility.double()
+    """``callable(method) -> dict`` of exact per-game payoffs and scheme metrics (no sampling).
+
+    For a Markov persuasion game the values are per step: the one-step formulas on the state occupancy
+    ``env.occupancy`` (exact for the stationary policies learned here, since no action changes the states).
+    """
+    prior, us, ur = env.occupancy.double(), env.sender_utility.double(), env.receiver_utility.double()
 
     def evaluate(method: Method) -> dict:
         phi, pi = one_step_tables(env, method)

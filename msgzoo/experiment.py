@@ -39,7 +39,7 @@ __all__ = ["Experiment", "config_hash", "config_seeds", "config_to_dict", "seeds
 
 #: Top-level config keys that do not change *what* is trained, so they are left
 #: out of the config hash (all seeds of one configuration share a hash/group).
-HASH_EXCLUDED_KEYS = ("seed", "num_seeds", "run_dir", "resume", "logger")
+HASH_EXCLUDED_KEYS = ("seed", "num_seeds", "run_dir", "resume", "resume_override", "logger")
 
 #: Sub-directory of the run dir (``exp_name`` of the CSVLogger) holding the CSV logs.
 CSV_SUBDIR = "csv"
@@ -433,11 +433,13 @@ class Experiment:
         """End the run: write the summary, close the loggers and progress bar.
 
         If ``summary`` has no ``"last_metrics"`` key, :attr:`last_metrics` is stored
-        under it. Prints ``summary: <absolute path of summary.json>`` as the last
+        under it; without a ``"status"`` the run is ``"complete"`` (others: ``"interrupted"``,
+        ``"failed"``, which :mod:`msgzoo.report` leaves out). Prints ``summary: <absolute path of summary.json>`` as the last
         line (stdout, flushed) and returns that path.
         """
         self.close_progress()
         summary = dict(summary or {})
+        summary.setdefault("status", "complete")
         summary.setdefault("last_metrics", dict(self.last_metrics))
         path = self.write_summary(summary, filename=filename)
         self.close()
@@ -478,6 +480,14 @@ class Experiment:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and not self._finished:
+            # a summary a report can tell from a finished run's (a stale one from an earlier session is replaced)
+            status = "interrupted" if issubclass(exc_type, (KeyboardInterrupt, SystemExit)) else "failed"
+            try:
+                self.write_summary({"status": status, "error": f"{exc_type.__name__}: {exc}",
+                                    "last_metrics": dict(self.last_metrics)})
+            except OSError:  # e.g. the disk is full: the original error matters more
+                pass
         self.close(exit_code=0 if exc_type is None else 1)
         return False
 

@@ -36,6 +36,48 @@ from msgzoo.objectives import (
 
 METHODS = ("sgoc", "sg", "pgoc", "pg", "dial")
 RECEIVER_VALUE_KEY = ("receiver", "state_value")
+#: What the sender's losses learn from when its objective mixes in the receiver's reward (see :class:`RewardMix`).
+SENDER_OBJECTIVE_KEY = ("sender", "objective_reward")
+
+
+@dataclass(frozen=True)
+class RewardMix:
+    """The sender's training reward ``(1 - w) r^i + w r^j``, with ``w`` annealed linearly over env steps.
+
+    ``w = start`` at step 0, moving linearly to ``end`` at ``anneal_frames`` (per seed) and staying there. ``end = 0``
+    is the paper's self-interested sender; ``start = 1, end = 0`` is the *cooperative warm-up*: the sender first
+    helps the receiver (a common-interest game, where informative messages pay both, so the receiver learns to read
+    them), then turns selfish while the obedience constraints keep its recommendations credible. A constant
+    ``w > 0`` (``start = end``) is a prosocial sender (``w = 1/2``: half the welfare ``r^i + r^j``).
+    """
+
+    start: float
+    end: float
+    anneal_frames: int
+
+    def weight(self, frames: int) -> float:
+        if frames >= self.anneal_frames:
+            return self.end
+        return self.start + (self.end - self.start) * frames / self.anneal_frames
+
+    def write(self, batch, frames: int, *, sender_reward=("sender", "reward"), receiver_reward=("receiver", "reward")):
+        """Writes ``("next", *SENDER_OBJECTIVE_KEY)`` of ``batch`` (in place) for a batch seen after ``frames``."""
+        w = self.weight(frames)
+        nxt = batch.get("next")
+        nxt.set(SENDER_OBJECTIVE_KEY, (1.0 - w) * nxt.get(sender_reward) + w * nxt.get(receiver_reward))
+
+
+def reward_mix_from_config(cfg, budget_frames: int) -> RewardMix | None:
+    """The ``sender_objective`` section of a recipe's config as a :class:`RewardMix` (None: the paper's sender,
+    trained on ``r^i`` itself)."""
+    section = cfg.get("sender_objective")
+    if section is None:
+        return None
+    start, end = float(section.warmup_receiver_weight), float(section.receiver_weight)
+    frames = int(round(float(section.warmup_fraction) * budget_frames))
+    if end == 0.0 and (start == 0.0 or frames == 0):
+        return None
+    return RewardMix(start if frames > 0 else end, end, max(frames, 1))
 
 
 @dataclass
@@ -52,6 +94,7 @@ class Method:
     target_updaters: list[SoftUpdate] = field(default_factory=list)
     exploration: nn.Module | None = None
     seeds: tuple[int, ...] | None = None  # set when several seeds train together (networks are SeedEnsembles)
+    reward_mix: RewardMix | None = None  # the sender learns from SENDER_OBJECTIVE_KEY, written by reward_mix
 
     @property
     def num_seeds(self) -> int:
@@ -150,7 +193,8 @@ def _adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer
 
 
 def build_method(
-    method: str, env, cfg, *, device: torch.device | str = "cpu", seeds: Sequence[int] | None = None
+    method: str, env, cfg, *, device: torch.device | str = "cpu", seeds: Sequence[int] | None = None,
+    budget_frames: int | None = None,
 ) -> Method:
     """Builds ``method`` for ``env`` from ``cfg`` (the recipe's ``loss`` / ``optim`` / ``network`` sections).
 
@@ -163,7 +207,9 @@ def build_method(
     ``cfg`` needs: ``network.hidden``; ``optim.{signaling_lr, sender_critic_lr, receiver_actor_lr,
     receiver_critic_lr}``; ``loss.{sender_gamma, receiver_gamma, receiver_coeff, lagrange_multiplier,
     epsilon, obedience_mode, counterfactual, dual_lr, target_tau, receiver_entropy_coeff,
-    sender_entropy_coeff}``; ``dial.{noise_std, lr, eps_init, eps_end, annealing_frames}`` for DIAL.
+    sender_entropy_coeff}``; ``dial.{noise_std, lr, eps_init, eps_end, annealing_frames}`` for DIAL; optionally
+    ``sender_objective.{receiver_weight, warmup_receiver_weight, warmup_fraction}`` (a :class:`RewardMix` over
+    ``budget_frames`` env steps per seed; the sender's losses then read :data:`SENDER_OBJECTIVE_KEY`).
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is invalid: expected one of {METHODS}.")
@@ -224,8 +270,15 @@ def build_method(
         for loss in sender_losses.values()
         if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss))
     ]
+    reward_mix = None if budget_frames is None else reward_mix_from_config(cfg, budget_frames)
+    if reward_mix is not None:
+        own = sender_losses["signaling" if "signaling" in sender_losses else "policy_gradient"]
+        own.set_keys(reward=SENDER_OBJECTIVE_KEY)
     policy = TensorDictSequential(scheme, receiver)
-    return Method(method, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters, seeds=seeds)
+    return Method(
+        method, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters, seeds=seeds,
+        reward_mix=reward_mix,
+    )
 
 
 def _build_dial(env, nets: Networks, cfg, device) -> Method:

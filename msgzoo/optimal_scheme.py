@@ -20,6 +20,22 @@ indifferent receiver obeys / picks the action the sender likes best. The two bas
 
 Inputs may be torch tensors, numpy arrays or nested lists (states are rows, actions columns); values are
 returned as Python floats and schemes as ``torch.float64`` CPU tensors.
+
+**Markov persuasion.** When the state follows a Markov chain ``P`` that no action changes (``s_0 ~ p_0``,
+``s_{t+1} ~ P(s_t, .)``, ``T`` steps) and the receiver sees only the message (not the time, not the state), the
+sender-optimal obedient value *per step* is the LP above with the prior replaced by the state occupancy
+``d = (1/T) sum_{t<T} p_0 P^t`` (:func:`state_occupancy`), and the LP's scheme used at every step attains it.
+Proof sketch: (i) any sender scheme, stationary or not (even history-dependent), induces per-step joint
+distributions ``mu_t(s, sigma)`` whose state marginals are ``p_0 P^t`` whatever was sent or done; a receiver
+that sees only ``sigma`` plays one ``pi(a | sigma)`` at every step, so its per-step payoff is
+``sum_{s, sigma} mu(s, sigma) sum_a pi(a|sigma) w^j(s, a)`` with the average ``mu = (1/T) sum_t mu_t``, whose
+state marginal is ``d``: obedience aggregates over ``t`` because the receiver cannot tell the steps apart, and
+by the revelation principle ``mu(s, a) = d(s) phi(a|s)`` is feasible for the LP on ``d``, with the same sender
+value. (ii) Conversely the LP's ``phi`` used at every step induces exactly ``mu(s, a) = d(s) phi(a|s)``. (iii) A
+receiver that discounts the future (``gamma > 0``) still best-responds myopically: its action changes neither
+future states nor future messages, so the continuation value is the same for every action and drops out of its
+advantages (and of the obedience differences). The per-step average weighs the ``T`` steps equally, as
+on-policy learners weigh their samples; for a stationary start (``p_0 P = p_0``) ``d = p_0`` for any weighting.
 """
 from __future__ import annotations
 
@@ -30,9 +46,12 @@ import numpy as np
 import torch
 from scipy.optimize import linprog
 
-from msgzoo.exact_payoffs import _check_game
+from msgzoo.envs.common import is_int, require
+from msgzoo.exact_payoffs import _check_game, _check_prior, _check_stochastic, _device_of
 
-__all__ = ["OptimalScheme", "optimal_signaling_scheme", "no_information_value", "full_information_value"]
+__all__ = [
+    "OptimalScheme", "optimal_signaling_scheme", "no_information_value", "full_information_value", "state_occupancy",
+]
 
 ArrayLike = Sequence[Any] | np.ndarray | torch.Tensor
 
@@ -202,3 +221,40 @@ def full_information_value(
         sender += float(p[s] * us[s, a])
         receiver += float(p[s] * ur[s, a])
     return sender, receiver
+
+
+def state_occupancy(prior: ArrayLike, transition: ArrayLike, horizon: int) -> torch.Tensor:
+    """The average state distribution of a ``horizon``-step episode of a Markov chain that no action changes.
+
+    ``d = (1/T) sum_{t<T} p_0 P^t`` with ``p_0 = prior``, ``P = transition`` and ``T = horizon``: the prior of the
+    exact per-step optimum of a Markov persuasion game (the LP of eq. (1) on ``d``; see the module docstring for
+    why), and the distribution of the states an on-policy learner samples from whole episodes.
+
+    Args:
+        prior: ``[|S|]`` distribution of the first state.
+        transition: ``[|S|, |S|]`` row-stochastic matrix, ``transition[s, s'] = P(s' | s)``.
+        horizon: steps per episode, an integer >= 1 (1 gives ``prior``).
+
+    Returns:
+        ``[|S|]`` float64 tensor on the inputs' device (CPU for lists / arrays).
+
+    Raises:
+        ValueError: naming ``prior``, ``transition`` or ``horizon`` when it is not a distribution, a row-stochastic
+            ``[|S|, |S|]`` matrix of finite numbers, or an integer >= 1.
+
+    Examples:
+        >>> state_occupancy([1.0, 0.0], [[0.0, 1.0], [1.0, 0.0]], 3).tolist()   # s0, s1, s0
+        [0.6666666666666666, 0.3333333333333333]
+        >>> state_occupancy([0.5, 0.5], [[0.9, 0.1], [0.1, 0.9]], 10).tolist()  # a stationary start stays put
+        [0.5, 0.5]
+    """
+    device = _device_of(prior, transition)
+    p = _check_prior(prior, device)
+    n = p.numel()
+    m = _check_stochastic(transition, "transition", device, rows=n, cols=n, what=" transition[s, s'] = P(s' | s)")
+    require(is_int(horizon) and horizon >= 1, "horizon", horizon, "an integer >= 1 (steps per episode)")
+    total, p_t = torch.zeros_like(p), p
+    for _ in range(int(horizon)):  # T vector-matrix products: horizons are short
+        total = total + p_t
+        p_t = p_t @ m
+    return total / int(horizon)

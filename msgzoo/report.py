@@ -4,7 +4,11 @@
     python -m msgzoo.report --wandb-project ENTITY/PROJECT --out report/   # online
 
 A run is a folder with a ``summary.json`` (every msgzoo recipe writes one); folders are searched
-recursively, so a Hydra ``multirun/`` folder works as it is. Runs are grouped by (task, method).
+recursively, so a Hydra ``multirun/`` folder works as it is. Runs are grouped by (task, method, config hash):
+when one (task, method) was run with several configs, each config gets its own row, labelled
+``method (hash)``. Only finished runs count (``status: complete``); an interrupted or failed run, a run that a
+later one resumed (it is counted once, as the resumed run), a repeat of a seed (the newest is kept) and an
+unreadable ``summary.json`` are left out and listed.
 Curves come from each run's CSV logs (``csv/scalars/<metric>.csv``, TorchRL's ``CSVLogger``); the band
 is mean +- one standard deviation over seeds. Writes ``comparison.png``, ``table.md`` and ``table.json``.
 """
@@ -13,6 +17,8 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -37,16 +43,56 @@ METHOD_ORDER = ["sgoc", "sg", "pg", "pgoc", "dial"]
 COLORS = {"sgoc": "#d62728", "sg": "#f2b01e", "pg": "#1f8a70", "pgoc": "#1f77b4", "dial": "#8e63c9"}
 
 
-def find_runs(paths: Iterable[str | Path]) -> list[dict]:
-    """Every ``summary.json`` below ``paths``, loaded, with ``run_dir`` set to where it was found."""
-    runs = []
+def find_runs(paths: Iterable[str | Path], skipped: list[str] | None = None) -> list[dict]:
+    """The finished runs below ``paths``: every ``summary.json``, loaded, with ``run_dir`` set to where it was found.
+
+    Left out (each with its reason appended to ``skipped``): unreadable files, runs whose ``status`` is not
+    ``"complete"``, runs another one resumed (the resumed run stands for both), and repeats of one seed of one
+    config (the newest summary is kept).
+    """
+    skipped = [] if skipped is None else skipped
+    found = []
     for root in paths:
         root = Path(root)
         files = [root] if root.name == "summary.json" else sorted(root.rglob("summary.json"))
         for f in files:
-            summary = json.loads(f.read_text())
-            summary["run_dir"] = str(f.parent)
-            runs.append(summary)
+            try:
+                summary = json.loads(f.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                skipped.append(f"{f}: unreadable ({type(err).__name__}: {err})")
+                continue
+            if not isinstance(summary, dict):
+                skipped.append(f"{f}: not a summary (a JSON {type(summary).__name__})")
+                continue
+            status = summary.get("status", "complete")  # summaries written before statuses existed were finished
+            if status != "complete":
+                skipped.append(f"{f}: status {status!r}")
+                continue
+            summary["run_dir"] = str(f.parent.resolve())
+            summary["_mtime"] = f.stat().st_mtime
+            found.append(summary)
+    # a resumed run continues the run whose checkpoint it read: count the chain once, as its last run
+    superseded = set()
+    for run in found:
+        if run.get("resumed_from"):
+            origin = Path(run["resumed_from"]).resolve().parent
+            superseded.update({str(origin), str(origin / f"seed{run.get('seed')}")})
+    latest: dict[tuple, dict] = {}
+    for run in found:
+        if run["run_dir"] in superseded:
+            skipped.append(f"{run['run_dir']}: continued by a resumed run")
+            continue
+        key = (run.get("task"), run.get("method"), run.get("config_hash"), run.get("seed"))
+        if key in latest:
+            older, newer = sorted((latest[key], run), key=lambda r: r["_mtime"])
+            skipped.append(f"{older['run_dir']}: a repeat of seed {key[3]} (kept {newer['run_dir']})")
+            latest[key] = newer
+        else:
+            latest[key] = run
+    kept = {id(r) for r in latest.values()}
+    runs = [r for r in found if id(r) in kept]
+    for run in runs:
+        run.pop("_mtime")
     return runs
 
 
@@ -81,10 +127,21 @@ def _curve(run: dict, metric: str | None, kind: str) -> tuple[np.ndarray, np.nda
 
 
 def group_runs(runs: Sequence[dict]) -> dict[tuple[str, str], list[dict]]:
+    """Runs by (task, method); a method run with several configs gets one group per config, ``method (hash)``."""
+    hashes: dict[tuple[str, str], set] = defaultdict(set)
+    for run in runs:
+        hashes[(run.get("task", "?"), run.get("method", "?"))].add(run.get("config_hash"))
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for run in runs:
-        groups[(run.get("task", "?"), run.get("method", "?"))].append(run)
+        task, method = run.get("task", "?"), run.get("method", "?")
+        label = method if len(hashes[(task, method)]) == 1 else f"{method} ({run.get('config_hash')})"
+        groups[(task, label)].append(run)
     return dict(groups)
+
+
+def _number(value) -> bool:
+    """A finite metric value (``true`` is not 1.0, a string is not a number)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _x_scale(run: dict) -> float:
@@ -100,16 +157,17 @@ def summarise(groups: dict[tuple[str, str], list[dict]]) -> list[dict]:
         kind = _kind(runs)
         row = {"task": task, "method": method, "seeds": len(runs)}
         for key, _, _ in PANELS[kind]:
-            values = np.array([r[key] for r in runs if isinstance(r.get(key), (int, float))], dtype=float)
+            values = np.array([r[key] for r in runs if _number(r.get(key))], dtype=float)
             if values.size:
                 row[key] = {
                     "mean": float(values.mean()),
                     "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
                     "min": float(values.min()),
                     "max": float(values.max()),
+                    "n": int(values.size),  # the seeds with a number for this metric
                 }
         for extra in ("wall_time_s", "env_steps", "episodes"):
-            values = [r[extra] for r in runs if isinstance(r.get(extra), (int, float))]
+            values = [r[extra] for r in runs if _number(r.get(extra))]
             if values:
                 row[extra] = float(np.mean(values))
         rows.append(row)
@@ -117,6 +175,7 @@ def summarise(groups: dict[tuple[str, str], list[dict]]) -> list[dict]:
 
 
 def _order(method: str) -> int:
+    method = method.split(" ")[0]  # "sgoc (hash)": one config of several
     return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
 
 
@@ -128,7 +187,8 @@ def markdown_table(rows: Sequence[dict]) -> str:
         cells = []
         for k in keys:
             v = r.get(k)
-            cells.append("" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f} [{v['min']:.3f}, {v['max']:.3f}]")
+            n = "" if v is None or v.get("n", r["seeds"]) == r["seeds"] else f" (n={v['n']})"
+            cells.append("" if v is None else f"{v['mean']:.3f} ± {v['std']:.3f} [{v['min']:.3f}, {v['max']:.3f}]{n}")
         wall = f"{r['wall_time_s']:.1f}" if "wall_time_s" in r else ""
         lines.append(f"| {r['task']} | {r['method']} | {r['seeds']} | " + " | ".join(cells) + f" | {wall} |")
     return "\n".join(lines) + "\n"
@@ -157,7 +217,7 @@ def plot_comparison(groups: dict[tuple[str, str], list[dict]], path: str | Path,
                 grid = np.linspace(min(c[0][0] for c in curves), end, points)
                 ys = np.stack([np.interp(grid, s, v) for s, v in curves])
                 mean, std = ys.mean(0), ys.std(0)
-                color = COLORS.get(method)
+                color = COLORS.get(method.split(" ")[0])
                 ax.plot(grid * scale, mean, color=color, label=f"{method.upper()} (n={len(curves)})")
                 ax.fill_between(grid * scale, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
             ax.set_title(f"{task}: {title}", fontsize=10)
@@ -208,16 +268,21 @@ def report(paths: Sequence[str | Path], out: str | Path, *, wandb_project: str |
     """Builds the figure and tables for the runs under ``paths`` (or a wandb project); returns the paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = runs_from_wandb(wandb_project, out) if wandb_project else find_runs(paths)
+    skipped: list[str] = []
+    runs = runs_from_wandb(wandb_project, out) if wandb_project else find_runs(paths, skipped)
+    for reason in skipped:
+        print(f"left out: {reason}", file=sys.stderr)
     if not runs:
-        raise SystemExit(f"no summary.json found under {list(map(str, paths))}: run a recipe first")
+        raise SystemExit(f"no summary.json of a finished run found under {list(map(str, paths))}: run a recipe first")
     groups = group_runs(runs)
     rows = summarise(groups)
     figure = plot_comparison(groups, out / "comparison.png")
     table = out / "table.md"
-    table.write_text((f"# {title}\n\n" if title else "") + markdown_table(rows))
+    left_out = "".join(f"- {reason}\n" for reason in skipped)
+    table.write_text((f"# {title}\n\n" if title else "") + markdown_table(rows)
+                     + (f"\nLeft out ({len(skipped)}):\n\n{left_out}" if skipped else ""))
     (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
-    return {"figure": str(figure.resolve()), "table": str(table.resolve()), "runs": len(runs)}
+    return {"figure": str(figure.resolve()), "table": str(table.resolve()), "runs": len(runs), "skipped": skipped}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -228,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--title", default=None)
     args = parser.parse_args(argv)
     result = report(args.paths, args.out, wandb_project=args.wandb_project, title=args.title)
-    print(f"{result['runs']} runs")
+    print(f"{result['runs']} runs" + (f" ({len(result['skipped'])} left out)" if result["skipped"] else ""))
     print(f"table: {result['table']}")
     print(f"figure: {result['figure']}")
 

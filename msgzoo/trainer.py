@@ -12,21 +12,64 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector
 
-from msgzoo.checkpoint import GracefulInterrupt, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from msgzoo.experiment import Experiment
+from msgzoo.checkpoint import (
+    GracefulInterrupt,
+    TrainingInterrupted,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from msgzoo.config_validation import check_resume_config
+from msgzoo.experiment import Experiment, to_jsonable
 from msgzoo.methods import Method
 from msgzoo.modules.fast import fuse_policy
 from msgzoo.nan_guard import NonFiniteError, check_finite
 from msgzoo.objectives import ObedienceConstraintLoss, attach_next_message
 
 
+#: Version of the trainer's checkpoint layout (2: tensors and plain values only, with the run's config).
+CHECKPOINT_FORMAT = 2
+
+
+def _all_finite(tensors) -> torch.Tensor:
+    """One device-side flag: every element of ``tensors`` is finite (no host sync, no norm that could overflow)."""
+    tensors = [t.detach().reshape(-1) for t in tensors]
+    if not tensors:  # e.g. no parameter received a gradient
+        return torch.tensor(True)
+    return torch.isfinite(torch.cat(tensors)).all()
+
+
+def _hyperparameters(method: Method) -> dict:
+    """The hyperparameters a checkpoint also holds: the optimizers' learning rates, the Lagrange multipliers."""
+    return {
+        "lr": {k: [g["lr"] for g in opt.param_groups] for k, opt in method.optimizers.items()},
+        "lagrange_multiplier": {
+            k: m.lagrange_multiplier.clone() for k, m in method.modules().items() if hasattr(m, "lagrange_multiplier")
+        },
+    }
+
+
+def _apply_overrides(method: Method, fresh: dict, overrides: Sequence[str]) -> None:
+    """Puts back the config's values of the ``resume_override`` fields over the checkpoint's (the other fields
+    equal the checkpoint's, :func:`~msgzoo.config_validation.check_resume_config` made sure)."""
+    if any(o.startswith("optim.") or o in ("optim", "dial.lr", "dial") for o in overrides):
+        for k, opt in method.optimizers.items():
+            for group, lr in zip(opt.param_groups, fresh["lr"][k]):
+                group["lr"] = lr
+    if any(o in ("loss", "loss.lagrange_multiplier") for o in overrides):
+        modules = method.modules()
+        for k, value in fresh["lagrange_multiplier"].items():
+            modules[k].lagrange_multiplier.copy_(value)
+
+
 def _loss_total(out: TensorDictBase, prefix: str, metrics: dict) -> torch.Tensor:
     total = 0.0
     for key, value in out.items():
-        if value.numel() == 1:  # scalars are logged (a dual loss's per-message estimates are not)
+        if value.numel() == 1:  # scalars are logged (a dual loss's per-constraint estimates are not)
             metrics[f"{prefix}/{key}"] = value.detach()
         if key.startswith("loss_"):
             total = total + value
@@ -45,7 +88,7 @@ class Trainer:
         total_frames: the budget in environment steps (each env of the batch counts once per step).
         frames_per_batch: steps per collected batch (``num_envs * steps_per_env``).
         max_grad: gradients are clamped elementwise to ``[-max_grad, max_grad]`` (the reference's 1).
-        log_interval: log every this many batches (the one host sync of the loop, with the NaN check).
+        log_interval: log every this many batches (the one host sync of the loop, where the NaN flag is read).
         checkpoint_interval: save ``checkpoint.pt`` every this many batches (0: only at the end / on signal).
         evaluate: optional ``callable(method) -> dict`` logged at every log step (e.g. exact payoffs).
         episode_length: rewards per step are reported times this ("return per episode"); 1 for one-step games.
@@ -90,7 +133,13 @@ class Trainer:
         self.checkpoint_interval, self.evaluate = int(checkpoint_interval), evaluate
         self.episode_length, self.device = episode_length, torch.device(device)
         self.iteration, self.frames = 0, 0
-        self.wall_time = 0.0
+        self.wall_time = 0.0  # training seconds, over every session of a resumed run
+        self.interrupted: str | None = None  # the signal that stopped the last train(), if any
+        self.resumed_from: Path | None = None
+        self.resume_override: list[str] = []
+        # the first batch whose loss, gradient or updated parameters were non-finite (-1: none); kept on the
+        # device and read only where the loop syncs anyway (log, checkpoint)
+        self._first_bad = torch.tensor(-1, device=self.device)
         self._reward_sums: torch.Tensor | None = None  # sender, receiver mean step rewards summed since the last log
         self._reward_batches = 0
         self.checkpoint_path = Path(experiment.run_dir) / "checkpoint.pt"
@@ -101,12 +150,27 @@ class Trainer:
         opt = self.method.optimizers[name]
         opt.zero_grad(set_to_none=True)
         (loss * self.num_seeds if self.num_seeds > 1 else loss).backward()
+        params = [p for group in opt.param_groups for p in group["params"]]
+        # every update, before the clamp (which turns an inf gradient into max_grad): a device flag, no sync
+        finite = torch.isfinite(loss.detach()).all() & _all_finite([p.grad for p in params if p.grad is not None])
         for group in opt.param_groups:
             torch.nn.utils.clip_grad_value_(group["params"], self.max_grad)
         if (self.iteration + 1) % self.log_interval == 0:  # the batch whose state is kept as "last good"
             losses = {k: v for k, v in metrics.items() if "/loss_" in k} or {f"{name}_loss": loss}
-            check_finite(losses, self.method.modules())
+            check_finite(losses, self.method.modules())  # names the offender
         opt.step()
+        finite = finite & _all_finite(params)  # a huge step can overflow finite gradients into inf parameters
+        self._first_bad = torch.where(~finite & (self._first_bad < 0), self.iteration, self._first_bad)
+
+    def _raise_if_nonfinite(self) -> None:
+        """Raises :class:`NonFiniteError` if an update since the start went non-finite (one host sync)."""
+        bad = int(self._first_bad)
+        if bad >= 0:
+            raise NonFiniteError(
+                f"the loss, a gradient or the updated parameters of batch {bad} (of the {self.method.name!r} run) "
+                f"are nan or inf. Hint: lower the learning rate, clip gradients, or check the reward scale.",
+                what=f"update of batch {bad}", kind="nan/inf",
+            )
 
     def update_receiver(self, batch: TensorDictBase, metrics: dict) -> None:
         attach_next_message(batch, self.method.scheme)
@@ -114,11 +178,13 @@ class Trainer:
         self._apply("receiver", _loss_total(out, "receiver", metrics), metrics)
 
     def update_sender(self, batch: TensorDictBase, metrics: dict) -> None:
+        if self.method.reward_mix is not None:
+            self.method.reward_mix.write(batch, self.frames // self.num_seeds)
         total = 0.0
         for name, loss_module in self.method.sender_losses.items():
             out = loss_module(batch)
             if isinstance(loss_module, ObedienceConstraintLoss):
-                loss_module.update_multipliers(out)  # dual ascent on this batch's estimates ("dual" mode only)
+                loss_module.update_multipliers(out)  # dual ascent on this batch's estimates (dual modes only)
             total = total + _loss_total(out, name, metrics)
         self._apply("sender", total, metrics)
         for updater in self.method.target_updaters:
@@ -133,9 +199,16 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """Everything a resume needs, as tensors and plain Python values only (checkpoints load with
+        ``weights_only=True``), with the run's config (a resume refuses a changed one)."""
         return {
+            "format": CHECKPOINT_FORMAT,
+            "config": to_jsonable(self.exp.config),
             "iteration": self.iteration,
             "frames": self.frames,
+            "wall_time": self.wall_time,
+            "history": copy.deepcopy(self.history),
+            "seed_history": copy.deepcopy(self.seed_history),
             "policy": self.method.policy.state_dict(),
             "losses": {k: v.state_dict() for k, v in self.method.modules().items() if k.startswith("loss_")},
             "optimizers": {k: v.state_dict() for k, v in self.method.optimizers.items()},
@@ -145,24 +218,40 @@ class Trainer:
         }
 
     def _carrier(self):
-        """The collector's pending inputs: live during training, the last ones kept after it (the final checkpoint)."""
+        """The collector's pending inputs (live during training, the last ones kept after it) as a plain dict."""
         collector = getattr(self, "_collector", None)
-        if collector is not None:
-            return collector._carrier.clone()
-        return getattr(self, "_last_carrier", None)
+        carrier = collector._carrier if collector is not None else getattr(self, "_last_carrier", None)
+        if carrier is None:
+            return None
+        return {"batch_size": list(carrier.batch_size), "data": carrier.to_dict()}
 
     def _generators(self) -> dict:
         gen = getattr(self.env, "_generator", None)
         return {"env": gen} if isinstance(gen, torch.Generator) else {}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, resume_override: Sequence[str] = ()) -> None:
+        """Restores a :meth:`state_dict`. ``resume_override``: the config fields whose values in the run's config
+        replace the checkpoint's (learning rates, the Lagrange multiplier); see
+        :func:`~msgzoo.config_validation.check_resume_config`."""
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"this checkpoint has layout {state.get('format')!r}; this msgzoo reads layout {CHECKPOINT_FORMAT} "
+                "(checkpoints of older versions cannot be resumed: start a new run)."
+            )
+        fresh = _hyperparameters(self.method)  # the values of the run's config, before the checkpoint's replace them
         self.iteration, self.frames = state["iteration"], state["frames"]
+        self.wall_time = float(state["wall_time"])
+        self.history = copy.deepcopy(state["history"])
+        if len(state["seed_history"]) == len(self.seed_history):
+            self.seed_history = copy.deepcopy(state["seed_history"])
         self.method.policy.load_state_dict(state["policy"])
         modules = self.method.modules()
         for k, v in state["losses"].items():
             modules[k].load_state_dict(v)
         for k, v in state["optimizers"].items():
             self.method.optimizers[k].load_state_dict(v)
+        _apply_overrides(self.method, fresh, resume_override)
+        self.resume_override = list(resume_override)
         # RNG states and the collector's carrier are restored once the collector exists (its start resets
         # the env and may draw random numbers)
         self._pending_restore = state
@@ -170,14 +259,46 @@ class Trainer:
     def save(self) -> Path:
         return save_checkpoint(self.checkpoint_path, self.state_dict())
 
-    def resume(self, path: str | Path) -> None:
-        self.load_state_dict(load_checkpoint(path))
+    def resume(self, path: str | Path, resume_override: Sequence[str] = ()) -> None:
+        """Continues from ``path``; refuses a checkpoint made with another config (but for ``resume_override``)."""
+        state = load_checkpoint(path)
+        check_resume_config(state.get("config"), self.exp.config, resume_override, checkpoint=path)
+        self.load_state_dict(state, resume_override)
+        self.resumed_from = Path(path).resolve()
+
+    def resume_record(self) -> dict:
+        """What a summary records about a resume: the checkpoint continued from and the fields overridden."""
+        if self.resumed_from is None:
+            return {}
+        return {"resumed_from": str(self.resumed_from), "resume_override": list(self.resume_override)}
+
+    def finish_if_interrupted(self) -> None:
+        """After :meth:`train` stopped on a signal: writes the run's summaries with ``status: interrupted`` (no
+        final evaluation) and raises :class:`~msgzoo.checkpoint.TrainingInterrupted` (exit status 128 + signal,
+        so schedulers and Hydra sweeps stop too). Does nothing after a run that was not interrupted."""
+        if self.interrupted is None:
+            return
+        note = {
+            "status": "interrupted", "signal": self.interrupted, "checkpoint": str(self.checkpoint_path),
+            "resume_with": f"resume={self.checkpoint_path}", "wall_time_s": self.wall_time, **self.resume_record(),
+        }
+        per_seed = self.total_frames // self.num_seeds
+        for exp, history in zip(self.seed_experiments, self.seed_history):
+            exp.finish({**note, "env_steps": self.frames // self.num_seeds, "budget_env_steps": per_seed,
+                        "history": history})
+        self.exp.finish(
+            {**note, "env_steps": self.frames, "budget_env_steps": self.total_frames, "history": self.history},
+            filename="seeds_summary.json" if self.seed_experiments else "summary.json",
+        )
+        raise TrainingInterrupted(self.interrupted, self.checkpoint_path)
 
     # -- loop ----------------------------------------------------------------------------------
     def train(self) -> dict:
         """Trains until the budget is spent (or SIGINT/SIGTERM); returns the last logged metrics."""
         remaining = self.total_frames - self.frames
-        if remaining <= 0:
+        if remaining <= 0:  # a finished run resumed with the same budget: nothing to train
+            if self.history:
+                self.exp.last_metrics = {k: v for k, v in self.history[-1].items() if k != "frames"}
             return self.exp.last_metrics
         # The standard scheme + receiver sequence collects through an equivalent fused module (same networks, same
         # keys and random draws, less per-step overhead); any other policy is used as it is.
@@ -195,12 +316,16 @@ class Trainer:
         if pending is not None:
             set_rng_state(pending["rng"], self._generators())
             if pending.get("carrier") is not None:
-                collector._carrier.update_(pending["carrier"].to(collector._carrier.device))
+                carrier = TensorDict(pending["carrier"]["data"], batch_size=pending["carrier"]["batch_size"])
+                collector._carrier.update_(carrier.to(collector._carrier.device))
             self._pending_restore = None
         pbar = self.exp.progress(total=self.total_frames, desc=self.exp.run_name)
         pbar.update(self.frames)
         self._shown = self.frames
-        start, last_good = time.perf_counter(), None
+        self.interrupted = None
+        start, prior_wall = time.perf_counter(), self.wall_time
+        start -= prior_wall  # time/wall_s and steps/s count the sessions before a resume too
+        last_good, saved_iteration = None, -1
         latest: dict = {}  # the newest value of every metric, from both phases
         with GracefulInterrupt() as interrupt:
             try:
@@ -217,19 +342,26 @@ class Trainer:
                     self._accumulate_rewards(batch)
                     latest.update(metrics)
                     if self.iteration % self.log_interval == 0 or self.frames >= self.total_frames:
+                        self._raise_if_nonfinite()
                         self._reward_metrics(latest)
+                        self.wall_time = time.perf_counter() - start
                         self._log(latest, start)
                         # a copy (state_dict() holds live tensors): what is saved if a NaN appears later
                         last_good = copy.deepcopy(self.state_dict())
-                    if self.checkpoint_interval and self.iteration % self.checkpoint_interval == 0:
+                    save = self.checkpoint_interval and self.iteration % self.checkpoint_interval == 0
+                    if save or interrupt.requested:
+                        self._raise_if_nonfinite()  # never overwrite a good checkpoint with a bad state
+                        self.wall_time = time.perf_counter() - start
                         self.save()
+                        saved_iteration = self.iteration
                     if interrupt.requested:
-                        self.save()
+                        self.interrupted = interrupt.signal_name
                         print(f"\n{interrupt.signal_name}: checkpoint saved to {self.checkpoint_path}; "
                               f"resume with resume={self.checkpoint_path}")
                         break
-            except NonFiniteError:
-                if last_good is not None:
+            except Exception:  # NonFiniteError, or any crash: keep the newest good state to resume from
+                # the last logged state is the newest known good one, unless a periodic checkpoint is newer
+                if last_good is not None and last_good["iteration"] > saved_iteration:
                     save_checkpoint(self.checkpoint_path, last_good)
                 raise
             finally:

@@ -2,6 +2,7 @@
 
     python recipes/sgoc_recommendation_letter.py seed=3 collector.total_frames=1_000_000
     python recipes/sgoc_recommendation_letter.py env.game=seller_buyer env.num_messages=3
+    python recipes/sgoc_recommendation_letter.py env.game=weather_forecast env.num_messages=3  # a Markov game
 
 The pipeline (game, method, run, training, exact evaluation) is msgzoo.pipelines.one_step.
 """

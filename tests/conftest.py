@@ -12,6 +12,20 @@ RECIPES = ROOT / "recipes"
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _subprocesses_import_this_checkout():
+    """Recipes started as subprocesses import this checkout's msgzoo, not another installed copy."""
+    import os
+
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), before) if p)
+    yield
+    if before is None:
+        del os.environ["PYTHONPATH"]
+    else:
+        os.environ["PYTHONPATH"] = before
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _one_thread():
     """Tiny networks: one intra-op thread is several times faster than many on a shared machine."""
     import torch

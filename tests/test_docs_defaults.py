@@ -31,7 +31,7 @@ def documented_defaults() -> list[tuple[str, str, str]]:
     rows, context, columns = [], None, None
     for line in _section(PAGE, "Config fields").splitlines():
         if line.startswith("### "):
-            context = "reaching_goals" if "(Reaching Goals)" in line else None
+            context = {"(Reaching Goals)": "reaching_goals", "(one-step)": "one_step"}.get(line.split("` ")[-1].strip())
         elif line.strip() in ("One-step:", "Reaching Goals:"):
             context = "one_step" if line.strip() == "One-step:" else "reaching_goals"
         elif line.startswith("| field |"):

@@ -17,7 +17,7 @@ from msgzoo.envs import (
     recommendation_letter,
     render_frame,
 )
-from msgzoo.envs.persuasion_games import make_one_step_env
+from msgzoo.envs.persuasion_games import make_one_step_env, make_persuasion_env
 
 SHAPE = (2, 3)
 N = 6
@@ -39,6 +39,7 @@ MAKERS = {
     ),
     "recommendation_letter": lambda seed=0, **kw: recommendation_letter(seed=seed, **kw),
     "prosecutor_judge": lambda seed=0, **kw: make_one_step_env("prosecutor_judge", seed=seed, **kw),
+    "weather_forecast_markov": lambda seed=0, **kw: make_persuasion_env("weather_forecast", horizon=3, seed=seed, **kw),
 }
 ALL = list(MAKERS)
 ONE_PER_ENV = ["reaching_goals", "recommendation_letter"]
@@ -123,7 +124,7 @@ def test_rollout_shape(name):
     else:
         assert data["sender", "state"].shape == (*SHAPE, 5)
         assert torch.equal(data["sender", "observation"].argmax(-1), data["sender", "state"])
-        assert env.rollout(5).batch_size == (*SHAPE, 1)  # every step ends the episode
+        assert env.rollout(5).batch_size == (*SHAPE, env.horizon)  # stops at the end of the (first) episode
 
 
 # ----------------------------------------------------------------------------- same games as a flat env

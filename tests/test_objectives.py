@@ -798,11 +798,11 @@ def test_dual_mode_multiplier_updates():
     out = loss(batch)
     # forward never changes the multipliers: the update is an explicit step, as SoftUpdate.step() for targets
     assert torch.equal(loss.lagrange_multiplier, before)
-    assert out["constraint_per_message"].shape == (2,) and not out["constraint_per_message"].requires_grad
+    assert out["constraint_estimates"].shape == (2,) and not out["constraint_estimates"].requires_grad
     # violated (estimates << epsilon): lambda goes up, by dual_lr * (epsilon - C_sigma)
     loss.update_multipliers(out)
     after = loss.lagrange_multiplier.clone()
-    torch.testing.assert_close(after, (before - 0.1 * (out["constraint_per_message"] - 10.0)).clamp_min(0.0))
+    torch.testing.assert_close(after, (before - 0.1 * (out["constraint_estimates"] - 10.0)).clamp_min(0.0))
     assert (after > before).all() and ((after - before - 0.1 * 10.0).abs() < 0.1 * 2.0).all()
     assert out["lagrange_multiplier"] == 1.0  # the loss used the multipliers from before the update
     # the dual loss is linear in the estimates with the (old) multipliers: -sum lambda (C_sigma - eps) > 0 here
@@ -814,15 +814,15 @@ def test_dual_mode_multiplier_updates():
     for _ in range(3):
         loss.update_multipliers(loss(batch))
     assert torch.equal(loss.lagrange_multiplier, torch.zeros(2))
-    with pytest.raises(KeyError, match="constraint_per_message"):
-        loss.update_multipliers(out.exclude("constraint_per_message"))
+    with pytest.raises(KeyError, match="constraint_estimates"):
+        loss.update_multipliers(out.exclude("constraint_estimates"))
 
 
 def test_update_multipliers_is_a_no_op_with_a_fixed_multiplier():
     scheme, receiver, critic, batch = _oc_setup()
     loss = ObedienceConstraintLoss(scheme, receiver, critic, epsilon=10.0, gamma=0.0)
     out = loss(batch)
-    assert "constraint_per_message" not in out.keys()
+    assert "constraint_estimates" not in out.keys()
     loss.update_multipliers(out)
     assert torch.equal(loss.lagrange_multiplier, torch.full((1,), 5.0))
 
@@ -1355,11 +1355,25 @@ def test_trainer_steps_the_dual_multipliers_after_the_loss(recipe_config, tmp_pa
     batch = collect(env, method.scheme, method.receiver)
     before = oc.lagrange_multiplier.clone()
     torch.manual_seed(0)
-    expected = oc(batch)["constraint_per_message"]  # the same draw as the trainer's forward below
+    expected = oc(batch)["constraint_estimates"]  # the same draw as the trainer's forward below
     metrics: dict = {}
     torch.manual_seed(0)
     trainer.update_sender(batch, metrics)
     torch.testing.assert_close(oc.lagrange_multiplier, (before - cfg.loss.dual_lr * (expected - 1.0)).clamp_min(0.0))
     assert metrics["obedience/lagrange_multiplier"] == before.mean()  # the loss read the pre-step multipliers
-    assert "obedience/constraint_per_message" not in metrics  # not a scalar: not logged
+    assert "obedience/constraint_estimates" not in metrics  # not a scalar: not logged
     exp.close()
+
+
+def test_dual_pairwise_multipliers_step_explicitly():
+    scheme, receiver, critic = default_modules(3, w_key=W_RECEIVER_KEY)
+    batch = collect(recommendation_letter(num_envs=64, num_messages=3, seed=0), scheme, receiver)
+    loss = ObedienceConstraintLoss(scheme, receiver, critic, mode="dual_pairwise", counterfactual="all",
+                                   num_messages=3, lagrange_multiplier=1.0, dual_lr=0.1, epsilon=1.0, gamma=0.0)
+    out = loss(batch)
+    assert torch.equal(loss.lagrange_multiplier, torch.ones(6))  # forward leaves them alone
+    pairs = loss.constraint_matrix(batch).detach()[~torch.eye(3, dtype=torch.bool)]
+    torch.testing.assert_close(out["constraint_estimates"], pairs)  # one estimate per ordered pair, row-major
+    loss.update_multipliers(out)
+    torch.testing.assert_close(loss.lagrange_multiplier, (1.0 - 0.1 * (pairs - 1.0)).clamp_min(0.0))
+    assert sorted(loss.out_keys) == sorted(out.keys())

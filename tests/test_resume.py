@@ -1,14 +1,17 @@
 """A killed run resumes from its checkpoint exactly; SIGTERM checkpoints and stops cleanly."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import RECIPES
+from msgzoo.checkpoint import load_checkpoint
 from msgzoo.pipelines.one_step import run
 
 COMMON = [
@@ -51,22 +54,35 @@ def test_killed_run_resumes_exactly(recipe_config, tmp_path):
         recipe_config("sgoc_recommendation_letter", *COMMON, f"+run_dir={tmp_path / 'resumed'}", f"resume={checkpoint}"),
         method="sgoc",
     )
-    assert resumed["history"][0]["frames"] > full["history"][0]["frames"]  # it did start mid-way
+    assert 0 < load_checkpoint(checkpoint)["frames"] < full["env_steps"]  # it did start mid-way
     for key in COMPARED:
         assert resumed[key] == full[key], key
-    # the logged curve after the resume point is the uninterrupted run's
-    tail = {row["frames"]: row["eval/sender_reward"] for row in resumed["history"]}
-    assert all(tail[r["frames"]] == r["eval/sender_reward"] for r in full["history"] if r["frames"] in tail)
+    # the summary's curve is the whole run's (the killed session's part comes from the checkpoint)
+    assert [r["frames"] for r in resumed["history"]] == [r["frames"] for r in full["history"]]
+    assert [r["eval/sender_reward"] for r in resumed["history"]] == [r["eval/sender_reward"] for r in full["history"]]
 
 
-def test_sigterm_checkpoints_and_stops(tmp_path):
+def test_sigterm_checkpoints_stops_with_a_failure_status_and_resumes(recipe_config, tmp_path):
+    """SIGTERM: a checkpoint, exit status 143 (not 0), a summary marked interrupted; the resume finishes the run."""
     proc = _start(tmp_path, "term", "collector.total_frames=2560000")
     _wait_for(tmp_path / "term" / "checkpoint.pt", proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-2000:]
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
     assert "SIGTERM: checkpoint saved to" in out and "resume=" in out
-    assert out.strip().splitlines()[-1].startswith("summary: ")  # the summary is still written
+    stopped = json.loads((tmp_path / "term" / "summary.json").read_text())
+    assert stopped["status"] == "interrupted" and stopped["signal"] == "SIGTERM"
+    assert 0 < stopped["env_steps"] < stopped["budget_env_steps"] == 2560000
+    assert "sender_reward" not in stopped  # no final evaluation that would pass for a finished run's
+
+    checkpoint = tmp_path / "term" / "checkpoint.pt"
+    budget = stopped["env_steps"] + 256 * 10  # a larger budget is the one change a resume may make freely
+    resumed = run(recipe_config("sgoc_recommendation_letter", *COMMON, f"collector.total_frames={budget}",
+                                f"+run_dir={tmp_path / 'resumed'}", f"resume={checkpoint}"), method="sgoc")
+    assert json.loads(Path(resumed["summary_path"]).read_text())["status"] == "complete"
+    assert resumed["env_steps"] == budget
+    assert resumed["resumed_from"] == str(checkpoint.resolve()) and resumed["resume_override"] == []
+    assert resumed["history"][0]["frames"] == stopped["history"][0]["frames"]  # the whole curve, not its tail
 
 
 @pytest.mark.parametrize("num_seeds", [1, 2])

@@ -1,18 +1,20 @@
-"""One-step Markov signaling game: Bayesian persuasion (Kamenica & Gentzkow, 2011), batched."""
+"""Bayesian persuasion (Kamenica & Gentzkow, 2011), batched: one-step, or repeated over an exogenous Markov chain."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Categorical, Composite, OneHot, Unbounded
+from torchrl.data import Bounded, Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
 
 from msgzoo.envs.common import (
     agent_reward_spec,
     as_float_tensor,
     check_one_hot,
+    check_step_input,
     done_spec,
+    is_int,
     make_generator,
     require,
     resolve_batch_size,
@@ -44,6 +46,15 @@ class BayesianPersuasionEnv(EnvBase):
     same seed). A partial ``env.reset`` (TorchRL's ``"_reset"`` mask ``[*batch_size, 1]``) redraws the masked
     games only.
 
+    **Markov persuasion** (``transition`` given): the game is repeated for ``horizon`` steps over a Markov chain
+    of states that no action changes. The first state is drawn from ``prior``, each step's next state from
+    ``transition[s]``; rewards are as above; the episode is truncated (never terminated) after ``horizon`` steps,
+    and the next observation of every step, the last included, is the chain's next state (so critics bootstrap
+    through the truncation). The receiver still sees only the message (not the time, not the state). An extra
+    root key ``"step_count"`` (int64 ``[*batch_size, 1]``, TorchRL's ``StepCounter`` convention) counts the steps
+    of the current episode; like the state it rides in the tensordict. The exact optimum per step is the
+    one-step LP on the state occupancy ``env.occupancy`` (see :func:`msgzoo.optimal_scheme.state_occupancy`).
+
     Args:
         prior: probabilities of the |S| states (sums to 1).
         sender_utility: ``[|S|, |A|]`` payoff of the sender.
@@ -59,6 +70,15 @@ class BayesianPersuasionEnv(EnvBase):
         seed: seed of the environment's own random generator.
         validate_actions: check the shape, dtype and one-hotness of the incoming message and action
             at every step (a host sync: on in tests, off by default for speed).
+        transition: ``[|S|, |S|]`` row-stochastic matrix, ``transition[s, s'] = P(s' | s)``; None (default): the
+            one-step game (the same behaviour and random draws as without the argument).
+        horizon: steps per episode (an integer >= 1); more than 1 only with a ``transition``. Default 1.
+
+    Attributes:
+        occupancy: ``[|S|]`` float tensor, the average state distribution over an episode,
+            ``(1/T) sum_{t<T} prior P^t`` (``prior`` itself for a one-step game): the prior of the exact per-step
+            benchmarks (:func:`msgzoo.optimal_scheme.optimal_signaling_scheme` on ``occupancy``).
+        horizon: steps per episode (1 for a one-step game).
 
     Examples:
         >>> from msgzoo.envs import recommendation_letter
@@ -69,6 +89,11 @@ class BayesianPersuasionEnv(EnvBase):
         >>> env = recommendation_letter(batch_size=[3, 4], seed=0)  # e.g. 3 seeds x 4 games
         >>> env.num_envs, env.rollout(1)["next", "receiver", "reward"].shape
         (12, torch.Size([3, 4, 1, 1]))
+        >>> env = BayesianPersuasionEnv([0.5, 0.5], [[0, 1], [0, 1]], [[1, 0], [0, 1]],
+        ...     transition=[[0.9, 0.1], [0.2, 0.8]], horizon=4, num_envs=2)  # a 4-step Markov game
+        >>> data = env.rollout(4)
+        >>> data["step_count"].squeeze(-1).tolist(), data["next", "truncated"].squeeze(-1)[:, -1].tolist()
+        ([[0, 1, 2, 3], [0, 1, 2, 3]], [True, True])
     """
 
     def __init__(
@@ -83,6 +108,8 @@ class BayesianPersuasionEnv(EnvBase):
         device: torch.device | str = "cpu",
         seed: int | None = None,
         validate_actions: bool = False,
+        transition: Sequence[Sequence[float]] | torch.Tensor | None = None,
+        horizon: int = 1,
     ):
         batch_size, num_envs = resolve_batch_size(num_envs, batch_size)
         device = torch.device(device)
@@ -100,6 +127,8 @@ class BayesianPersuasionEnv(EnvBase):
                 u.ndim == 2 and u.shape[0] == num_states and u.shape[1] >= 2,
                 name, list(u.shape), f"a [|S|={num_states}, |A|>=2] matrix (one row per state of the prior)",
             )
+        for name, u in (("sender_utility", sender_utility), ("receiver_utility", receiver_utility)):
+            require(bool(torch.isfinite(u).all()), name, u.tolist(), "finite payoffs (no nan or inf)")
         require(
             sender_utility.shape == receiver_utility.shape,
             "receiver_utility", list(receiver_utility.shape), f"the shape of sender_utility {list(sender_utility.shape)}",
@@ -108,6 +137,19 @@ class BayesianPersuasionEnv(EnvBase):
         if num_messages is None:
             num_messages = max(num_states, num_actions)
         require(isinstance(num_messages, int) and num_messages >= 2, "num_messages", num_messages, "an integer >= 2")
+        require(is_int(horizon) and horizon >= 1, "horizon", horizon, "an integer >= 1 (steps per episode)")
+        require(
+            transition is not None or horizon == 1, "horizon", horizon,
+            "1 for a one-step game (give a transition matrix to repeat the game over a Markov chain)",
+        )
+        if transition is None:
+            occupancy = prior
+        else:
+            # imported here: msgzoo.optimal_scheme imports msgzoo.envs; it also validates transition and horizon
+            from msgzoo.optimal_scheme import state_occupancy
+
+            occupancy = state_occupancy(prior, transition, int(horizon)).to(device=device, dtype=torch.float32)
+            transition = as_float_tensor(transition, "transition", device)
 
         super().__init__(device=device, batch_size=batch_size)
         #: Total number of games (the product of ``batch_size``).
@@ -115,6 +157,7 @@ class BayesianPersuasionEnv(EnvBase):
         self.num_states, self.num_actions, self.num_messages = num_states, num_actions, num_messages
         self.prior, self.sender_utility, self.receiver_utility = prior, sender_utility, receiver_utility
         self.validate_actions = validate_actions
+        self.transition, self.horizon, self.occupancy = transition, int(horizon), occupancy
         self._generator = make_generator(device)
         self._make_specs()
         self.set_seed(0 if seed is None else seed)
@@ -130,15 +173,22 @@ class BayesianPersuasionEnv(EnvBase):
             receiver=Composite(observation=Unbounded(shape=(*b, 0), device=d), shape=b),
             shape=b,
         )
+        if self.is_markov:
+            self.observation_spec["step_count"] = Bounded(0, self.horizon, shape=(*b, 1), device=d, dtype=torch.int64)
         self.action_spec = signaling_action_spec(b, self.num_messages, self.num_actions, d)
         self.reward_spec = agent_reward_spec(b, d)
         self.done_spec = done_spec(b, d)
 
-    # Every step is a whole episode, so a reset always draws a fresh state for every game.
-    def _observe(self, state: torch.Tensor) -> TensorDict:
-        """The observation tensordict of ``state`` (``[*batch_size]`` state indices)."""
+    @property
+    def is_markov(self) -> bool:
+        """Whether the game repeats over a Markov chain of states (a ``transition`` was given)."""
+        return self.transition is not None
+
+    def _observe(self, state: torch.Tensor, step_count: torch.Tensor | None = None) -> TensorDict:
+        """The observation tensordict of ``state`` (``[*batch_size]`` state indices) and, for a Markov game,
+        ``step_count`` (``[*batch_size, 1]``)."""
         b = self.batch_size
-        return TensorDict(
+        out = TensorDict(
             {
                 "sender": TensorDict(
                     {
@@ -154,16 +204,34 @@ class BayesianPersuasionEnv(EnvBase):
             batch_size=b,
             device=self.device,
         )
+        if step_count is not None:
+            out.set("step_count", step_count)
+        return out
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDict:
         # One draw for the flat batch of num_envs games, shaped to the env's batch shape (a view).
         state = torch.multinomial(self.prior, self.num_envs, replacement=True, generator=self._generator)
-        out = self._observe(state.view(self.batch_size))
+        state = state.view(self.batch_size)
+        step_count = None
+        if self.is_markov:
+            step_count = torch.zeros(*self.batch_size, 1, dtype=torch.int64, device=self.device)
+            mask = tensordict.get("_reset", None) if tensordict is not None else None
+            old_state = tensordict.get(("sender", "state"), None) if tensordict is not None else None
+            old_count = tensordict.get("step_count", None) if tensordict is not None else None
+            # A partial reset: the games outside the mask keep their state exactly (when the input carries it;
+            # otherwise TorchRL's reset merges the fresh data under the mask itself).
+            if mask is not None and old_state is not None and old_count is not None:
+                mask = mask.reshape(*self.batch_size, 1)  # [*batch_size, 1] or [*batch_size]
+                state = torch.where(mask.squeeze(-1), state, old_state)
+                step_count = torch.where(mask, step_count, old_count)
+        out = self._observe(state, step_count)
         done = torch.zeros(*self.batch_size, 1, dtype=torch.bool, device=self.device)
         out.update({"done": done, "terminated": done.clone(), "truncated": done.clone()})
         return out
 
     def _step(self, tensordict: TensorDictBase) -> TensorDict:
+        check_step_input(tensordict, self.batch_size, state_key=("sender", "state"), state_shape=(),
+                         num_states=self.num_states, num_actions=self.num_actions, validate=self.validate_actions)
         message = tensordict.get(("sender", "message"))
         action = tensordict.get(("receiver", "action"))
         if self.validate_actions:
@@ -174,11 +242,31 @@ class BayesianPersuasionEnv(EnvBase):
         action = action.to(self.sender_utility.dtype)
         r_sender = (self.sender_utility[state] * action).sum(-1, keepdim=True)
         r_receiver = (self.receiver_utility[state] * action).sum(-1, keepdim=True)
+        if self.is_markov:
+            return self._markov_step(tensordict, state, r_sender, r_receiver)
         out = self._observe(state)  # the terminal observation repeats the state it ended in
         out.set(("sender", "reward"), r_sender)
         out.set(("receiver", "reward"), r_receiver)
         done = torch.ones(*self.batch_size, 1, dtype=torch.bool, device=self.device)
         out.update({"done": done, "terminated": done.clone(), "truncated": torch.zeros_like(done)})
+        return out
+
+    def _markov_step(
+        self, tensordict: TensorDictBase, state: torch.Tensor, r_sender: torch.Tensor, r_receiver: torch.Tensor
+    ) -> TensorDict:
+        """The chain moves whatever was sent or done: ``s' ~ transition[s]``, one draw per game (flat batch)."""
+        step_count = tensordict.get("step_count", None)
+        if step_count is None:
+            raise KeyError("'step_count' is missing from the input tensordict: start from env.reset() (a Markov "
+                           "game counts its steps in the tensordict).")
+        rows = self.transition.index_select(0, state.reshape(-1))  # [N, |S|]
+        next_state = torch.multinomial(rows, 1, generator=self._generator).view(self.batch_size)
+        step_count = step_count + 1
+        out = self._observe(next_state, step_count)  # the last step too: critics bootstrap through truncation
+        out.set(("sender", "reward"), r_sender)
+        out.set(("receiver", "reward"), r_receiver)
+        truncated = step_count >= self.horizon
+        out.update({"done": truncated.clone(), "terminated": torch.zeros_like(truncated), "truncated": truncated})
         return out
 
     def _set_seed(self, seed: int | None) -> None:

@@ -91,6 +91,41 @@ def check_one_hot(value: torch.Tensor | None, key: tuple, batch: int | Sequence[
         raise ValueError(f"{key} is not one-hot: each row must hold a single 1 and zeros elsewhere.")
 
 
+def check_step_input(
+    tensordict, batch: Sequence[int], *, state_key: tuple, state_shape: tuple, num_states: int, num_actions: int,
+    validate: bool,
+) -> None:
+    """Checks what ``_step`` reads: the state ``reset()`` wrote and the receiver's one-hot action.
+
+    Always (shape metadata only, no host sync): the state is there (a step before ``reset()`` has none) and the
+    action has shape ``[*batch, num_actions]`` (an index action ``[*batch]`` would be read as garbage). With
+    ``validate`` (a host sync) also: the state has its shape and indices in ``[0, num_states)`` (a negative one would
+    index from the end).
+    """
+    state = tensordict.get(state_key, None)
+    if state is None:
+        raise RuntimeError(
+            f"{state_key} is missing from the input tensordict: step() continues the games reset() started. "
+            "Fix: call td = env.reset() first and step that tensordict with the actions set (env.rollout and "
+            "TorchRL's collectors do this)."
+        )
+    action = tensordict.get(("receiver", "action"), None)
+    expected = (*_batch_shape(batch), num_actions)
+    if action is None or tuple(action.shape) != expected:
+        raise ValueError(
+            f"('receiver', 'action') has shape {None if action is None else tuple(action.shape)}: expected {expected}, "
+            f"one one-hot row per environment (one-hot encode index actions: torch.nn.functional.one_hot(a, "
+            f"{num_actions}))."
+        )
+    if validate:
+        full = (*_batch_shape(batch), *state_shape)
+        if tuple(state.shape) != full or state.is_floating_point() or bool(((state < 0) | (state >= num_states)).any()):
+            raise ValueError(
+                f"{state_key} must be integer indices in [0, {num_states}) of shape {full} (got shape "
+                f"{tuple(state.shape)}, dtype {state.dtype}): step the tensordict reset() or step() returned."
+            )
+
+
 def done_spec(batch: int | Sequence[int], device: torch.device) -> Composite:
     """Root-level ``done`` / ``terminated`` / ``truncated`` flags, ``[*batch, 1]`` booleans."""
     b = _batch_shape(batch)

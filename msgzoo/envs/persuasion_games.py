@@ -17,6 +17,18 @@ seller_buyer             (1.200, 0.000)    (0.000, 0.000)  (0.700, 0.450)
 health_agency_citizens   (0.610, 0.000)    (0.000, 0.000)  (0.440, 0.160)
 =======================  ================  ==============  ================
 
+:data:`MARKOV_GAMES` holds multi-step games: the same entries plus a ``transition`` matrix ``[|S|, |S|]`` of a
+Markov chain over the states that no action changes, and a ``horizon`` (steps per episode); ``prior`` is the
+first state's distribution. The receiver still sees only the message. Their exact benchmarks are per step: the
+one-step values above computed on the state occupancy ``d = (1/T) sum_{t<T} prior P^t``
+(:func:`msgzoo.optimal_scheme.state_occupancy`; why this is exact: :mod:`msgzoo.optimal_scheme`):
+
+================  =======  =====================  ==============  ==============  ================
+game              horizon  occupancy d            LP (send, rcv)  no information  full information
+================  =======  =====================  ==============  ==============  ================
+weather_forecast  8        (0.289, 0.462, 0.248)  (0.818, 0.479)  (0.116, 0.231)  (0.674, 0.769)
+================  =======  =====================  ==============  ==============  ================
+
 Example:
     >>> from msgzoo.envs.persuasion_games import ONE_STEP_GAMES, make_one_step_env
     >>> env = make_one_step_env("seller_buyer", num_envs=8, seed=0)
@@ -29,7 +41,7 @@ from typing import Any
 
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER, BayesianPersuasionEnv
 
-__all__ = ["ONE_STEP_GAMES", "make_one_step_env"]
+__all__ = ["MARKOV_GAMES", "ONE_STEP_GAMES", "make_one_step_env", "make_persuasion_env", "random_persuasion_game"]
 
 
 _RECOMMENDATION_LETTER = dict(
@@ -140,8 +152,82 @@ ONE_STEP_GAMES: dict[str, dict[str, Any]] = {
     "health_agency_citizens": _HEALTH_AGENCY_CITIZENS,
 }
 
+_WEATHER_FORECAST = dict(
+    prior=[0.1, 0.8, 0.1],  # the first day: the season starts mild
+    transition=[
+        [0.7, 0.2, 0.1],  # weather persists from day to day
+        [0.2, 0.6, 0.2],
+        [0.1, 0.3, 0.6],
+    ],
+    horizon=8,
+    # farmer: irrigate, wait, harvest early; the forecaster gets 1 per irrigated day + half the farmer's payoff
+    sender_utility=[
+        [1.5, 0.0, -0.5],
+        [0.75, 0.25, -0.25],
+        [0.5, 0.0, 0.5],
+    ],
+    receiver_utility=[
+        [1.0, 0.0, -1.0],  # dry: irrigating saves the crop, harvesting now is premature
+        [-0.5, 0.5, -0.5],  # mild: waiting is right, irrigating wastes water
+        [-1.0, 0.0, 1.0],  # wet: harvest before the rain, irrigating waterlogs the field
+    ],
+    state_names=["dry", "mild", "wet"],
+    action_names=["irrigate", "wait", "harvest early"],
+    description=(
+        "A Markov persuasion game over 8 days. The weather is dry, mild or wet and persists from day to day "
+        "(stays with probability 0.7 / 0.6 / 0.6; the season starts mild with probability 0.8); nobody's action "
+        "changes it. Each day a forecasting service run by the irrigation-water supplier (sender) sees the weather "
+        "and issues a forecast; the farmer (receiver) sees only the forecast, not the weather nor the date, and "
+        "irrigates, waits or harvests early. The farmer gets +1 for irrigating on a dry day and for harvesting "
+        "before a wet one, +0.5 for waiting on a mild day, -0.5 for irrigating or harvesting on a mild day, -1 for "
+        "irrigating on a wet day or harvesting on a dry one, 0 for waiting otherwise. The forecaster earns 1 per "
+        "irrigated day plus half the farmer's payoff (partly aligned). Per day, over the occupancy d = (0.289, "
+        "0.462, 0.248): without forecasts the farmer always waits (0.116, 0.231); honest forecasts give (0.674, "
+        "0.769); the LP optimum is honest about dry and wet days but calls 62.6% of the mild days dry, the most "
+        "that keeps the farmer obedient: (0.818, 0.479). The first day's prior alone would give a different, "
+        "wrong benchmark (LP 0.45): the occupancy matters."
+    ),
+)
+
+#: Markov persuasion games by name: the entries of :data:`ONE_STEP_GAMES` plus ``transition`` ``[|S|, |S|]``
+#: (rows: today's state, columns: tomorrow's) and ``horizon`` (steps per episode); ``prior`` is the first state's.
+MARKOV_GAMES: dict[str, dict[str, Any]] = {
+    "weather_forecast": _WEATHER_FORECAST,
+}
+
 #: Message-space size used by :func:`make_one_step_env` when none is given (otherwise |A|).
 _DEFAULT_NUM_MESSAGES = {"recommendation_letter": 2}
+
+
+def make_persuasion_env(name: str, **env_kwargs: Any) -> BayesianPersuasionEnv:
+    """A batched persuasion environment for a game of :data:`ONE_STEP_GAMES` or :data:`MARKOV_GAMES`.
+
+    One-step games are built by :func:`make_one_step_env`; a Markov game gets its ``transition`` and (unless
+    ``horizon`` is given) its ``horizon`` too, and ``num_messages`` defaults to ``|A|``.
+
+    Args:
+        name: a key of :data:`ONE_STEP_GAMES` or :data:`MARKOV_GAMES`.
+        **env_kwargs: ``num_messages``, ``num_envs``, ``batch_size``, ``device``, ``seed``, ``validate_actions``
+            and, for a Markov game, ``horizon``.
+
+    Raises:
+        ValueError: naming ``name`` if the game is unknown (or naming the bad environment argument).
+
+    Examples:
+        >>> env = make_persuasion_env("weather_forecast", num_envs=4, seed=0)
+        >>> env.horizon, [round(p, 3) for p in env.occupancy.tolist()]
+        (8, [0.289, 0.462, 0.248])
+    """
+    if isinstance(name, str) and name in MARKOV_GAMES:
+        game = MARKOV_GAMES[name]
+        env_kwargs.setdefault("num_messages", len(game["sender_utility"][0]))
+        env_kwargs.setdefault("horizon", game["horizon"])
+        return BayesianPersuasionEnv(
+            game["prior"], game["sender_utility"], game["receiver_utility"], transition=game["transition"], **env_kwargs
+        )
+    if not isinstance(name, str) or name not in ONE_STEP_GAMES:
+        raise ValueError(f"name={name!r} is invalid: expected one of {sorted(ONE_STEP_GAMES | MARKOV_GAMES)}.")
+    return make_one_step_env(name, **env_kwargs)
 
 
 def make_one_step_env(name: str, **env_kwargs: Any) -> BayesianPersuasionEnv:
@@ -171,10 +257,58 @@ def make_one_step_env(name: str, **env_kwargs: Any) -> BayesianPersuasionEnv:
         >>> env.num_envs, env.reset()["sender", "observation"].shape
         (3840, torch.Size([15, 256, 3]))
     """
+    if isinstance(name, str) and name in MARKOV_GAMES:
+        raise ValueError(f"name={name!r} is invalid here: it is a Markov game; build it with make_persuasion_env.")
     if not isinstance(name, str) or name not in ONE_STEP_GAMES:
         raise ValueError(f"name={name!r} is invalid: expected one of {sorted(ONE_STEP_GAMES)}.")
     game = ONE_STEP_GAMES[name]
     env_kwargs.setdefault("num_messages", _DEFAULT_NUM_MESSAGES.get(name, len(game["sender_utility"][0])))
     return BayesianPersuasionEnv(
         game["prior"], game["sender_utility"], game["receiver_utility"], **env_kwargs
+    )
+
+
+def random_persuasion_game(seed: int, num_states: int, num_actions: int) -> dict[str, Any]:
+    """A random one-step persuasion game: the generator of msgzoo's benchmark suite (:mod:`msgzoo.suite`).
+
+    ``prior ~ Dirichlet(1, ..., 1)`` and both payoff matrices uniform in ``[-1, 1]``, rounded to 2 decimals
+    (the prior to 4, then renormalised so it sums to 1), all drawn from ``numpy.random.default_rng(seed)``: the
+    same arguments give the same game on every machine.
+
+    Args:
+        seed: a non-negative integer.
+        num_states: ``|S| >= 2``.
+        num_actions: ``|A| >= 2``.
+
+    Returns:
+        A dict with ``prior``, ``sender_utility``, ``receiver_utility`` (nested lists, states are rows),
+        ``state_names``, ``action_names`` and ``description``, like the entries of :data:`ONE_STEP_GAMES`.
+
+    Examples:
+        >>> game = random_persuasion_game(0, 3, 2)
+        >>> len(game["prior"]), len(game["sender_utility"][0])
+        (3, 2)
+        >>> env = BayesianPersuasionEnv(game["prior"], game["sender_utility"], game["receiver_utility"], num_envs=4)
+    """
+    for name, value, least in (("seed", seed, 0), ("num_states", num_states, 2), ("num_actions", num_actions, 2)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {least}.")
+    import numpy as np  # only the generator needs numpy's seeded streams
+
+    rng = np.random.default_rng(seed)
+    prior = np.round(rng.dirichlet(np.ones(num_states)), 4)
+    prior = np.maximum(prior, 1e-4)  # no state of probability 0 after rounding
+    prior = prior / prior.sum()
+    sender = np.round(rng.uniform(-1.0, 1.0, (num_states, num_actions)), 2)
+    receiver = np.round(rng.uniform(-1.0, 1.0, (num_states, num_actions)), 2)
+    return dict(
+        prior=prior.tolist(),
+        sender_utility=sender.tolist(),
+        receiver_utility=receiver.tolist(),
+        state_names=[f"s{i}" for i in range(num_states)],
+        action_names=[f"a{i}" for i in range(num_actions)],
+        description=(
+            f"A random {num_states}-state x {num_actions}-action persuasion game (generator seed {seed}): prior "
+            "Dirichlet(1), both payoffs uniform in [-1, 1] rounded to 2 decimals."
+        ),
     )

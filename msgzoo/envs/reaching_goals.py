@@ -24,6 +24,7 @@ from torchrl.envs import EnvBase
 from msgzoo.envs.common import (
     agent_reward_spec,
     check_one_hot,
+    check_step_input,
     done_spec,
     is_int,
     make_generator,
@@ -133,6 +134,8 @@ class ReachingGoalsEnv(EnvBase):
         require(is_int(height) and height >= 2, "height", height, "an integer >= 2")
         require(is_int(width) and width >= 2, "width", width, "an integer >= 2")
         require(is_int(horizon) and horizon >= 1, "horizon", horizon, "an integer >= 1")
+        for name, value in (("bounded", bounded), ("aligned", aligned)):  # bool("no") would be True
+            require(isinstance(value, (bool, np.bool_)), name, value, "True or False")
         for name, value in (("reward_amplifier", reward_amplifier), ("punish_amplifier", punish_amplifier)):
             require(_is_real(value) and math.isfinite(value) and value >= 0, name, value, "a finite number >= 0")
         if isinstance(receiver_observes, str):
@@ -283,6 +286,8 @@ class ReachingGoalsEnv(EnvBase):
         return self._observe(state, step_count, {"done": done, "terminated": done.clone(), "truncated": done.clone()})
 
     def _step(self, tensordict: TensorDictBase) -> TensorDict:
+        check_step_input(tensordict, self.batch_size, state_key=("sender", "state"), state_shape=(3,),
+                         num_states=self.num_cells, num_actions=self.num_actions, validate=self.validate_actions)
         action = tensordict.get(("receiver", "action"))
         if self.validate_actions:
             check_one_hot(tensordict.get(("sender", "message"), None), ("sender", "message"),

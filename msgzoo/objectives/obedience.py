@@ -19,7 +19,8 @@ from msgzoo.objectives.common import (
     scheme_logits,
 )
 
-MODES = ("lagrangian", "dual", "stringent")
+MODES = ("lagrangian", "dual", "dual_pairwise", "stringent")
+DUAL_MODES = ("dual", "dual_pairwise")  # multipliers moved by update_multipliers
 COUNTERFACTUALS = ("uniform", "all")
 
 
@@ -53,9 +54,16 @@ class ObedienceConstraintLoss(SenderCriticLoss):
       with :math:`\hat C_\sigma` the batch estimate restricted to message :math:`\sigma`, and the
       multipliers updated by projected dual ascent
       :math:`\lambda_\sigma \leftarrow \max(0, \lambda_\sigma - \text{dual\_lr}(\hat C_\sigma - \epsilon))`
-      by an explicit step, :meth:`update_multipliers` (``forward`` returns the estimates
-      ``constraint_per_message`` it needs and never changes the multipliers itself, as TorchRL leaves
-      target updates to ``SoftUpdate.step()``).
+      by an explicit step, :meth:`update_multipliers`.
+    - ``"dual_pairwise"`` (needs ``counterfactual="all"``): one multiplier per ordered pair of messages,
+      :math:`-\sum_{\sigma\ne\sigma'} \lambda_{\sigma\sigma'}(\hat C(\sigma,\sigma') - \epsilon)`, updated by projected
+      dual ascent :math:`\lambda_{\sigma\sigma'} \leftarrow \max(0, \lambda_{\sigma\sigma'} -
+      \text{dual\_lr}(\hat C(\sigma,\sigma') - \epsilon))` by :meth:`update_multipliers`: the Lagrangian of eq. 5
+      with every constraint of eq. 4 priced separately, so each multiplier settles at its constraint's shadow
+      price instead of a hand-set penalty.
+
+      In both dual modes ``forward`` returns the estimates the multipliers price as ``constraint_estimates`` and
+      never changes the multipliers itself (as TorchRL leaves target updates to ``SoftUpdate.step()``).
     - ``"stringent"``: a hinge per sample (or pair), ``lambda * mean(relu(epsilon - c_t))``.
 
     The critic :math:`W^j(s,\cdot)` (the receiver's marginal action value, learned by the sender from
@@ -86,8 +94,10 @@ class ObedienceConstraintLoss(SenderCriticLoss):
 
     Returns, from ``forward``: ``loss_obedience``, ``loss_critic`` and the detached diagnostics
     ``constraint`` (:math:`\hat C`), ``violation_rate`` (the share of terms below ``epsilon``) and
-    ``lagrange_multiplier`` (mean :math:`\lambda`); in ``"dual"`` mode also ``constraint_per_message``
-    (:math:`\hat C_\sigma`, ``[*ensemble_shape, num_messages]``), which :meth:`update_multipliers` reads.
+    ``lagrange_multiplier`` (mean :math:`\lambda`); in the dual modes also ``constraint_estimates`` (what each
+    multiplier prices: :math:`\hat C_\sigma`, ``[*ensemble_shape, num_messages]``, in ``"dual"``;
+    :math:`\hat C(\sigma,\sigma')`, ``[*ensemble_shape, num_messages * (num_messages - 1)]``, in
+    ``"dual_pairwise"``), which :meth:`update_multipliers` reads.
 
     Examples:
         >>> import torch
@@ -169,8 +179,13 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             raise ValueError(f"gamma={gamma} is invalid: expected a discount in [0, 1].")
         if dual_lr <= 0:
             raise ValueError(f"dual_lr={dual_lr} is invalid: expected a positive step size.")
-        if mode == "dual" and not (isinstance(num_messages, int) and num_messages >= 2):
-            raise ValueError(f"num_messages={num_messages!r} is invalid: mode='dual' needs the message-space size (>= 2).")
+        if mode in ("dual", "dual_pairwise") and not (isinstance(num_messages, int) and num_messages >= 2):
+            raise ValueError(f"num_messages={num_messages!r} is invalid: mode={mode!r} needs the message-space size (>= 2).")
+        if mode == "dual_pairwise" and counterfactual != "all":
+            raise ValueError(
+                f"counterfactual={counterfactual!r} is invalid with mode='dual_pairwise': it prices every pair of messages, "
+                "so it needs counterfactual='all'."
+            )
         ensemble_shape = tuple(ensemble_shape)
         if not all(isinstance(n, int) and n >= 1 for n in ensemble_shape):
             raise ValueError(f"ensemble_shape={ensemble_shape!r} is invalid: expected a tuple of positive ints.")
@@ -182,28 +197,29 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         self.mode, self.counterfactual = mode, counterfactual
         self.epsilon, self.dual_lr, self.gamma = float(epsilon), float(dual_lr), float(gamma)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
-        size = num_messages if mode == "dual" else 1
+        size = {"dual": num_messages, "dual_pairwise": (num_messages or 0) * ((num_messages or 0) - 1)}.get(mode, 1)
         self.register_buffer("lagrange_multiplier", torch.full((*ensemble_shape, size), float(lagrange_multiplier)))
 
     @property
     def out_keys(self) -> list:
         keys = ["loss_obedience", "loss_critic", "constraint", "violation_rate", "lagrange_multiplier"]
-        return keys + ["constraint_per_message"] if self.mode == "dual" else keys
+        return keys + ["constraint_estimates"] if self.mode in DUAL_MODES else keys
 
     @torch.no_grad()
     def update_multipliers(self, loss_output: TensorDictBase) -> None:
-        """One projected dual-ascent step (``"dual"`` mode), from what ``forward`` returned on a batch:
-        ``lambda_sigma <- max(0, lambda_sigma - dual_lr * (C_sigma - epsilon))``. Call it once per update, after
-        ``forward`` (which used the multipliers from before the step). A no-op in the fixed-multiplier modes."""
-        if self.mode != "dual":
+        """One projected dual-ascent step (``"dual"`` / ``"dual_pairwise"`` modes), from what ``forward`` returned
+        on a batch: ``lambda <- max(0, lambda - dual_lr * (C - epsilon))`` for each multiplier and its estimate
+        ``C``. Call it once per update, after ``forward`` (which used the multipliers from before the step). A
+        no-op in the fixed-multiplier modes."""
+        if self.mode not in DUAL_MODES:
             return
-        per_message = loss_output.get("constraint_per_message", None)
-        if per_message is None:
+        estimates = loss_output.get("constraint_estimates", None)
+        if estimates is None:
             raise KeyError(
-                "update_multipliers needs 'constraint_per_message', which forward returns in mode='dual': pass "
+                f"update_multipliers needs 'constraint_estimates', which forward returns in mode={self.mode!r}: pass "
                 "the output of this loss's forward."
             )
-        self.lagrange_multiplier.sub_(self.dual_lr * (per_message - self.epsilon)).clamp_(min=0.0)
+        self.lagrange_multiplier.sub_(self.dual_lr * (estimates - self.epsilon)).clamp_(min=0.0)
 
     def _message_values(self, tensordict: TensorDictBase, w: torch.Tensor, num_messages: int) -> torch.Tensor:
         """``q[t, sigma] = sum_a pi(a | o_t, sigma) W^j(s_t, a)``: what each message is worth to the receiver."""
@@ -281,7 +297,8 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         elif self.mode == "stringent":
             loss = (lam[..., 0] * torch.relu(eps - terms).mean(-1)).mean()
         else:
-            loss = -(lam * (per_message - eps)).sum(-1).mean()
+            estimates = per_message if self.mode == "dual" else pair_terms  # what each multiplier prices
+            loss = -(lam * (estimates - eps)).sum(-1).mean()
         out = {
             "loss_obedience": loss,
             "loss_critic": self.critic_coeff * loss_critic,
@@ -289,8 +306,8 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             "violation_rate": (terms.detach() < eps).float().mean(),
             "lagrange_multiplier": lam.mean(),
         }
-        if self.mode == "dual":
-            out["constraint_per_message"] = per_message.detach()  # for update_multipliers
+        if self.mode in DUAL_MODES:
+            out["constraint_estimates"] = estimates.detach()  # for update_multipliers
         return TensorDict(out, batch_size=[])
 
 

@@ -1,7 +1,13 @@
-"""The one-step persuasion pipeline behind ``recipes/*_recommendation_letter.py``.
+"""The persuasion pipeline behind ``recipes/*_recommendation_letter.py``: one-step games and Markov games.
 
 Sections: 1. the game, 2. the method, 3. the run (logs, checkpoints), 4. training, 5. exact evaluation
 and the summary (``summary.json``; the last printed line is ``summary: <path>``).
+
+A Markov persuasion game (``env.game`` in :data:`~msgzoo.envs.persuasion_games.MARKOV_GAMES`, or ``env.prior``
+with ``+env.transition=[[..]] +env.horizon=T``) runs on the same code path: a batch still holds ``env.num_envs``
+steps, now ``ceil(env.num_envs / T)`` games played for one whole episode each, so every update sees the steps
+of an episode in equal proportions, i.e. the state occupancy. Rewards, the budget and the exact evaluation are
+per step; the benchmarks (LP optimum, no information) are the one-step ones on the occupancy ``env.occupancy``.
 """
 from __future__ import annotations
 
@@ -9,9 +15,10 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from msgzoo.config_validation import validate_config
+from msgzoo.config_validation import check_resume, validate_config
 from msgzoo.envs import BayesianPersuasionEnv
-from msgzoo.envs.persuasion_games import make_one_step_env
+from msgzoo.envs.common import is_int, require
+from msgzoo.envs.persuasion_games import MARKOV_GAMES, make_persuasion_env
 from msgzoo.evaluation import one_step_evaluator, one_step_tables
 from msgzoo.experiment import Experiment, config_seeds, seeds_summary
 from msgzoo.methods import build_method
@@ -27,50 +34,81 @@ RECEIVER_FLOOR = -0.05
 def make_env(
     cfg: DictConfig, *, num_envs: int | None = None, seed: int | None = None, num_seeds: int = 1
 ) -> BayesianPersuasionEnv:
-    """The one-step game of ``cfg.env``; with ``num_seeds > 1`` one row of ``num_envs`` students per seed."""
+    """The game of ``cfg.env``; with ``num_seeds > 1`` one row of games per seed.
+
+    ``num_envs`` (default ``cfg.env.num_envs``) is the number of steps per batch and seed: as many games for a
+    one-step game, ``ceil(num_envs / horizon)`` games for a Markov game (each plays a whole episode per batch).
+    """
     e = cfg.env
-    n = num_envs or e.num_envs
+    horizon = _horizon(cfg)
+    n = -(-(num_envs or e.num_envs) // horizon)
     kwargs = dict(
-        num_envs=n * num_seeds, batch_size=[num_seeds, n] if num_seeds > 1 else None, num_messages=e.num_messages,
+        num_envs=n * num_seeds, batch_size=[num_seeds, n] if num_seeds > 1 else None,
         device=cfg.device, seed=cfg.seed if seed is None else seed,
     )
+    if e.num_messages is not None:
+        kwargs["num_messages"] = e.num_messages
+    if e.get("horizon") is not None:
+        kwargs["horizon"] = horizon  # the env rejects horizon > 1 without a transition
     if e.prior is not None:
-        return BayesianPersuasionEnv(list(e.prior), [list(r) for r in e.sender_utility], [list(r) for r in e.receiver_utility], **kwargs)
-    return make_one_step_env(e.game, **kwargs)
+        sender_utility = [list(r) for r in e.sender_utility]
+        kwargs.setdefault("num_messages", len(sender_utility[0]))  # one recommendation per action (eq. 1)
+        transition = e.get("transition")
+        if transition is not None:
+            kwargs.update(transition=[list(r) for r in transition], horizon=horizon)
+        return BayesianPersuasionEnv(list(e.prior), sender_utility, [list(r) for r in e.receiver_utility], **kwargs)
+    return make_persuasion_env(e.game, **kwargs)
+
+
+def _horizon(cfg: DictConfig) -> int:
+    """Steps per episode: ``env.horizon`` if set, else the registered Markov game's, else 1 (one-step)."""
+    e = cfg.env
+    if e.get("horizon") is not None:
+        # the env checks the rest (> 1 only with a transition); this one sizes the batch first
+        require(is_int(e.horizon) and e.horizon >= 1, "env.horizon", e.horizon, "an integer >= 1 (steps per episode)")
+        return int(e.horizon)
+    if e.prior is None and e.game in MARKOV_GAMES:
+        return MARKOV_GAMES[e.game]["horizon"]
+    return 1
 
 
 def run(cfg: DictConfig, method: str) -> dict:
     validate_config(cfg, method=method)  # fail on a typo before anything runs
+    check_resume(cfg)  # ... or on a checkpoint made with another config
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     seeds = config_seeds(cfg)  # None, or the seeds trained together (num_seeds > 1)
     num_seeds = len(seeds) if seeds else 1
 
     # 1. The game (num_envs students per seed), and its exact benchmarks: the LP optimum (eq. 1) and the
-    #    no-information value.
+    #    no-information value, per step on the state occupancy (the prior for a one-step game).
     env = make_env(cfg, num_seeds=num_seeds)
-    lp = optimal_signaling_scheme(env.prior, env.sender_utility, env.receiver_utility)
-    no_info = no_information_value(env.prior, env.sender_utility, env.receiver_utility)
+    lp = optimal_signaling_scheme(env.occupancy, env.sender_utility, env.receiver_utility)
+    no_info = no_information_value(env.occupancy, env.sender_utility, env.receiver_utility)
 
     # 2. The method: networks (one copy per seed), losses, optimizers (msgzoo.methods).
-    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
+    agents = build_method(
+        method, env, cfg, device=cfg.device, seeds=seeds, budget_frames=int(cfg.collector.total_frames)
+    )
 
     # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).
     with Experiment.from_config(cfg, method) as exp:
         seed_runs = exp.seed_runs(cfg, method) if seeds else None
         trainer = Trainer(
             env, agents, exp,
-            total_frames=int(cfg.collector.total_frames) * num_seeds, frames_per_batch=env.num_envs,
+            total_frames=int(cfg.collector.total_frames) * num_seeds, frames_per_batch=env.num_envs * env.horizon,
             max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
             checkpoint_interval=cfg.logger.checkpoint_interval, evaluate=one_step_evaluator(env), device=cfg.device,
             seed_experiments=seed_runs,
         )
         if cfg.resume:
-            trainer.resume(cfg.resume)
+            trainer.resume(cfg.resume, cfg.get("resume_override") or ())
 
-        # 4. Training: alternate receiver and sender updates on fresh batches of students.
+        # 4. Training: alternate receiver and sender updates on fresh batches of students (of whole episodes for
+        #    a Markov game). Train curves are mean rewards per step.
         trainer.train()
         trainer.save()
+        trainer.finish_if_interrupted()  # a stopped run: status "interrupted", no evaluation, exit status 128 + signal
 
         # 5. Exact evaluation of the final policies and the summary: per seed.
         if seeds is None:
@@ -84,6 +122,7 @@ def run(cfg: DictConfig, method: str) -> dict:
             method=method, task=cfg.task, env_steps=trainer.frames, env_steps_per_seed=trainer.frames // num_seeds,
             wall_time_s=trainer.wall_time, env_steps_per_s=trainer.frames / max(trainer.wall_time, 1e-9),
             lp_sender_value=lp.sender_value, no_info_sender_value=no_info[0],
+            **trainer.resume_record(),
         )
         exp.finish(summary, filename="seeds_summary.json")
     return summary
@@ -111,6 +150,8 @@ def _finish(cfg, method, exp, env, agents, trainer, history, lp, no_info) -> dic
         "wall_time_s": trainer.wall_time,
         "env_steps_per_s": frames / max(trainer.wall_time, 1e-9),
         "num_seeds_trained_together": trainer.num_seeds,
+        "horizon": env.horizon,
+        "state_occupancy": env.occupancy.tolist(),
         **final,
         "lp_sender_value": lp.sender_value,
         "lp_receiver_value": lp.receiver_value,
@@ -122,6 +163,7 @@ def _finish(cfg, method, exp, env, agents, trainer, history, lp, no_info) -> dic
         "wall_time_to_target_s": reached["time/wall_s"] if reached else None,
         "target_sender_reward": TARGET_SENDER_REWARD,
         "history": history,
+        **trainer.resume_record(),
     }
     summary["summary_path"] = str(exp.finish(summary))
     return summary

@@ -11,7 +11,7 @@ import time
 import torch
 from omegaconf import DictConfig
 
-from msgzoo.config_validation import validate_config
+from msgzoo.config_validation import check_resume, validate_config
 from msgzoo.envs import ReachingGoalsEnv
 from msgzoo.evaluation import evaluate_episodes
 from msgzoo.experiment import Experiment, config_seeds, seeds_summary
@@ -48,6 +48,7 @@ def budget_frames(cfg: DictConfig) -> int:
 
 def run(cfg: DictConfig, method: str) -> dict:
     validate_config(cfg, method=method)  # fail on a typo before anything runs
+    check_resume(cfg)  # ... or on a checkpoint made with another config
     torch.set_num_threads(int(cfg.get("threads", 1)))
     torch.manual_seed(cfg.seed)
     seeds = config_seeds(cfg)  # None, or the seeds trained together (num_seeds > 1)
@@ -59,7 +60,7 @@ def run(cfg: DictConfig, method: str) -> dict:
     frames_per_batch = env.num_envs * int(cfg.env.steps_per_batch)
 
     # 2. The method: networks (one conv layer + MLP; one copy per seed), losses, optimizers (msgzoo.methods).
-    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
+    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds, budget_frames=budget_frames(cfg))
 
     # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).
     with Experiment.from_config(cfg, method) as exp:
@@ -72,7 +73,7 @@ def run(cfg: DictConfig, method: str) -> dict:
             seed_experiments=seed_runs,
         )
         if cfg.resume:
-            trainer.resume(cfg.resume)
+            trainer.resume(cfg.resume, cfg.get("resume_override") or ())
 
         # 4. Training: alternate receiver and sender updates on fresh batches of num_envs x steps_per_batch
         #    steps (DIAL: one joint update per batch). Train curves are mean step rewards x horizon.
@@ -80,6 +81,7 @@ def run(cfg: DictConfig, method: str) -> dict:
         trainer.train()
         cpu_time = time.process_time() - cpu_start  # this process's CPU time (the wall time counts other loads too)
         trainer.save()
+        trainer.finish_if_interrupted()  # a stopped run: status "interrupted", no evaluation, exit status 128 + signal
 
         # 5-6. Evaluation of the final policies, the summary and the figures: per seed.
         if seeds is None:
@@ -93,6 +95,7 @@ def run(cfg: DictConfig, method: str) -> dict:
             method=method, task=cfg.task, map=f"{env.height}x{env.width}", env_steps=trainer.frames,
             env_steps_per_seed=trainer.frames // num_seeds, wall_time_s=trainer.wall_time,
             env_steps_per_s=trainer.frames / max(trainer.wall_time, 1e-9), cpu_time_s=cpu_time,
+            **trainer.resume_record(),
         )
         exp.finish(summary, filename="seeds_summary.json")
     return summary
@@ -124,6 +127,7 @@ def _finish(cfg, method, exp, agents, trainer, history, cpu_time) -> dict:
         "wall_time_to_target_s": reached["time/wall_s"] if reached else None,
         "target_sender_return": TARGET_SENDER_RETURN,
         "history": history,
+        **trainer.resume_record(),
     }
 
     # 6. Figures: learning curves, signaling-scheme heatmaps, an episode GIF with the message.

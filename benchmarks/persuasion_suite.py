@@ -1,0 +1,203 @@
+"""The persuasion-game suite: SGOC and PGOC with the recipes' defaults on every game of :mod:`msgzoo.suite`.
+
+    python benchmarks/persuasion_suite.py                       # all games, sgoc + pgoc, 5 seeds, 2 processes
+    python benchmarks/persuasion_suite.py --games recommendation_letter random_05_3x3 --methods sgoc
+    python benchmarks/persuasion_suite.py --override loss.epsilon=0.0 --out benchmarks/results/ablation_eps0.json
+
+Every (method, game) trains ``--seeds`` seeds together (``num_seeds``) through the one-step recipe
+(``recipes/<method>_recommendation_letter.py``'s config and pipeline) with **no per-game setting**: only the game
+(prior, payoffs) changes; ``--override`` applies the same Hydra overrides to every game (for ablations). Each run
+is scored exactly (no sampling) by the fraction of the LP gain, ``(v - v_none) / (v_LP - v_none)``, and the
+receiver's best-response regret. The JSON (``--out``) holds every seed of every game and the CPU seconds of each
+run; ``python -m msgzoo.suite_report`` turns it into the table and figure of docs/results.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "recipes" / "config"
+
+
+def train_one(job: tuple[str, dict, int, list[str], str]) -> dict:
+    """Trains ``method`` on one game (all seeds together) and scores each seed; runs in a worker process."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    from msgzoo.pipelines.one_step import run
+    from msgzoo.suite import SuiteGame, fraction_of_gain
+
+    method, game_fields, seeds, overrides, run_root = job
+    game = SuiteGame(**game_fields)
+    torch.set_num_threads(1)
+    os.environ["TQDM_DISABLE"] = "1"  # one line per game instead of many progress bars
+    run_dir = Path(run_root) / method / game.name
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(
+            config_name=f"{method}_recommendation_letter",
+            overrides=[*game.overrides(), f"num_seeds={seeds}", "logger.use_wandb=false", f"+run_dir={run_dir}",
+                       *overrides],
+        )
+    cpu, wall = time.process_time(), time.perf_counter()
+    summary = run(cfg, method=method)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    per_seed = [summary] if seeds == 1 else [
+        json.loads((run_dir / f"seed{cfg.seed + i}" / "summary.json").read_text()) for i in range(seeds)
+    ]
+    return {
+        "method": method, "game": game.name, "num_states": game.num_states, "num_actions": game.num_actions,
+        "lp_value": game.lp_value, "no_info_value": game.no_info_value, "full_info_value": game.full_info_value,
+        "cpu_s": cpu, "wall_s": wall,
+        "fraction": [fraction_of_gain(s["sender_reward"], game) for s in per_seed],
+        "sender_value": [s["sender_reward"] for s in per_seed],
+        "receiver_value": [s["receiver_reward"] for s in per_seed],
+        "receiver_regret": [s["receiver_regret"] for s in per_seed],
+        "scheme": [s["scheme"] for s in per_seed],
+        "policy": [s["policy"] for s in per_seed],
+    }
+
+
+def summarize(results: list[dict]) -> dict:
+    """Per method: the issue's targets, over games (median, worst) and seeds."""
+    out = {}
+    for method in sorted({r["method"] for r in results}):
+        rows = [r for r in results if r["method"] == method]
+        means = [statistics.fmean(r["fraction"]) for r in rows]
+        worst = min(rows, key=lambda r: min(r["fraction"]))
+        out[method] = {
+            "games": len(rows),
+            "median_game_mean_fraction": statistics.median(means),
+            "mean_fraction": statistics.fmean(means),
+            "games_with_4_of_5_seeds_at_0.9": sum(sum(f >= 0.9 for f in r["fraction"]) >= 0.8 * len(r["fraction"]) for r in rows),
+            "seeds_below_0.8": sum(f < 0.8 for r in rows for f in r["fraction"]),
+            "worst_seed_fraction": min(worst["fraction"]),
+            "worst_game": worst["game"],
+            "max_receiver_regret": max(max(r["receiver_regret"]) for r in rows),
+            "seeds_with_regret_above_0.01": sum(g > 0.01 for r in rows for g in r["receiver_regret"]),
+            "max_cpu_s_per_game": max(r["cpu_s"] for r in rows),
+            "mean_cpu_s_per_game": statistics.fmean(r["cpu_s"] for r in rows),
+        }
+    return out
+
+
+DOCS = ROOT / "docs"
+BEGIN, END = "<!-- persuasion-suite:begin -->", "<!-- persuasion-suite:end -->"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def write_report(paths: list[Path]) -> Path:
+    """The table and figure of one or more result files into docs/results.md (between the markers)."""
+    from msgzoo.report import save_figure
+    import matplotlib.pyplot as plt
+
+    reports = [(p, json.loads(Path(p).read_text())) for p in paths]
+    out_dir = DOCS / "results" / "persuasion_suite"
+    lines = [BEGIN, "", "_Written by `python benchmarks/persuasion_suite.py --report "
+             + " ".join(str(Path(p).relative_to(ROOT)) if Path(p).resolve().is_relative_to(ROOT) else str(p) for p, _ in reports)
+             + "`._", ""]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for p, rep in reports:
+        label = Path(p).stem + (f" ({' '.join(rep['overrides'])})" if rep["overrides"] else "")
+        lines += [f"### `{Path(p).name}`" + (f": overrides `{' '.join(rep['overrides'])}`" if rep["overrides"] else ": defaults"),
+                  "", f"{rep['seeds']} seeds per game trained together; wall time of the whole run {rep['wall_s']:.0f} s.", ""]
+        lines += ["| method | games | median game (mean over seeds) | mean | games with >= 4/5 seeds at 90% | seeds < 80% | "
+                  "worst seed (game) | max receiver regret | seeds with regret > 0.01 | CPU s per game (mean, max) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for method, m in rep["summary"].items():
+            lines.append(
+                f"| {method} | {m['games']} | {_pct(m['median_game_mean_fraction'])}% | {_pct(m['mean_fraction'])}% | "
+                f"{m['games_with_4_of_5_seeds_at_0.9']} | {m['seeds_below_0.8']} | {_pct(m['worst_seed_fraction'])}% "
+                f"({m['worst_game']}) | {m['max_receiver_regret']:.4f} | {m['seeds_with_regret_above_0.01']} | "
+                f"{m['mean_cpu_s_per_game']:.1f}, {m['max_cpu_s_per_game']:.1f} |")
+        lines += ["", "<details><summary>Every game (fraction of the LP gain per seed, %)</summary>", "",
+                  "| method | game | S x A | no-info | LP | mean | min | seeds | max regret | CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rep["results"]:
+            f = r["fraction"]
+            lines.append(
+                f"| {r['method']} | {r['game']} | {r['num_states']}x{r['num_actions']} | {r['no_info_value']:.3f} | "
+                f"{r['lp_value']:.3f} | {_pct(statistics.fmean(f))} | {_pct(min(f))} | {' '.join(_pct(x) for x in f)} | "
+                f"{max(r['receiver_regret']):.4f} | {r['cpu_s']:.1f} |")
+        lines += ["", "</details>", ""]
+        for method in rep["summary"]:
+            rows = sorted((r for r in rep["results"] if r["method"] == method), key=lambda r: statistics.fmean(r["fraction"]))
+            xs = range(len(rows))
+            line, = ax.plot(xs, [statistics.fmean(r["fraction"]) for r in rows], label=f"{method}: {label}")
+            for i, r in enumerate(rows):
+                ax.scatter([i] * len(r["fraction"]), r["fraction"], s=6, color=line.get_color(), alpha=0.5)
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.axhline(0.9, color="gray", lw=0.6, ls=":")
+    ax.set_xlabel("games, sorted by the mean over seeds")
+    ax.set_ylabel("fraction of the LP gain over no information")
+    ax.set_ylim(-0.2, 1.1)
+    ax.legend(fontsize=7, loc="lower right")
+    figure = save_figure(fig, out_dir / "fraction_of_gain.png")
+    lines += [f"![fraction of the LP gain per game, all seeds](results/persuasion_suite/{figure.name})", "", END]
+    results_md = DOCS / "results.md"
+    text = results_md.read_text()
+    block = "\n".join(lines)
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n## The persuasion-game suite\n\n" + block + "\n"
+    results_md.write_text(text)
+    return results_md
+
+
+def main() -> None:
+    from msgzoo.suite import persuasion_suite
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", default=["sgoc", "pgoc"])
+    parser.add_argument("--games", nargs="*", default=None, help="names (default: every non-trivial game)")
+    parser.add_argument("--num-random", type=int, default=40, help="random games in the suite")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds per game, trained together")
+    parser.add_argument("--workers", type=int, default=2, help="processes (one torch thread each)")
+    parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides applied to every run")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "persuasion_suite.json")
+    parser.add_argument("--run-root", type=Path, default=None, help="where the runs go (default: a temporary dir)")
+    parser.add_argument("--report", type=Path, nargs="+", default=None, help="write docs from these result files")
+    args = parser.parse_args()
+    if args.report:
+        print(f"report: {write_report(args.report)}")
+        return
+
+    games = [g for g in persuasion_suite(args.num_random) if not g.trivial]
+    if args.games:
+        unknown = set(args.games) - {g.name for g in games}
+        if unknown:
+            parser.error(f"--games: unknown or trivial games {sorted(unknown)}; known: {[g.name for g in games]}")
+        games = [g for g in games if g.name in args.games]
+    run_root = args.run_root or Path(tempfile.mkdtemp(prefix="persuasion_suite_"))
+    jobs = [(m, g.__dict__, args.seeds, list(args.override), str(run_root)) for m in args.methods for g in games]
+    start_wall = time.perf_counter()
+    results = []
+    ctx = mp.get_context("spawn")  # fresh interpreters: no torch thread pools or RNG state shared with the parent
+    with ctx.Pool(args.workers) as pool:
+        for r in pool.imap_unordered(train_one, jobs):
+            results.append(r)
+            f = r["fraction"]
+            print(f"{r['method']:5s} {r['game']:24s} fraction of LP gain mean {statistics.fmean(f):6.3f} "
+                  f"min {min(f):6.3f}  regret max {max(r['receiver_regret']):.4f}  cpu {r['cpu_s']:5.1f}s", flush=True)
+    results.sort(key=lambda r: (r["method"], r["game"]))
+    report = {
+        "overrides": args.override, "seeds": args.seeds, "num_random": args.num_random,
+        "wall_s": time.perf_counter() - start_wall, "summary": summarize(results), "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report["summary"], indent=1))
+    print(f"results: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

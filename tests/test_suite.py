@@ -1,0 +1,80 @@
+"""The benchmark suite of persuasion games: the generator, the exact values, the scoring."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from msgzoo.envs import BayesianPersuasionEnv
+from msgzoo.envs.persuasion_games import ONE_STEP_GAMES, random_persuasion_game
+from msgzoo.metrics import obedience_violation
+from msgzoo.optimal_scheme import optimal_signaling_scheme
+from msgzoo.suite import MIN_GAIN, fraction_of_gain, persuasion_suite
+
+
+@pytest.mark.parametrize("num_states, num_actions", [(2, 2), (3, 4), (5, 3)])
+def test_generator_draws_the_documented_distributions(num_states, num_actions):
+    game = random_persuasion_game(7, num_states, num_actions)
+    prior = np.array(game["prior"])
+    assert prior.shape == (num_states,) and abs(prior.sum() - 1.0) < 1e-12 and (prior > 0).all()
+    for key in ("sender_utility", "receiver_utility"):
+        u = np.array(game[key])
+        assert u.shape == (num_states, num_actions)
+        assert (u >= -1).all() and (u <= 1).all()
+        np.testing.assert_array_equal(u, np.round(u, 2))  # two decimals
+    assert len(game["state_names"]) == num_states and len(game["action_names"]) == num_actions
+    # a valid game for the env
+    BayesianPersuasionEnv(game["prior"], game["sender_utility"], game["receiver_utility"], num_envs=2)
+
+
+def test_generator_is_deterministic_and_seeds_differ():
+    assert random_persuasion_game(3, 3, 3) == random_persuasion_game(3, 3, 3)
+    assert random_persuasion_game(3, 3, 3)["sender_utility"] != random_persuasion_game(4, 3, 3)["sender_utility"]
+
+
+def test_generator_payoffs_cover_their_range():
+    u = np.concatenate([np.ravel(random_persuasion_game(i, 4, 4)["receiver_utility"]) for i in range(50)])
+    assert u.min() < -0.95 and u.max() > 0.95 and abs(u.mean()) < 0.1
+
+
+@pytest.mark.parametrize("bad", [dict(seed=-1), dict(num_states=1), dict(num_actions=1.5), dict(seed=True)])
+def test_generator_rejects_bad_arguments(bad):
+    args = dict(seed=0, num_states=2, num_actions=2) | bad
+    name = next(iter(bad))
+    with pytest.raises(ValueError, match=name):
+        random_persuasion_game(**args)
+
+
+def test_suite_has_the_named_games_and_enough_nontrivial_random_ones():
+    games = persuasion_suite(40)
+    names = [g.name for g in games]
+    assert names[: len(ONE_STEP_GAMES)] == list(ONE_STEP_GAMES)
+    random_games = [g for g in games if g.name.startswith("random_")]
+    assert sum(not g.trivial for g in random_games) == 40
+    assert not random_games[-1].trivial  # the stream stops at the 40th non-trivial game
+    sizes = {(g.num_states, g.num_actions) for g in random_games}
+    assert sizes == {(s, a) for s in range(2, 6) for a in range(2, 5)}
+    assert len(set(names)) == len(names)
+
+
+def test_suite_values_are_the_exact_benchmarks():
+    for game in persuasion_suite(12):
+        # LP optimum >= both baselines (ties to the sender); the LP scheme is obedient
+        assert game.lp_value >= game.no_info_value - 1e-9 and game.lp_value >= game.full_info_value - 1e-9
+        assert game.trivial == (game.gain < MIN_GAIN)
+        lp = optimal_signaling_scheme(game.prior, game.sender_utility, game.receiver_utility)
+        assert lp.sender_value == pytest.approx(game.lp_value)
+        obey = np.eye(game.num_actions)
+        assert obedience_violation(game.prior, game.receiver_utility, lp.scheme, obey) < 1e-7
+
+
+def test_recommendation_letter_in_the_suite():
+    game = persuasion_suite(0)[0]
+    assert game.name == "recommendation_letter" and not game.trivial
+    assert game.lp_value == pytest.approx(2 / 3) and game.no_info_value == 0.0
+    assert fraction_of_gain(2 / 3, game) == pytest.approx(1.0) and fraction_of_gain(0.0, game) == 0.0
+    assert "env.game=recommendation_letter" in game.overrides()
+
+
+def test_suite_rejects_a_bad_size():
+    with pytest.raises(ValueError, match="num_random"):
+        persuasion_suite(-1)
