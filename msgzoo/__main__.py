@@ -9,7 +9,8 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 USAGE = """\
 msgzoo {version}: algorithms for Markov signaling games (Lin et al., NeurIPS 2023).
 
-Recipes (run from the repository root; Hydra overrides after the script, e.g. seed=3):
+Recipes (run from any directory, Hydra writes outputs under the current one; overrides after the script,
+e.g. seed=3):
 {recipes}
 
 Other commands:

@@ -28,7 +28,7 @@ from msgzoo.experiment import Experiment, to_jsonable
 from msgzoo.methods import Method
 from msgzoo.modules.fast import fuse_policy
 from msgzoo.nan_guard import NonFiniteError, check_finite
-from msgzoo.objectives import attach_next_message
+from msgzoo.objectives import ObedienceConstraintLoss, attach_next_message
 
 
 #: Version of the trainer's checkpoint layout (2: tensors and plain values only, with the run's config).
@@ -69,7 +69,8 @@ def _apply_overrides(method: Method, fresh: dict, overrides: Sequence[str]) -> N
 def _loss_total(out: TensorDictBase, prefix: str, metrics: dict) -> torch.Tensor:
     total = 0.0
     for key, value in out.items():
-        metrics[f"{prefix}/{key}"] = value.detach()
+        if value.numel() == 1:  # scalars are logged (a dual loss's per-constraint estimates are not)
+            metrics[f"{prefix}/{key}"] = value.detach()
         if key.startswith("loss_"):
             total = total + value
     return total
@@ -181,7 +182,10 @@ class Trainer:
             self.method.reward_mix.write(batch, self.frames // self.num_seeds)
         total = 0.0
         for name, loss_module in self.method.sender_losses.items():
-            total = total + _loss_total(loss_module(batch), name, metrics)
+            out = loss_module(batch)
+            if isinstance(loss_module, ObedienceConstraintLoss):
+                loss_module.update_multipliers(out)  # dual ascent on this batch's estimates (dual modes only)
+            total = total + _loss_total(out, name, metrics)
         self._apply("sender", total, metrics)
         for updater in self.method.target_updaters:
             updater.step()

@@ -3,7 +3,7 @@
     python scripts/random_receiver_returns.py [--episodes 20000]
 
 Prints the mean 50-step sender and receiver returns on 3x3 (20 / 5) and 5x5 (12 / 3) under msgzoo's reward (the
-normalised distance of /work/shared/REFERENCE_RESULTS.md), and, for comparison, with the distance left in cells
+normalised distance of ``msgzoo.envs.ReachingGoalsEnv``), and, for comparison, with the distance left in cells
 (``punish_amplifier`` times H-1, which is the same thing on square maps).
 """
 from __future__ import annotations

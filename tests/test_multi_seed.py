@@ -118,10 +118,11 @@ def test_dual_multipliers_are_per_seed(recipe_config):
     batch = env.rollout(1, multi.policy)
     loss = multi.sender_losses["obedience"]
     assert loss.lagrange_multiplier.shape == (len(SEEDS), env.num_messages)
-    loss(batch)
+    loss.update_multipliers(loss(batch))
+    assert not torch.equal(loss.lagrange_multiplier, torch.full_like(loss.lagrange_multiplier, cfg.loss.lagrange_multiplier))
     for i, seed in enumerate(SEEDS):
         single = _single("sgoc", cfg, one_step.make_env, seed).sender_losses["obedience"]
-        single(batch[i])
+        single.update_multipliers(single(batch[i]))
         torch.testing.assert_close(loss.lagrange_multiplier[i], single.lagrange_multiplier)
 
 

@@ -13,6 +13,7 @@ from torchrl.data import Categorical, Composite, OneHot, Unbounded
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, check_env_specs, set_exploration_type
 from torchrl.objectives import SoftUpdate
+from torchrl.objectives.utils import ValueEstimators
 
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER, recommendation_letter
 from msgzoo.exact_payoffs import exact_payoffs, tabulate_one_step_policies
@@ -793,27 +794,37 @@ def test_dual_mode_multiplier_updates():
         epsilon=10.0,
     )
     assert loss.lagrange_multiplier.shape == (2,)
-    # violated (estimates << epsilon): lambda goes up, by dual_lr * (epsilon - C_sigma)
     before = loss.lagrange_multiplier.clone()
     out = loss(batch)
+    # forward never changes the multipliers: the update is an explicit step, as SoftUpdate.step() for targets
+    assert torch.equal(loss.lagrange_multiplier, before)
+    assert out["constraint_estimates"].shape == (2,) and not out["constraint_estimates"].requires_grad
+    # violated (estimates << epsilon): lambda goes up, by dual_lr * (epsilon - C_sigma)
+    loss.update_multipliers(out)
     after = loss.lagrange_multiplier.clone()
+    torch.testing.assert_close(after, (before - 0.1 * (out["constraint_estimates"] - 10.0)).clamp_min(0.0))
     assert (after > before).all() and ((after - before - 0.1 * 10.0).abs() < 0.1 * 2.0).all()
     assert out["lagrange_multiplier"] == 1.0  # the loss used the multipliers from before the update
     # the dual loss is linear in the estimates with the (old) multipliers: -sum lambda (C_sigma - eps) > 0 here
     assert out["loss_obedience"] > 0
-    # no update outside training mode or without autograd
-    loss.eval()
-    loss(batch)
-    assert torch.equal(loss.lagrange_multiplier, after)
-    loss.train()
-    with torch.no_grad():
-        loss(batch)
-    assert torch.equal(loss.lagrange_multiplier, after)
+    # the next forward reads the updated multipliers
+    assert loss(batch)["lagrange_multiplier"] == after.mean()
     # satisfied by far: lambda goes down but never below zero
     loss.epsilon = -100.0
     for _ in range(3):
-        loss(batch)
+        loss.update_multipliers(loss(batch))
     assert torch.equal(loss.lagrange_multiplier, torch.zeros(2))
+    with pytest.raises(KeyError, match="constraint_estimates"):
+        loss.update_multipliers(out.exclude("constraint_estimates"))
+
+
+def test_update_multipliers_is_a_no_op_with_a_fixed_multiplier():
+    scheme, receiver, critic, batch = _oc_setup()
+    loss = ObedienceConstraintLoss(scheme, receiver, critic, epsilon=10.0, gamma=0.0)
+    out = loss(batch)
+    assert "constraint_estimates" not in out.keys()
+    loss.update_multipliers(out)
+    assert torch.equal(loss.lagrange_multiplier, torch.full((1,), 5.0))
 
 
 @pytest.mark.parametrize(
@@ -1013,3 +1024,356 @@ def test_training_on_a_custom_environment_with_custom_keys():
     assert sender_value > 0.45, (sender_value, farmer_value, violation)
     assert farmer_value > -0.05, (sender_value, farmer_value, violation)
     assert violation < 0.05, (sender_value, farmer_value, violation)
+
+
+# ------------------------------------------------------------- TorchRL citizenship: targets, state, keys, params
+
+
+def _sender_loss(loss_cls, **kwargs):
+    if loss_cls is SignalingGradientLoss:
+        scheme, receiver, critic = default_modules(3)
+    else:
+        scheme, receiver, critic = default_modules(3, w_key=W_RECEIVER_KEY)
+        kwargs.setdefault("num_messages", 3)
+    return loss_cls(scheme, receiver, critic, **kwargs), scheme, receiver, critic
+
+
+def _used_loss(loss_cls):
+    """A loss that has run forward and backward once with a bootstrapped target (gamma > 0)."""
+    env = recommendation_letter(num_envs=32, num_messages=3, seed=0)
+    if loss_cls is DIALLoss:
+        torch.manual_seed(0)
+        sender = make_dial_sender(VectorNet(2, 3))
+        receiver = make_dial_receiver(ObservationMessageNet(VectorNet(3, 2)), 2)
+        loss = DIALLoss(sender, receiver, gamma=0.9)
+        batch = collect(env, sender, receiver)
+        targets = loss.target_receiver_network_params
+    else:
+        loss, scheme, receiver, _ = _sender_loss(loss_cls, gamma=0.9)
+        batch = collect(env, scheme, receiver)
+        targets = loss.target_critic_network_params
+    out = loss(half_terminated(batch))
+    sum(v for k, v in out.items() if k.startswith("loss_")).backward()
+    return loss, targets
+
+
+@pytest.mark.parametrize("loss_cls", LOSSES, ids=lambda c: c.__name__)
+def test_soft_update_after_forward_and_after_deepcopy(loss_cls):
+    """Target parameters stay plain tensors outside any graph, so a SoftUpdate built after a forward, or on a
+    deepcopy of a used loss, works (as with TorchRL's DQNLoss)."""
+    import copy
+
+    loss, targets = _used_loss(loss_cls)
+    for t in targets.values(True, True):
+        assert not t.requires_grad and not isinstance(t, nn.Parameter) and t.grad_fn is None
+    SoftUpdate(loss, tau=0.5).step()
+    twin = copy.deepcopy(loss)
+    updater = SoftUpdate(twin, tau=0.5)
+    twin_targets = twin.target_receiver_network_params if loss_cls is DIALLoss else twin.target_critic_network_params
+    online = twin.receiver_network_params if loss_cls is DIALLoss else twin.critic_network_params
+    with torch.no_grad():
+        for p in online.values(True, True):
+            p.add_(1.0)
+    before = [t.clone() for t in twin_targets.values(True, True)]
+    original = [t.clone() for t in targets.values(True, True)]
+    updater.step()
+    for t, t0, p in zip(twin_targets.values(True, True), before, online.values(True, True)):
+        torch.testing.assert_close(t, 0.5 * t0 + 0.5 * p.detach())
+    for t, t0 in zip(targets.values(True, True), original):  # the copy's update leaves the original alone
+        assert torch.equal(t, t0)
+
+
+@pytest.mark.parametrize("loss_cls", [SignalingGradientLoss, ObedienceConstraintLoss], ids=lambda c: c.__name__)
+def test_trainable_parameters_are_the_scheme_and_the_own_critic(loss_cls):
+    loss, scheme, receiver, critic = _sender_loss(loss_cls)
+    ids = [id(p) for p in loss.parameters()]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in [*scheme.parameters(), *critic.parameters()]}
+    names = [n for n, _ in loss.named_parameters()]
+    assert all(n.startswith(("scheme_network.", "critic_network_params.")) for n in names), names
+    assert not {id(p) for p in receiver.parameters()} & set(ids)
+    assert "lagrange_multiplier" not in names
+
+
+def test_sg_and_oc_parameters_combine_without_duplicates():
+    scheme, receiver, w_sender = default_modules(3)
+    w_receiver = make_action_value_critic(VectorNet(2, 2), out_key=W_RECEIVER_KEY)
+    sg = SignalingGradientLoss(scheme, receiver, w_sender)
+    oc = ObedienceConstraintLoss(scheme, receiver, w_receiver)
+    params = list(dict.fromkeys([*sg.parameters(), *oc.parameters()]))  # the scheme is shared by both
+    assert {id(p) for p in params} == {id(p) for m in (scheme, w_sender, w_receiver) for p in m.parameters()}
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.optim.Adam(params)
+
+
+@pytest.mark.parametrize("loss_cls", [SignalingGradientLoss, ObedienceConstraintLoss], ids=lambda c: c.__name__)
+def test_a_critic_on_another_key_fails_with_a_clear_message(loss_cls):
+    scheme, receiver, _ = default_modules()
+    wrong = ("sender", "receiver_action_value") if loss_cls is SignalingGradientLoss else ("sender", "action_value")
+    loss = loss_cls(scheme, receiver, make_action_value_critic(VectorNet(2, 2), out_key=wrong))
+    batch = collect(recommendation_letter(num_envs=8, seed=0), scheme, receiver)
+    with pytest.raises(ValueError, match=r"critic_network does not write the action_value key .*out_key=.*set_keys"):
+        loss(batch)
+    if loss_cls is ObedienceConstraintLoss:
+        with pytest.raises(ValueError, match="critic_network does not write"):
+            loss.constraint_matrix(batch)
+    loss.set_keys(action_value=wrong)  # the fix the message names
+    loss(batch)
+
+
+def test_two_instances_never_share_state():
+    """No result is kept between calls or shared across instances: a second loss on the same networks and batch
+    recomputes from the current parameters, even after a change that leaves version counters alone (``.data``)."""
+    scheme, receiver, critic = default_modules(3, w_key=W_RECEIVER_KEY)
+    batch = half_terminated(collect(recommendation_letter(num_envs=64, num_messages=3, seed=0), scheme, receiver))
+    first = ObedienceConstraintLoss(scheme, receiver, critic, gamma=0.9, counterfactual="all", mode="dual", num_messages=3)
+    second = ObedienceConstraintLoss(scheme, receiver, critic, gamma=0.9, counterfactual="all", mode="dual", num_messages=3)
+    with torch.no_grad():
+        out_first = first(batch)
+        only_param(receiver).data.add_(1.0)  # no version bump
+        only_param(scheme).data.mul_(-1.0)
+        out_second = second(batch)
+        fresh = copy_loss(second)(batch)
+    assert not torch.equal(out_first["loss_critic"], out_second["loss_critic"])
+    for key in ("loss_critic", "loss_obedience", "constraint"):
+        torch.testing.assert_close(out_second[key], fresh[key], rtol=0, atol=0)
+    # forward changes no buffer; one instance's explicit update leaves the other's multipliers alone
+    state = {k: v.clone() for k, v in first.state_dict().items()}
+    first(batch)
+    assert all(torch.equal(v, first.state_dict()[k]) for k, v in state.items())
+    first.update_multipliers(out_first)
+    assert not torch.equal(first.lagrange_multiplier, second.lagrange_multiplier)
+
+
+def copy_loss(loss):
+    import copy
+
+    return copy.deepcopy(loss)
+
+
+def _outputs(loss, batch):
+    torch.manual_seed(0)
+    return loss(batch)
+
+
+@pytest.mark.parametrize(
+    "loss_cls, kwargs",
+    [
+        (SignalingGradientLoss, dict(gamma=0.9)),
+        (SignalingGradientLoss, dict(gamma=0.0, entropy_coeff=0.1)),
+        (ObedienceConstraintLoss, dict(gamma=0.9)),
+        (ObedienceConstraintLoss, dict(gamma=0.0, mode="dual", counterfactual="all")),
+    ],
+    ids=["sg", "sg_one_step_entropy", "oc", "oc_one_step_dual"],
+)
+def test_in_keys_and_out_keys(loss_cls, kwargs):
+    loss, scheme, receiver, _ = _sender_loss(loss_cls, **kwargs)
+    batch = half_terminated(collect(recommendation_letter(num_envs=32, num_messages=3, seed=0), scheme, receiver))
+    out = _outputs(loss, batch)
+    assert sorted(loss.out_keys) == sorted(out.keys())
+    in_keys = loss.in_keys
+    assert len(in_keys) == len(set(in_keys)) and all(k in batch.keys(True, True) for k in in_keys)
+    # the keys suffice: the same numbers from the batch reduced to them ...
+    selected = _outputs(loss, batch.select(*in_keys))
+    for key in out.keys():
+        torch.testing.assert_close(selected[key], out[key], rtol=0, atol=0)
+    # ... and each is needed ("done" is only read by a value estimator)
+    for key in in_keys:
+        with pytest.raises(KeyError):
+            loss(batch.select(*in_keys).exclude(key))
+    loss.make_value_estimator(ValueEstimators.TDLambda)
+    assert ("next", "done") in loss.in_keys
+
+
+# ------------------------------------------------------------------------------------------ value estimators
+
+# One hand-made trajectory of 5 steps (time last) through the two Recommendation-Letter states: step 1 is
+# truncated (done, not terminated: bootstrap, and the lambda-return restarts), step 3 terminates, step 4 is the
+# last of the batch (bootstrap).
+TRAJ_STATE = [0, 1, 1, 0, 1]
+TRAJ_NEXT = [1, 1, 0, 1, 0]
+TRAJ_REWARD = [1.0, -0.5, 2.0, 0.3, 0.7]
+TRAJ_DONE = [False, True, False, True, False]
+TRAJ_TERMINATED = [False, False, False, True, False]
+TRAJ_ACTION = [1, 0, 1, 1, 0]
+TRAJ_MESSAGE = [2, 0, 1, 2, 1]
+
+
+def _trajectory(reward_key) -> TensorDict:
+    def one_hot(idx, n):
+        return torch.eye(n)[torch.tensor(idx)].unsqueeze(0)
+
+    def flag(values):
+        return torch.tensor(values).view(1, 5, 1)
+
+    return TensorDict(
+        {
+            ("sender", "observation"): one_hot(TRAJ_STATE, 2),
+            ("receiver", "observation"): torch.zeros(1, 5, 0),
+            ("sender", "message"): one_hot(TRAJ_MESSAGE, 3),
+            ("sender", "gumbel"): torch.zeros(1, 5, 3),
+            ("receiver", "action"): one_hot(TRAJ_ACTION, 2),
+            ("next", "sender", "observation"): one_hot(TRAJ_NEXT, 2),
+            ("next", "receiver", "observation"): torch.zeros(1, 5, 0),
+            ("next", *reward_key): torch.tensor(TRAJ_REWARD).view(1, 5, 1),
+            ("next", "done"): flag(TRAJ_DONE),
+            ("next", "terminated"): flag(TRAJ_TERMINATED),
+            ("next", "truncated"): flag([d and not t for d, t in zip(TRAJ_DONE, TRAJ_TERMINATED)]),
+        },
+        batch_size=[1, 5],
+    )
+
+
+def _hand_targets(v_next: list[float], gamma: float, lmbda: float) -> list[float]:
+    """The lambda-return by its recursion, from the last step back (lmbda=0: TD(0), lmbda=1: TD(1))."""
+    out = [0.0] * 5
+    for t in reversed(range(5)):
+        alive = 0.0 if TRAJ_TERMINATED[t] else 1.0
+        following = v_next[t] if (TRAJ_DONE[t] or t == 4) else out[t + 1]
+        out[t] = TRAJ_REWARD[t] + gamma * alive * ((1 - lmbda) * v_next[t] + lmbda * following)
+    return out
+
+
+@pytest.mark.parametrize("loss_cls", [SignalingGradientLoss, ObedienceConstraintLoss], ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "estimator, kwargs, lmbda",
+    [
+        (None, {}, 0.0),
+        (ValueEstimators.TD0, {}, 0.0),
+        (ValueEstimators.TD1, {}, 1.0),
+        (ValueEstimators.TDLambda, {"lmbda": 0.6}, 0.6),
+        (ValueEstimators.TDLambda, {"lmbda": 0.6, "gamma": 0.5}, 0.6),
+    ],
+    ids=["default", "td0", "td1", "tdlambda", "tdlambda_own_gamma"],
+)
+def test_value_estimators_give_the_hand_computed_target(loss_cls, estimator, kwargs, lmbda):
+    sg = loss_cls is SignalingGradientLoss
+    w_key = ("sender", "action_value") if sg else W_RECEIVER_KEY
+    w_table = torch.tensor([[0.4, -1.0], [1.5, 0.2]], dtype=F64)
+    scheme, receiver, critic = tabular_modules(PHI3, PI3, w_table, w_key=w_key)
+    loss = loss_cls(scheme, receiver, critic, gamma=0.8, num_messages=3)
+    if estimator is not None:
+        loss.make_value_estimator(estimator, **kwargs)
+        assert loss.value_type is estimator
+    gamma = kwargs.get("gamma", 0.8)
+    with torch.no_grad():  # a target critic that differs from the online one
+        for t in loss.target_critic_network_params.values(True, True):
+            t.mul_(0.5)
+    w = only_param(critic).detach().T.to(F64)  # float32-rounded, like the net's
+    v = (PHI3 @ PI3 * (0.5 * w)).sum(-1)  # V(s) = sum_sigma phi sum_a pi W_target, by state
+    targets = _hand_targets([v[s].item() for s in TRAJ_NEXT], gamma, lmbda)
+    batch = _trajectory(("sender", "reward") if sg else ("receiver", "reward"))
+    if estimator is not None:
+        got = loss.value_estimator.value_estimate(batch.clone()).squeeze(-1).squeeze(0).to(F64)
+        torch.testing.assert_close(got, torch.tensor(targets, dtype=F64), rtol=1e-5, atol=1e-6)
+    w_taken = torch.stack([w[s, a] for s, a in zip(TRAJ_STATE, TRAJ_ACTION)])
+    expected = (w_taken - torch.tensor(targets, dtype=F64)).pow(2).mean()
+    torch.testing.assert_close(loss(batch)["loss_critic"].to(F64), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("loss_cls", [SignalingGradientLoss, ObedienceConstraintLoss], ids=lambda c: c.__name__)
+def test_td0_estimator_matches_the_default_target(loss_cls):
+    loss, scheme, receiver, _ = _sender_loss(loss_cls, gamma=0.9)
+    batch = half_terminated(collect(recommendation_letter(num_envs=64, num_messages=3, seed=0), scheme, receiver))
+    default = _outputs(loss, batch)
+    assert loss.value_type is ValueEstimators.TD0  # the default: computed in place, no estimator built
+    loss.make_value_estimator(ValueEstimators.TD0)
+    torch.testing.assert_close(_outputs(loss, batch)["loss_critic"], default["loss_critic"])
+
+
+@pytest.mark.parametrize("loss_cls", [SignalingGradientLoss, ObedienceConstraintLoss], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("value_type", [ValueEstimators.GAE, ValueEstimators.VTrace, ValueEstimators.MAGAE])
+def test_state_value_estimators_are_refused_by_name(loss_cls, value_type):
+    loss, *_ = _sender_loss(loss_cls)
+    with pytest.raises(NotImplementedError, match=r"ValueEstimators\.TD0, ValueEstimators\.TD1, ValueEstimators\.TDLambda"):
+        loss.make_value_estimator(value_type)
+
+
+def test_value_estimator_follows_set_keys_and_soft_update():
+    scheme, receiver, critic = renamed_modules(3)
+    loss = SignalingGradientLoss(scheme, receiver, critic, gamma=0.9)
+    loss.make_value_estimator(ValueEstimators.TDLambda, lmbda=0.9)
+    loss.set_keys(logits=("prof", "logits"), message=("prof", "letter"), gumbel=("prof", "noise"),
+                  action=("hr", "decision"), reward=("prof", "payoff"), action_value=("prof", "w"),
+                  value=("prof", "v"), done="finished", terminated="ended")
+    keys = loss.value_estimator.tensor_keys
+    assert (keys.value, keys.reward, keys.done, keys.terminated) == (("prof", "v"), ("prof", "payoff"), "finished", "ended")
+    default_batch = half_terminated(collect(recommendation_letter(num_envs=16, num_messages=3, seed=0), *default_modules(3)[:2]))
+    batch = rename(default_batch, RENAMED).reshape(4, 4)  # [B, T]
+    loss(batch)  # runs on the renamed keys
+    before = loss.value_estimator.value_estimate(batch.clone())
+    with torch.no_grad():
+        for p in loss.critic_network_params.values(True, True):
+            p.add_(1.0)
+    # the estimator bootstraps from the target critic: unchanged by the online step, moved by SoftUpdate
+    assert torch.equal(loss.value_estimator.value_estimate(batch.clone()), before)
+    SoftUpdate(loss, tau=0.5).step()
+    assert not torch.allclose(loss.value_estimator.value_estimate(batch.clone()), before)
+
+
+# ------------------------------------------------------------------------------------------ torch.compile
+
+
+@pytest.mark.parametrize(
+    "loss_cls, kwargs",
+    [
+        (SignalingGradientLoss, dict(gamma=0.9, entropy_coeff=0.1)),
+        (ObedienceConstraintLoss, dict(gamma=0.9, mode="dual", counterfactual="all")),
+    ],
+    ids=["sg", "oc_dual_all"],  # (tracing takes seconds; the default "uniform" path also traced clean by hand)
+)
+def test_forward_has_no_graph_break(loss_cls, kwargs):
+    import torch._dynamo
+
+    if not torch._dynamo.is_dynamo_supported():
+        pytest.skip("torch._dynamo does not run on this Python / platform")
+    loss, scheme, receiver, _ = _sender_loss(loss_cls, **kwargs)
+    batch = half_terminated(collect(recommendation_letter(num_envs=16, num_messages=3, seed=0), scheme, receiver))
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(loss)(batch)
+    reasons = [b.reason.splitlines()[0] for b in explained.break_reasons]
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, reasons
+
+
+def test_trainer_steps_the_dual_multipliers_after_the_loss(recipe_config, tmp_path):
+    """The recipes' loop calls update_multipliers once per sender update, with that update's estimates."""
+    from msgzoo.experiment import Experiment
+    from msgzoo.methods import build_method
+    from msgzoo.pipelines import one_step
+    from msgzoo.trainer import Trainer
+
+    cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=64", "loss.obedience_mode=dual",
+                        "loss.epsilon=1.0")
+    env = one_step.make_env(cfg)
+    method = build_method("sgoc", env, cfg)
+    exp = Experiment(method="sgoc", task="t", seed=0, config={}, use_wandb=False, run_dir=tmp_path / "run")
+    trainer = Trainer(env, method, exp, total_frames=64, frames_per_batch=64)
+    oc = method.sender_losses["obedience"]
+    batch = collect(env, method.scheme, method.receiver)
+    before = oc.lagrange_multiplier.clone()
+    torch.manual_seed(0)
+    expected = oc(batch)["constraint_estimates"]  # the same draw as the trainer's forward below
+    metrics: dict = {}
+    torch.manual_seed(0)
+    trainer.update_sender(batch, metrics)
+    torch.testing.assert_close(oc.lagrange_multiplier, (before - cfg.loss.dual_lr * (expected - 1.0)).clamp_min(0.0))
+    assert metrics["obedience/lagrange_multiplier"] == before.mean()  # the loss read the pre-step multipliers
+    assert "obedience/constraint_estimates" not in metrics  # not a scalar: not logged
+    exp.close()
+
+
+def test_dual_pairwise_multipliers_step_explicitly():
+    scheme, receiver, critic = default_modules(3, w_key=W_RECEIVER_KEY)
+    batch = collect(recommendation_letter(num_envs=64, num_messages=3, seed=0), scheme, receiver)
+    loss = ObedienceConstraintLoss(scheme, receiver, critic, mode="dual_pairwise", counterfactual="all",
+                                   num_messages=3, lagrange_multiplier=1.0, dual_lr=0.1, epsilon=1.0, gamma=0.0)
+    out = loss(batch)
+    assert torch.equal(loss.lagrange_multiplier, torch.ones(6))  # forward leaves them alone
+    pairs = loss.constraint_matrix(batch).detach()[~torch.eye(3, dtype=torch.bool)]
+    torch.testing.assert_close(out["constraint_estimates"], pairs)  # one estimate per ordered pair, row-major
+    loss.update_multipliers(out)
+    torch.testing.assert_close(loss.lagrange_multiplier, (1.0 - 0.1 * (pairs - 1.0)).clamp_min(0.0))
+    assert sorted(loss.out_keys) == sorted(out.keys())

@@ -1,11 +1,13 @@
 """Loss modules for Markov signaling games (TorchRL ``LossModule`` subclasses and factories)."""
 from msgzoo.objectives.actor_critic import attach_next_message, make_receiver_a2c_loss, make_sender_a2c_loss
+from msgzoo.objectives.common import ExpectedStateValue
 from msgzoo.objectives.dial import DIALLoss
 from msgzoo.objectives.obedience import ObedienceConstraintLoss
 from msgzoo.objectives.signaling_gradient import SignalingGradientLoss
 
 __all__ = [
     "DIALLoss",
+    "ExpectedStateValue",
     "ObedienceConstraintLoss",
     "SignalingGradientLoss",
     "attach_next_message",

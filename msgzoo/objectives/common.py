@@ -1,4 +1,4 @@
-"""Pieces shared by msgzoo's losses: policy tabulation over messages, expected values, critic TD loss."""
+"""Pieces shared by msgzoo's losses: policy tabulation over messages, expected values, critic TD targets."""
 from __future__ import annotations
 
 
@@ -8,14 +8,16 @@ from tensordict.nn import (
     ProbabilisticTensorDictModule,
     ProbabilisticTensorDictSequential,
     TensorDictModule,
+    TensorDictModuleBase,
     TensorDictSequential,
 )
 from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.modules import OneHotCategorical, SafeModule
-from torchrl.objectives.utils import distance_loss
+from torchrl.objectives import LossModule
+from torchrl.objectives.utils import ValueEstimators, default_value_kwargs, distance_loss
+from torchrl.objectives.value import TD0Estimator, TD1Estimator, TDLambdaEstimator, ValueEstimatorBase
 
-from msgzoo.modules.gumbel import GumbelMessageSampler
 from msgzoo.modules.signaling_scheme import SignalingScheme
 
 
@@ -26,70 +28,35 @@ def logits_module_of(scheme: nn.Module) -> TensorDictModule:
 
 def frozen(module: nn.Module):
     """Runs ``module`` with detached parameters: gradients flow through its inputs, never into it."""
-    return TensorDict.from_module(module).detach().to_module(module)
+    return TensorDict.from_module(module).detach().to_module(module, preserve_module_state=False)
 
 
 def check_reads(module: nn.Module, key: NestedKey, what: str, module_name: str) -> None:
-    in_keys = getattr(module, "in_keys", None)
-    if in_keys is not None and key not in in_keys:
-        raise ValueError(
-            f"{module_name} does not read the {what} key {key!r} (its in_keys are {list(in_keys)}): "
-            f"pass the same key to loss.set_keys({what}=...) and to the network."
-        )
+    _check_key(module, "in_keys", key, f"{module_name} does not read the {what} key {key!r}",
+               f"pass the same key to loss.set_keys({what}=...) and to the network.")
+
+
+def check_writes(module: nn.Module, key: NestedKey, what: str, module_name: str) -> None:
+    out_keys = list(getattr(module, "out_keys", None) or [None])
+    _check_key(module, "out_keys", key, f"{module_name} does not write the {what} key {key!r}",
+               f"build it with out_key={key!r} (e.g. make_action_value_critic(net, out_key={key!r})) or point the "
+               f"loss at the key it writes with loss.set_keys({what}={out_keys[0]!r}).")
+
+
+def _check_key(module: nn.Module, attribute: str, key: NestedKey, problem: str, fix: str) -> None:
+    keys = getattr(module, attribute, None)
+    if keys is not None and key not in keys:
+        raise ValueError(f"{problem} (its {attribute} are {list(keys)}): {fix}")
 
 
 def scheme_logits(scheme: TensorDictModule, tensordict: TensorDictBase, logits_key: NestedKey) -> torch.Tensor:
-    memo_key = inputs = None
-    if not torch.is_grad_enabled() and _deterministic(scheme):
-        # Without autograd the logits are memoised (both critics' TD targets read phi(. | s') of one batch).
-        inputs = [tensordict.get(k, None) for k in scheme.in_keys]
-        if all(isinstance(t, torch.Tensor) for t in inputs):
-            memo_key = ("scheme", id(scheme), logits_key, _versions(inputs), _versions(scheme.parameters()))
-            hit = _memo_get(memo_key, inputs)
-            if hit is not None:
-                return hit
     td = scheme(tensordict.select(*scheme.in_keys, strict=False).copy())
     if logits_key not in td.keys(include_nested=True):
         raise KeyError(
             f"The signaling scheme did not write {logits_key!r}: set the loss's logits key with "
             f"set_keys(logits=...) to the scheme's output key {scheme.out_keys}."
         )
-    logits = td.get(logits_key)
-    if memo_key is not None:
-        _memo_put(memo_key, inputs, logits)
-    return logits
-
-
-# -- a small memo of no-grad results, shared by the losses of one update -------------------------------------
-#: Entries: (key, input tensors, output, output version). A key holds the ids and version counters of the module's
-#: parameters and of its inputs (any in-place change, e.g. an optimizer step, bumps a version); an entry holds its
-#: inputs, so their ids cannot be reused while it is cached; an output changed in place is not served again.
-_MEMO: list = []
-_MEMO_SIZE = 6
-
-
-def _versions(tensors) -> tuple:
-    return tuple((id(t), t._version) for t in tensors)
-
-
-def _memo_get(key, inputs):
-    for entry_key, entry_inputs, out, version in _MEMO:
-        if entry_key == key and all(a is b for a, b in zip(entry_inputs, inputs)) and out._version == version:
-            return out
-    return None
-
-
-def _memo_put(key, inputs, out) -> None:
-    _MEMO.insert(0, (key, list(inputs), out, out._version))
-    del _MEMO[_MEMO_SIZE:]
-
-
-def _deterministic(module: nn.Module) -> bool:
-    """No dropout in training mode, no sampler: the same inputs and parameters give the same output."""
-    return not any(
-        (isinstance(m, nn.modules.dropout._DropoutNd) and m.training) or isinstance(m, GumbelMessageSampler)
-        for m in module.modules()
-    )
+    return td.get(logits_key)
 
 
 def receiver_dist(receiver: nn.Module, tensordict: TensorDictBase):
@@ -110,17 +77,7 @@ def receiver_probs_all_messages(
     fast = _all_messages_net(receiver, message_key, num_messages)
     if fast is not None:
         net, observation_key = fast
-        observation = tensordict.get(observation_key)
-        if torch.is_grad_enabled() or not _deterministic(net):
-            return _softmax(net.forward_all_messages(observation, num_messages))
-        # Without autograd the result is memoised: the signaling-gradient and obedience losses (and both critics'
-        # TD targets) ask for the same table on the same batch within one sender update.
-        key = ("all_messages", id(net), num_messages, _versions([observation]), _versions(net.parameters()))
-        probs = _memo_get(key, [observation])
-        if probs is None:
-            probs = _softmax(net.forward_all_messages(observation, num_messages))
-            _memo_put(key, [observation], probs)
-        return probs
+        return _softmax(net.forward_all_messages(tensordict.get(observation_key), num_messages))
     inputs = tensordict.select(*receiver.in_keys, strict=False).exclude(message_key)
     batch = inputs.batch_size
     expanded = inputs.unsqueeze(-1).expand(*batch, num_messages)
@@ -170,6 +127,20 @@ def value_under_policies(phi: torch.Tensor, pi_all: torch.Tensor, action_values:
     return torch.einsum("...k,...ka,...a->...", phi, pi_all, action_values)
 
 
+def state_value(loss_module, tensordict: TensorDictBase, params: TensorDictBase, num_messages: int) -> torch.Tensor:
+    """``V(s) = sum_sigma phi(sigma|s) sum_a pi(a|o,sigma) W(s,a)`` on ``tensordict``'s states, with the critic of
+    ``loss_module`` run with ``params`` (its online or its target parameters) and its current scheme and receiver."""
+    keys = loss_module.tensor_keys
+    critic = loss_module.critic_network
+    phi = torch.softmax(scheme_logits(loss_module.scheme_network, tensordict, keys.logits), -1)
+    pi_all = receiver_probs_all_messages(loss_module.receiver_network, tensordict, keys.message, num_messages)
+    # preserve_module_state=False: the (plain-tensor) target parameters are not turned into nn.Parameters that
+    # require grad, which would make SoftUpdate refuse them (as TorchRL's own losses call to_module)
+    with params.to_module(critic, preserve_module_state=False):
+        w = critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(keys.action_value)
+    return value_under_policies(phi, pi_all, w)
+
+
 def action_value_td_loss(
     loss_module,
     tensordict: TensorDictBase,
@@ -180,36 +151,178 @@ def action_value_td_loss(
     gamma: float,
     loss_type: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """TD(0) loss of the marginal action-value critic ``W(s, a)`` of ``loss_module`` (its
-    ``critic_network`` with ``critic_network_params`` and ``target_critic_network_params``), with an
-    expected-SARSA target
+    """TD loss of the marginal action-value critic ``W(s, a)`` of ``loss_module`` (its
+    ``critic_network`` with ``critic_network_params`` and ``target_critic_network_params``).
+
+    By default (no :meth:`make_value_estimator` call) the target is TD(0) expected-SARSA,
 
     ``y = r + gamma * (1 - terminated) * sum_sigma' phi(sigma'|s') sum_a' pi(a'|o',sigma') W_target(s', a')``.
 
     The expectation over the next message and action uses the current scheme and receiver, so no next
-    action needs to be stored; truncated steps bootstrap, terminated ones do not. Returns the loss and
-    the online critic's ``W(s, .)`` (detached) for the caller's baselines.
+    action needs to be stored; truncated steps bootstrap, terminated ones do not. With a value estimator
+    the target is the estimator's ``value_estimate`` (TD(0), TD(1) or TD(lambda)) bootstrapped from the same
+    ``V(s')`` (:class:`ExpectedStateValue`). Returns the loss and the online critic's ``W(s, .)`` (detached)
+    for the caller's baselines.
     """
     keys = loss_module.tensor_keys
     critic = loss_module.critic_network
+    check_writes(critic, keys.action_value, "action_value", "critic_network")
     action = tensordict.get(keys.action)
     reward = tensordict.get(("next", *_as_tuple(keys.reward))).squeeze(-1)
     terminated = tensordict.get(("next", *_as_tuple(keys.terminated))).squeeze(-1)
     with torch.no_grad():
-        if gamma > 0:
-            nxt = tensordict.get("next")
-            phi_next = torch.softmax(scheme_logits(scheme, nxt, keys.logits), -1)
-            pi_next = receiver_probs_all_messages(receiver, nxt, keys.message, num_messages)
-            with loss_module.target_critic_network_params.to_module(critic):
-                w_next = critic(nxt.select(*critic.in_keys, strict=False).copy()).get(keys.action_value)
-            v_next = value_under_policies(phi_next, pi_next, w_next)
+        estimator = loss_module._value_estimator
+        if estimator is not None:
+            target = estimator.value_estimate(tensordict.copy()).squeeze(-1)
+        elif gamma > 0:
+            v_next = state_value(loss_module, tensordict.get("next"), loss_module.target_critic_network_params, num_messages)
             target = reward + gamma * (~terminated).to(reward.dtype) * v_next
         else:
             target = reward
-    with loss_module.critic_network_params.to_module(critic):
+    with loss_module.critic_network_params.to_module(critic, preserve_module_state=False):
         w = critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(keys.action_value)
     w_taken = (w * action.to(w.dtype)).sum(-1)
     return distance_loss(w_taken, target.to(w_taken.dtype), loss_type).mean(), w.detach()
+
+
+class ExpectedStateValue(TensorDictModuleBase):
+    """``V(s) = sum_sigma phi(sigma|s) sum_a pi(a|o,sigma) W_target(s,a)`` as a TensorDict module: the state value a
+    TorchRL value estimator bootstraps the sender's action-value critic from.
+
+    Reads the scheme's, the receiver's (all but the message: every message is summed over) and the critic's
+    inputs, writes ``V`` (``[*batch, 1]``) at the loss's ``value`` key. It holds no parameters of its own: it runs
+    the loss's current scheme and receiver, and the critic with the loss's *target* parameters (which
+    ``SoftUpdate`` moves), so a TorchRL estimator calls it without ``target_params``.
+    """
+
+    def __init__(self, loss_module: LossModule):
+        super().__init__()
+        self.__dict__["loss_module"] = loss_module  # not a submodule: the networks are the loss's
+
+    @property
+    def in_keys(self) -> list:
+        return network_in_keys(self.loss_module)
+
+    @property
+    def out_keys(self) -> list:
+        return [self.loss_module.tensor_keys.value]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        loss, keys = self.loss_module, self.loss_module.tensor_keys
+        num_messages = scheme_logits(loss.scheme_network, tensordict, keys.logits).shape[-1]
+        value = state_value(loss, tensordict, loss.target_critic_network_params, num_messages)
+        tensordict.set(keys.value, value.unsqueeze(-1))
+        return tensordict
+
+
+def network_in_keys(loss_module) -> list:
+    """What the scheme, the receiver (less the message) and the critic of a sender loss read."""
+    message = loss_module.tensor_keys.message
+    keys = [
+        *loss_module.scheme_network.in_keys,
+        *(k for k in loss_module.receiver_network.in_keys if k != message),
+        *loss_module.critic_network.in_keys,
+    ]
+    return list(dict.fromkeys(keys))
+
+
+#: ``make_value_estimator`` of the sender losses: the estimators whose target for ``W(s_t, a_t)`` is a return
+#: bootstrapped from a state value ``V(s')``.
+VALUE_ESTIMATORS = {
+    ValueEstimators.TD0: TD0Estimator,
+    ValueEstimators.TD1: TD1Estimator,
+    ValueEstimators.TDLambda: TDLambdaEstimator,
+}
+
+
+class SenderCriticLoss(LossModule):
+    """What the sender's losses with an action-value critic ``W(s, .)`` share: the parameters they train, their
+    value estimators, their ``in_keys``.
+
+    Subclasses set ``scheme_network``, ``receiver_network`` (read, never trained) and the critic (through
+    ``convert_to_functional(..., "critic_network", create_target_params=True)``), ``gamma``, and define
+    ``out_keys``.
+    """
+
+    default_value_estimator = ValueEstimators.TD0
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        """The parameters this loss trains: the scheme's and its own critic's. The receiver's are left out (the
+        loss reads the receiver but never trains it), so that ``Adam(loss.parameters())`` holds exactly these."""
+        skip = f"{prefix}.receiver_network." if prefix else "receiver_network."
+        for name, param in super().named_parameters(prefix=prefix, recurse=recurse):
+            if not name.startswith(skip):
+                yield name, param
+
+    def make_value_estimator(self, value_type: ValueEstimators | None = None, **hyperparams) -> "SenderCriticLoss":
+        """Sets the critic's target: ``ValueEstimators.TD0`` (the default; ``gamma``), ``TD1`` (``gamma``) or
+        ``TDLambda`` (``gamma``, ``lmbda``), each bootstrapped from :class:`ExpectedStateValue` (the target critic
+        summed over the next message and action); ``gamma`` defaults to the loss's.
+
+        TD(1) and TD(lambda) read batches ``[*B, T]`` with time last, as TorchRL's ``Collector`` returns them
+        (one row of consecutive steps per env). ``GAE`` and ``VTrace`` estimate advantages of a state-value
+        critic; the critic here is an action-value ``W(s, a)``, so they raise ``NotImplementedError``. A
+        ``ValueEstimatorBase`` subclass or instance is accepted as in TorchRL (a subclass gets
+        :class:`ExpectedStateValue` as its ``value_network`` unless one is given).
+        """
+        if value_type is None:
+            value_type = self.default_value_estimator
+        if isinstance(value_type, type) and issubclass(value_type, ValueEstimatorBase):
+            hyperparams.setdefault("value_network", ExpectedStateValue(self))
+        elif isinstance(value_type, ValueEstimators):
+            if value_type not in VALUE_ESTIMATORS:
+                supported = ", ".join(f"ValueEstimators.{v.name}" for v in VALUE_ESTIMATORS)
+                raise NotImplementedError(
+                    f"ValueEstimators.{value_type.name} is not available for {type(self).__name__}: its critic is "
+                    f"an action value W(s, a), whose target is a return bootstrapped from V(s'); use one of "
+                    f"{supported}."
+                )
+            kwargs = {**default_value_kwargs(value_type), "gamma": self.gamma, **hyperparams}
+            if not 0.0 <= kwargs["gamma"] <= 1.0:
+                raise ValueError(f"gamma={kwargs['gamma']} is invalid: expected a discount in [0, 1].")
+            self.gamma = float(kwargs["gamma"])
+            estimator = VALUE_ESTIMATORS[value_type](value_network=ExpectedStateValue(self), **kwargs)
+            super().make_value_estimator(estimator)
+            self.value_type = value_type
+            self._forward_value_estimator_keys()
+            return self
+        super().make_value_estimator(value_type, **hyperparams)
+        self._forward_value_estimator_keys()
+        return self
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        if self._value_estimator is not None:
+            keys = self.tensor_keys
+            self._value_estimator.set_keys(
+                value=keys.value, reward=keys.reward, done=keys.done, terminated=keys.terminated
+            )
+
+    def _extra_in_keys(self) -> list:
+        return []
+
+    def _check_in_keys(self, tensordict: TensorDictBase) -> None:
+        """Fails fast, naming every key of :attr:`in_keys` that ``tensordict`` lacks."""
+        present = set(tensordict.keys(include_nested=True, leaves_only=True))
+        missing = [k for k in self.in_keys if k not in present]
+        if missing:
+            raise KeyError(
+                f"{type(self).__name__} needs the keys {missing}, missing from the batch: collect them, or tell the "
+                f"loss the names your environment and networks use with loss.set_keys(...) (fields: "
+                f"{list(self.tensor_keys.__dataclass_fields__)})."
+            )
+
+    @property
+    def in_keys(self) -> list:
+        """Every key ``forward`` reads (the next step's network inputs only when the critic bootstraps)."""
+        keys = self.tensor_keys
+        nets = network_in_keys(self)
+        root = [*nets, keys.message, keys.action, *self._extra_in_keys()]
+        nxt = [keys.reward, keys.terminated]
+        if self._value_estimator is not None:
+            nxt = [*nxt, keys.done, *nets]
+        elif self.gamma > 0:
+            nxt = [*nxt, *nets]
+        return list(dict.fromkeys([*root, *(("next", *_as_tuple(k)) for k in nxt)]))
 
 
 def _as_tuple(key: NestedKey) -> tuple:

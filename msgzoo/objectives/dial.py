@@ -99,7 +99,7 @@ class DIALLoss(LossModule):
 
     def _q(self, tensordict: TensorDictBase, params) -> torch.Tensor:
         q = self.receiver_network
-        with params.to_module(q):
+        with params.to_module(q, preserve_module_state=False):  # targets stay plain tensors (SoftUpdate)
             return q(tensordict.select(*q.in_keys, strict=False).copy()).get(self.tensor_keys.action_value)
 
     def _message(self, tensordict: TensorDictBase, noise: torch.Tensor | None) -> torch.Tensor:

@@ -8,21 +8,23 @@ from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
-from torchrl.objectives import LossModule
 
 from msgzoo.objectives.common import (
+    SenderCriticLoss,
     action_value_td_loss,
     check_reads,
+    check_writes,
     logits_module_of,
     receiver_probs_all_messages,
     scheme_logits,
 )
 
 MODES = ("lagrangian", "dual", "dual_pairwise", "stringent")
+DUAL_MODES = ("dual", "dual_pairwise")  # multipliers moved by update_multipliers
 COUNTERFACTUALS = ("uniform", "all")
 
 
-class ObedienceConstraintLoss(LossModule):
+class ObedienceConstraintLoss(SenderCriticLoss):
     r"""Penalty that keeps the signaling scheme obeyable: the extended obedience constraints.
 
     Eq. 4 (Lemma 4.2) of Lin et al. (2023), for every pair of messages :math:`\sigma, \sigma'`:
@@ -52,18 +54,25 @@ class ObedienceConstraintLoss(LossModule):
       with :math:`\hat C_\sigma` the batch estimate restricted to message :math:`\sigma`, and the
       multipliers updated by projected dual ascent
       :math:`\lambda_\sigma \leftarrow \max(0, \lambda_\sigma - \text{dual\_lr}(\hat C_\sigma - \epsilon))`
-      at every call in training mode.
+      by an explicit step, :meth:`update_multipliers`.
     - ``"dual_pairwise"`` (needs ``counterfactual="all"``): one multiplier per ordered pair of messages,
       :math:`-\sum_{\sigma\ne\sigma'} \lambda_{\sigma\sigma'}(\hat C(\sigma,\sigma') - \epsilon)`, updated by projected
       dual ascent :math:`\lambda_{\sigma\sigma'} \leftarrow \max(0, \lambda_{\sigma\sigma'} -
-      \text{dual\_lr}(\hat C(\sigma,\sigma') - \epsilon))` at every call in training mode: the Lagrangian of eq. 5
+      \text{dual\_lr}(\hat C(\sigma,\sigma') - \epsilon))` by :meth:`update_multipliers`: the Lagrangian of eq. 5
       with every constraint of eq. 4 priced separately, so each multiplier settles at its constraint's shadow
       price instead of a hand-set penalty.
+
+      In both dual modes ``forward`` returns the estimates the multipliers price as ``constraint_estimates`` and
+      never changes the multipliers itself (as TorchRL leaves target updates to ``SoftUpdate.step()``).
     - ``"stringent"``: a hinge per sample (or pair), ``lambda * mean(relu(epsilon - c_t))``.
 
     The critic :math:`W^j(s,\cdot)` (the receiver's marginal action value, learned by the sender from
     the receiver's rewards) is trained by TD(0) with an expected-SARSA target (see
-    :func:`~msgzoo.objectives.common.action_value_td_loss`); update its target with ``SoftUpdate``.
+    :func:`~msgzoo.objectives.common.action_value_td_loss`); update its target with ``SoftUpdate``;
+    :meth:`make_value_estimator` gives it a TD(1) or TD(lambda) target instead.
+
+    Trains (``loss.parameters()``): the scheme and the critic ``W^j``. The receiver is read, never trained,
+    and its parameters are not among the loss's (nor are the multipliers, a buffer).
 
     Args:
         scheme_network, receiver_network, critic_network: as in
@@ -85,7 +94,10 @@ class ObedienceConstraintLoss(LossModule):
 
     Returns, from ``forward``: ``loss_obedience``, ``loss_critic`` and the detached diagnostics
     ``constraint`` (:math:`\hat C`), ``violation_rate`` (the share of terms below ``epsilon``) and
-    ``lagrange_multiplier`` (mean :math:`\lambda`).
+    ``lagrange_multiplier`` (mean :math:`\lambda`); in the dual modes also ``constraint_estimates`` (what each
+    multiplier prices: :math:`\hat C_\sigma`, ``[*ensemble_shape, num_messages]``, in ``"dual"``;
+    :math:`\hat C(\sigma,\sigma')`, ``[*ensemble_shape, num_messages * (num_messages - 1)]``, in
+    ``"dual_pairwise"``), which :meth:`update_multipliers` reads.
 
     Examples:
         >>> import torch
@@ -116,6 +128,8 @@ class ObedienceConstraintLoss(LossModule):
                 Defaults to ``("receiver", "reward")``.
             action_value (NestedKey): where the critic writes ``W^j(s, .)``.
                 Defaults to ``("sender", "receiver_action_value")``.
+            value (NestedKey): where a value estimator's state value ``V^j(s)`` is written (only with
+                :meth:`make_value_estimator`). Defaults to ``("sender", "receiver_value")``.
             done (NestedKey): done flag (under ``"next"``). Defaults to ``"done"``.
             terminated (NestedKey): terminated flag (under ``"next"``). Defaults to ``"terminated"``.
         """
@@ -125,6 +139,7 @@ class ObedienceConstraintLoss(LossModule):
         action: NestedKey = ("receiver", "action")
         reward: NestedKey = ("receiver", "reward")
         action_value: NestedKey = ("sender", "receiver_action_value")
+        value: NestedKey = ("sender", "receiver_value")
         done: NestedKey = "done"
         terminated: NestedKey = "terminated"
 
@@ -185,8 +200,26 @@ class ObedienceConstraintLoss(LossModule):
         size = {"dual": num_messages, "dual_pairwise": (num_messages or 0) * ((num_messages or 0) - 1)}.get(mode, 1)
         self.register_buffer("lagrange_multiplier", torch.full((*ensemble_shape, size), float(lagrange_multiplier)))
 
-    def _forward_value_estimator_keys(self, **kwargs) -> None:
-        pass  # the critic's TD target is computed here, not by a TorchRL value estimator
+    @property
+    def out_keys(self) -> list:
+        keys = ["loss_obedience", "loss_critic", "constraint", "violation_rate", "lagrange_multiplier"]
+        return keys + ["constraint_estimates"] if self.mode in DUAL_MODES else keys
+
+    @torch.no_grad()
+    def update_multipliers(self, loss_output: TensorDictBase) -> None:
+        """One projected dual-ascent step (``"dual"`` / ``"dual_pairwise"`` modes), from what ``forward`` returned
+        on a batch: ``lambda <- max(0, lambda - dual_lr * (C - epsilon))`` for each multiplier and its estimate
+        ``C``. Call it once per update, after ``forward`` (which used the multipliers from before the step). A
+        no-op in the fixed-multiplier modes."""
+        if self.mode not in DUAL_MODES:
+            return
+        estimates = loss_output.get("constraint_estimates", None)
+        if estimates is None:
+            raise KeyError(
+                f"update_multipliers needs 'constraint_estimates', which forward returns in mode={self.mode!r}: pass "
+                "the output of this loss's forward."
+            )
+        self.lagrange_multiplier.sub_(self.dual_lr * (estimates - self.epsilon)).clamp_(min=0.0)
 
     def _message_values(self, tensordict: TensorDictBase, w: torch.Tensor, num_messages: int) -> torch.Tensor:
         """``q[t, sigma] = sum_a pi(a | o_t, sigma) W^j(s_t, a)``: what each message is worth to the receiver."""
@@ -217,12 +250,14 @@ class ObedienceConstraintLoss(LossModule):
 
     def _critic_values(self, tensordict: TensorDictBase) -> torch.Tensor:
         critic = self.critic_network
-        with self.critic_network_params.to_module(critic):
+        check_writes(critic, self.tensor_keys.action_value, "action_value", "critic_network")
+        with self.critic_network_params.to_module(critic, preserve_module_state=False):
             return critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(self.tensor_keys.action_value)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = self.tensor_keys
         check_reads(self.receiver_network, keys.message, "message", "receiver_network")
+        self._check_in_keys(tensordict)
         logits = scheme_logits(self.scheme_network, tensordict, keys.logits)
         num_messages = logits.shape[-1]
         phi = torch.softmax(logits, -1)
@@ -251,8 +286,7 @@ class ObedienceConstraintLoss(LossModule):
             pair_terms = estimate.unsqueeze(-1)
         else:
             matrix = self._pairwise(phi, q)
-            off_diagonal = ~torch.eye(num_messages, dtype=torch.bool, device=matrix.device)
-            pair_terms = terms = matrix[..., off_diagonal]  # [*ensemble_shape, pairs]
+            pair_terms = terms = _off_diagonal(matrix)  # [*ensemble_shape, pairs]
             estimate = terms.mean(-1)
             per_message = matrix.sum(-1) / (num_messages - 1)
 
@@ -265,16 +299,21 @@ class ObedienceConstraintLoss(LossModule):
         else:
             estimates = per_message if self.mode == "dual" else pair_terms  # what each multiplier prices
             loss = -(lam * (estimates - eps)).sum(-1).mean()
-            if self.training and torch.is_grad_enabled():
-                with torch.no_grad():
-                    self.lagrange_multiplier.sub_(self.dual_lr * (estimates.detach() - eps)).clamp_(min=0.0)
-        return TensorDict(
-            {
-                "loss_obedience": loss,
-                "loss_critic": self.critic_coeff * loss_critic,
-                "constraint": estimate.detach().mean(),
-                "violation_rate": (terms.detach() < eps).float().mean(),
-                "lagrange_multiplier": lam.mean(),
-            },
-            batch_size=[],
-        )
+        out = {
+            "loss_obedience": loss,
+            "loss_critic": self.critic_coeff * loss_critic,
+            "constraint": estimate.detach().mean(),
+            "violation_rate": (terms.detach() < eps).float().mean(),
+            "lagrange_multiplier": lam.mean(),
+        }
+        if self.mode in DUAL_MODES:
+            out["constraint_estimates"] = estimates.detach()  # for update_multipliers
+        return TensorDict(out, batch_size=[])
+
+
+def _off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix[..., ~eye(K)]`` (row-major order) without a boolean mask, whose output shape torch.compile cannot
+    know: drop the first entry of the flattened ``K x K``, view ``(K - 1, K + 1)``, drop the last column."""
+    k = matrix.shape[-1]
+    flat = matrix.flatten(-2)[..., 1:].unflatten(-1, (k - 1, k + 1))
+    return flat[..., :-1].flatten(-2)

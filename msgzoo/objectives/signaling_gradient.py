@@ -8,10 +8,10 @@ from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
-from torchrl.objectives import LossModule
 
 from msgzoo.modules.gumbel import straight_through_one_hot
 from msgzoo.objectives.common import (
+    SenderCriticLoss,
     action_value_td_loss,
     check_reads,
     frozen,
@@ -23,7 +23,7 @@ from msgzoo.objectives.common import (
 )
 
 
-class SignalingGradientLoss(LossModule):
+class SignalingGradientLoss(SenderCriticLoss):
     r"""The sender's signaling gradient with its action-value critic ``W^i``.
 
     Lemma 4.1 (eq. 2) of Lin et al. (2023):
@@ -41,7 +41,11 @@ class SignalingGradientLoss(LossModule):
     0 gives a score-function-only sender, the "signal as an action" gradient with a ``W`` critic).
 
     The critic :math:`W^i(s,\cdot)` is trained by TD(0) with an expected-SARSA target from a target
-    network (update it with :class:`torchrl.objectives.SoftUpdate`).
+    network (update it with :class:`torchrl.objectives.SoftUpdate`); :meth:`make_value_estimator` gives it a
+    TD(1) or TD(lambda) target instead (``ValueEstimators.TD1`` / ``TDLambda``, on ``[*B, T]`` rollouts).
+
+    Trains (``loss.parameters()``): the scheme and the critic. The receiver is read, never trained, and its
+    parameters are not among the loss's.
 
     Args:
         scheme_network: the signaling scheme (a :class:`~msgzoo.modules.SignalingScheme` or a module that
@@ -93,6 +97,8 @@ class SignalingGradientLoss(LossModule):
                 Defaults to ``("sender", "reward")``.
             action_value (NestedKey): where the critic writes ``W^i(s, .)``.
                 Defaults to ``("sender", "action_value")``.
+            value (NestedKey): where a value estimator's state value ``V^i(s)`` is written (only with
+                :meth:`make_value_estimator`). Defaults to ``("sender", "value")``.
             done (NestedKey): done flag (under ``"next"``). Defaults to ``"done"``.
             terminated (NestedKey): terminated flag (under ``"next"``). Defaults to ``"terminated"``.
         """
@@ -103,6 +109,7 @@ class SignalingGradientLoss(LossModule):
         action: NestedKey = ("receiver", "action")
         reward: NestedKey = ("sender", "reward")
         action_value: NestedKey = ("sender", "action_value")
+        value: NestedKey = ("sender", "value")
         done: NestedKey = "done"
         terminated: NestedKey = "terminated"
 
@@ -143,12 +150,18 @@ class SignalingGradientLoss(LossModule):
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
         self.entropy_coeff = float(entropy_coeff)
 
-    def _forward_value_estimator_keys(self, **kwargs) -> None:
-        pass  # the critic's TD target is computed here, not by a TorchRL value estimator
+    def _extra_in_keys(self) -> list:
+        return [self.tensor_keys.gumbel]
+
+    @property
+    def out_keys(self) -> list:
+        keys = ["loss_signaling", "loss_critic", "sender_value", "advantage"]
+        return keys + ["loss_entropy", "entropy"] if self.entropy_coeff > 0 else keys
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = self.tensor_keys
         check_reads(self.receiver_network, keys.message, "message", "receiver_network")
+        self._check_in_keys(tensordict)
         logits = scheme_logits(self.scheme_network, tensordict, keys.logits)
         num_messages = logits.shape[-1]
         message = tensordict.get(keys.message).to(logits.dtype)
