@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from msgzoo.methods import METHODS
-from msgzoo.objectives.obedience import COUNTERFACTUALS, MODES
+from msgzoo.objectives.obedience import COUNTERFACTUALS, MARGINS, MODES
 
 
 class ConfigError(ValueError):
@@ -322,6 +322,7 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
     _check(cfg, "loss.receiver_coeff", _number, "a finite weight", 2.0)
     _check(cfg, "loss.obedience_mode", lambda v: v in MODES, f"one of {MODES}", "lagrangian")
     _check(cfg, "loss.counterfactual", lambda v: v in COUNTERFACTUALS, f"one of {COUNTERFACTUALS}", "uniform")
+    _check(cfg, "loss.obedience_margin", lambda v: v in MARGINS, f"one of {MARGINS}", "posterior", optional=True)
     _check(cfg, "loss.dual_lr", _positive, "a positive dual step", 0.01)
     _check(cfg, "loss.target_tau", lambda v: _number(v) and 0 < v <= 1, "a soft-update weight in (0, 1]", 0.02)
     for coeff in ("loss.receiver_entropy_coeff", "loss.sender_entropy_coeff"):

@@ -257,6 +257,7 @@ def build_method(
             scheme, receiver, w_receiver,
             lagrange_multiplier=L.lagrange_multiplier, epsilon=L.epsilon, mode=L.obedience_mode,
             counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=k,
+            margin=L.get("obedience_margin", "joint"),
             ensemble_shape=() if seeds is None else (len(seeds),),
         ).to(device)
         sender_critics.append(w_receiver)

@@ -95,15 +95,15 @@ def test_markov_game_several_seeds_and_discounts(recipe_config, tmp_path):
 def test_any_markov_game_is_a_config_away(recipe_config, tmp_path):
     game = [
         "env.prior=[1.0,0.0]", "env.sender_utility=[[0,1],[0,1]]", "env.receiver_utility=[[1,0],[0,1]]",
-        "+env.transition=[[0,1],[1,0]]", "+env.horizon=4",
+        "env.transition=[[0,1],[1,0]]", "env.horizon=4",
     ]
     cfg = recipe_config("pgoc_recommendation_letter", *TINY, f"+run_dir={tmp_path}", *game)
     summary = run(cfg, method="pgoc")
     assert summary["horizon"] == 4 and summary["state_occupancy"] == [0.5, 0.5]  # the chain alternates
-    bad = recipe_config("pgoc_recommendation_letter", *TINY, f"+run_dir={tmp_path}", *game[:3], "+env.horizon=4")
+    bad = recipe_config("pgoc_recommendation_letter", *TINY, f"+run_dir={tmp_path}", *game[:3], "env.horizon=4")
     with pytest.raises(ValueError, match="horizon"):  # several steps need a chain
         run(bad, method="pgoc")
-    bad = recipe_config("pgoc_recommendation_letter", *TINY, f"+run_dir={tmp_path}", *game[:4], "+env.horizon=2.5")
+    bad = recipe_config("pgoc_recommendation_letter", *TINY, f"+run_dir={tmp_path}", *game[:4], "env.horizon=2.5")
     with pytest.raises(ValueError, match="env.horizon"):
         run(bad, method="pgoc")
 

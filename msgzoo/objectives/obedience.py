@@ -22,6 +22,7 @@ from msgzoo.objectives.common import (
 MODES = ("lagrangian", "dual", "dual_pairwise", "stringent")
 DUAL_MODES = ("dual", "dual_pairwise")  # multipliers moved by update_multipliers
 COUNTERFACTUALS = ("uniform", "all")
+MARGINS = ("joint", "posterior")
 
 
 class ObedienceConstraintLoss(SenderCriticLoss):
@@ -62,8 +63,8 @@ class ObedienceConstraintLoss(SenderCriticLoss):
       with every constraint of eq. 4 priced separately, so each multiplier settles at its constraint's shadow
       price instead of a hand-set penalty.
 
-      In both dual modes ``forward`` returns the estimates the multipliers price as ``constraint_estimates`` and
-      never changes the multipliers itself (as TorchRL leaves target updates to ``SoftUpdate.step()``).
+      In both dual modes ``forward`` returns the estimates the multipliers price as ``constraint_estimates`` (with
+      their right-hand sides as ``constraint_bounds``) and never changes the multipliers itself (as TorchRL leaves target updates to ``SoftUpdate.step()``).
     - ``"stringent"``: a hinge per sample (or pair), ``lambda * mean(relu(epsilon - c_t))``.
 
     The critic :math:`W^j(s,\cdot)` (the receiver's marginal action value, learned by the sender from
@@ -91,13 +92,21 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             ``(num_seeds,)`` when seeds train together (:class:`~msgzoo.modules.SeedEnsemble`). Estimates,
             hinges and multipliers are then per problem, never pooled across problems, and the loss is the
             mean over problems of each problem's loss. Default ``()``: the whole batch is one problem.
+        margin (str): what ``epsilon`` bounds. ``"joint"`` (eq. 4 as written): :math:`C(\sigma,\sigma') \ge
+            \epsilon`, a margin in joint-probability x payoff units, which a message the optimum never sends
+            (:math:`P(\sigma) = 0`, so :math:`C = 0`) can never meet. ``"posterior"``: :math:`C(\sigma,\sigma') \ge
+            \epsilon P(\sigma)`, i.e. :math:`\mathbb E[\text{obey} - \text{deviate} \mid \sigma] \ge \epsilon`: the
+            receiver gains at least ``epsilon`` (in its payoff units) per message it obeys, and unsent messages are
+            unconstrained (with ``P(\sigma)`` estimated by the batch mean of :math:`\varphi(\sigma|s_t)`, with
+            gradient). Default ``"joint"``.
 
     Returns, from ``forward``: ``loss_obedience``, ``loss_critic`` and the detached diagnostics
     ``constraint`` (:math:`\hat C`), ``violation_rate`` (the share of terms below ``epsilon``) and
     ``lagrange_multiplier`` (mean :math:`\lambda`); in the dual modes also ``constraint_estimates`` (what each
     multiplier prices: :math:`\hat C_\sigma`, ``[*ensemble_shape, num_messages]``, in ``"dual"``;
     :math:`\hat C(\sigma,\sigma')`, ``[*ensemble_shape, num_messages * (num_messages - 1)]``, in
-    ``"dual_pairwise"``), which :meth:`update_multipliers` reads.
+    ``"dual_pairwise"``) and ``constraint_bounds`` (the right-hand side each is held to: ``epsilon``, or
+    :math:`\epsilon \hat P(\sigma)` with ``margin="posterior"``), which :meth:`update_multipliers` reads.
 
     Examples:
         >>> import torch
@@ -168,11 +177,14 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         loss_critic_type: str = "l2",
         num_messages: int | None = None,
         ensemble_shape: tuple[int, ...] = (),
+        margin: str = "joint",
     ):
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is invalid: expected one of {MODES}.")
         if counterfactual not in COUNTERFACTUALS:
             raise ValueError(f"counterfactual={counterfactual!r} is invalid: expected one of {COUNTERFACTUALS}.")
+        if margin not in MARGINS:
+            raise ValueError(f"margin={margin!r} is invalid: expected one of {MARGINS}.")
         if lagrange_multiplier < 0:
             raise ValueError(f"lagrange_multiplier={lagrange_multiplier} is invalid: expected lambda >= 0.")
         if not 0.0 <= gamma <= 1.0:
@@ -194,7 +206,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         self.scheme_network = logits_module_of(scheme_network)
         self.receiver_network = receiver_network
         self.convert_to_functional(critic_network, "critic_network", create_target_params=True)
-        self.mode, self.counterfactual = mode, counterfactual
+        self.mode, self.counterfactual, self.margin = mode, counterfactual, margin
         self.epsilon, self.dual_lr, self.gamma = float(epsilon), float(dual_lr), float(gamma)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
         size = {"dual": num_messages, "dual_pairwise": (num_messages or 0) * ((num_messages or 0) - 1)}.get(mode, 1)
@@ -203,7 +215,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
     @property
     def out_keys(self) -> list:
         keys = ["loss_obedience", "loss_critic", "constraint", "violation_rate", "lagrange_multiplier"]
-        return keys + ["constraint_estimates"] if self.mode in DUAL_MODES else keys
+        return keys + ["constraint_estimates", "constraint_bounds"] if self.mode in DUAL_MODES else keys
 
     @torch.no_grad()
     def update_multipliers(self, loss_output: TensorDictBase) -> None:
@@ -219,7 +231,8 @@ class ObedienceConstraintLoss(SenderCriticLoss):
                 f"update_multipliers needs 'constraint_estimates', which forward returns in mode={self.mode!r}: pass "
                 "the output of this loss's forward."
             )
-        self.lagrange_multiplier.sub_(self.dual_lr * (estimates - self.epsilon)).clamp_(min=0.0)
+        bounds = loss_output.get("constraint_bounds", self.epsilon)  # epsilon, or eps * P(sigma) (margin="posterior")
+        self.lagrange_multiplier.sub_(self.dual_lr * (estimates - bounds)).clamp_(min=0.0)
 
     def _message_values(self, tensordict: TensorDictBase, w: torch.Tensor, num_messages: int) -> torch.Tensor:
         """``q[t, sigma] = sum_a pi(a | o_t, sigma) W^j(s_t, a)``: what each message is worth to the receiver."""
@@ -278,36 +291,49 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             other = other + (other >= sent).to(other.dtype)
             q_sent = (q * message).sum(-1)
             q_other = q.gather(-1, other.unsqueeze(-1)).squeeze(-1)
-            terms = (phi * message).sum(-1) * (q_sent - q_other)  # c_t of eq. 6
+            weight = (phi * message).sum(-1)
+            terms = weight * (q_sent - q_other)  # c_t of eq. 6
             terms = terms.reshape(*self.ensemble_shape, -1)  # [*ensemble_shape, samples]
             estimate = terms.mean(-1)
             # per-message estimates: each sample counts toward the message it sent
             per_message = (terms.unsqueeze(-1) * self._per_problem(message)).mean(-2)
             pair_terms = estimate.unsqueeze(-1)
+            if self.margin == "posterior":  # epsilon per unit of phi: c_t >= eps * phi(sigma_t | s_t)
+                weight = weight.reshape(*self.ensemble_shape, -1)
+                terms_eps = eps * weight
+                per_message_eps = (terms_eps.unsqueeze(-1) * self._per_problem(message)).mean(-2)
+                pairs_eps = terms_eps.mean(-1).unsqueeze(-1)
         else:
             matrix = self._pairwise(phi, q)
             pair_terms = terms = _off_diagonal(matrix)  # [*ensemble_shape, pairs]
             estimate = terms.mean(-1)
             per_message = matrix.sum(-1) / (num_messages - 1)
+            if self.margin == "posterior":  # C(k, l) >= eps * P(k), P(k) = mean_t phi(k | s_t)
+                per_message_eps = eps * self._per_problem(phi).mean(-2)
+                pairs_eps = terms_eps = _off_diagonal(per_message_eps.unsqueeze(-1).expand(*per_message_eps.shape, num_messages))
+        if self.margin == "joint":
+            terms_eps = pairs_eps = per_message_eps = eps
 
         # every loss below is per problem (the last dim reduced), then averaged over problems
         if self.mode == "lagrangian":
             # eq. 7: sum over the estimated pairs of lambda * (C(sigma, sigma') - epsilon)^-
-            loss = (lam[..., 0] * torch.relu(eps - pair_terms).sum(-1)).mean()
+            loss = (lam[..., 0] * torch.relu(pairs_eps - pair_terms).sum(-1)).mean()
         elif self.mode == "stringent":
-            loss = (lam[..., 0] * torch.relu(eps - terms).mean(-1)).mean()
+            loss = (lam[..., 0] * torch.relu(terms_eps - terms).mean(-1)).mean()
         else:
-            estimates = per_message if self.mode == "dual" else pair_terms  # what each multiplier prices
-            loss = -(lam * (estimates - eps)).sum(-1).mean()
+            # what each multiplier prices, and the right-hand side it is held to
+            estimates, bounds = (per_message, per_message_eps) if self.mode == "dual" else (pair_terms, pairs_eps)
+            loss = -(lam * (estimates - bounds)).sum(-1).mean()
         out = {
             "loss_obedience": loss,
             "loss_critic": self.critic_coeff * loss_critic,
             "constraint": estimate.detach().mean(),
-            "violation_rate": (terms.detach() < eps).float().mean(),
+            "violation_rate": (terms.detach() < terms_eps).float().mean(),
             "lagrange_multiplier": lam.mean(),
         }
         if self.mode in DUAL_MODES:
             out["constraint_estimates"] = estimates.detach()  # for update_multipliers
+            out["constraint_bounds"] = torch.as_tensor(bounds).detach().expand_as(estimates)
         return TensorDict(out, batch_size=[])
 
 
