@@ -41,43 +41,60 @@ SENDER_OBJECTIVE_KEY = ("sender", "objective_reward")
 
 
 @dataclass(frozen=True)
-class RewardMix:
-    """The sender's training reward ``(1 - w) r^i + w r^j``, with ``w`` annealed linearly over env steps.
-
-    ``w = start`` at step 0, moving linearly to ``end`` at ``anneal_frames`` (per seed) and staying there. ``end = 0``
-    is the paper's self-interested sender; ``start = 1, end = 0`` is the *cooperative warm-up*: the sender first
-    helps the receiver (a common-interest game, where informative messages pay both, so the receiver learns to read
-    them), then turns selfish while the obedience constraints keep its recommendations credible. A constant
-    ``w > 0`` (``start = end``) is a prosocial sender (``w = 1/2``: half the welfare ``r^i + r^j``).
-    """
+class LinearSchedule:
+    """``start`` at env step 0, moving linearly to ``end`` at ``frames`` (per seed), then ``end``."""
 
     start: float
     end: float
-    anneal_frames: int
+    frames: int
 
-    def weight(self, frames: int) -> float:
-        if frames >= self.anneal_frames:
+    def value(self, frames: int) -> float:
+        if frames >= self.frames:
             return self.end
-        return self.start + (self.end - self.start) * frames / self.anneal_frames
+        return self.start + (self.end - self.start) * frames / self.frames
+
+
+@dataclass(frozen=True)
+class RewardMix:
+    """The sender's training reward ``(1 - w) r^i + w r^j``, with ``w`` on a :class:`LinearSchedule`.
+
+    ``w = 0`` is the paper's self-interested sender; ``w: 1 -> 0`` is the *cooperative warm-up*: the sender first
+    helps the receiver (a common-interest game, where informative messages pay both, so the receiver learns to read
+    them), then turns selfish while the obedience constraints keep its recommendations credible. A constant
+    ``w > 0`` is a prosocial sender (``w = 1/2``: half the welfare ``r^i + r^j``).
+    """
+
+    weight: LinearSchedule
 
     def write(self, batch, frames: int, *, sender_reward=("sender", "reward"), receiver_reward=("receiver", "reward")):
         """Writes ``("next", *SENDER_OBJECTIVE_KEY)`` of ``batch`` (in place) for a batch seen after ``frames``."""
-        w = self.weight(frames)
+        w = self.weight.value(frames)
         nxt = batch.get("next")
         nxt.set(SENDER_OBJECTIVE_KEY, (1.0 - w) * nxt.get(sender_reward) + w * nxt.get(receiver_reward))
 
 
+def _warmup_frames(cfg, budget_frames: int) -> int:
+    section = cfg.get("warmup")
+    return 0 if section is None else int(round(float(section.fraction) * budget_frames))
+
+
 def reward_mix_from_config(cfg, budget_frames: int) -> RewardMix | None:
-    """The ``sender_objective`` section of a recipe's config as a :class:`RewardMix` (None: the paper's sender,
-    trained on ``r^i`` itself)."""
-    section = cfg.get("sender_objective")
-    if section is None:
+    """The sender's objective of a recipe's config: ``warmup.receiver_weight`` moving to
+    ``sender_objective.receiver_weight`` over ``warmup.fraction`` of the budget (None: the paper's sender, trained
+    on ``r^i`` itself)."""
+    end = float(cfg.sender_objective.receiver_weight) if cfg.get("sender_objective") is not None else 0.0
+    frames = _warmup_frames(cfg, budget_frames)
+    start = float(cfg.warmup.receiver_weight) if frames > 0 else end
+    if start == end == 0.0:
         return None
-    start, end = float(section.warmup_receiver_weight), float(section.receiver_weight)
-    frames = int(round(float(section.warmup_fraction) * budget_frames))
-    if end == 0.0 and (start == 0.0 or frames == 0):
-        return None
-    return RewardMix(start if frames > 0 else end, end, max(frames, 1))
+    return RewardMix(LinearSchedule(start, end, max(frames, 1)))
+
+
+def joint_epsilon_from_config(cfg, budget_frames: int) -> LinearSchedule | None:
+    """``warmup.joint_epsilon`` moving to 0 over the warm-up (None: no such floor)."""
+    frames = _warmup_frames(cfg, budget_frames)
+    start = float(cfg.warmup.get("joint_epsilon", 0.0)) if frames > 0 else 0.0
+    return LinearSchedule(start, 0.0, frames) if start > 0 else None
 
 
 @dataclass
@@ -95,6 +112,7 @@ class Method:
     exploration: nn.Module | None = None
     seeds: tuple[int, ...] | None = None  # set when several seeds train together (networks are SeedEnsembles)
     reward_mix: RewardMix | None = None  # the sender learns from SENDER_OBJECTIVE_KEY, written by reward_mix
+    joint_epsilon: LinearSchedule | None = None  # the obedience loss's joint_epsilon over env steps (per seed)
 
     @property
     def num_seeds(self) -> int:
@@ -208,8 +226,9 @@ def build_method(
     receiver_critic_lr}``; ``loss.{sender_gamma, receiver_gamma, receiver_coeff, lagrange_multiplier,
     epsilon, obedience_mode, counterfactual, dual_lr, target_tau, receiver_entropy_coeff,
     sender_entropy_coeff}``; ``dial.{noise_std, lr, eps_init, eps_end, annealing_frames}`` for DIAL; optionally
-    ``sender_objective.{receiver_weight, warmup_receiver_weight, warmup_fraction}`` (a :class:`RewardMix` over
-    ``budget_frames`` env steps per seed; the sender's losses then read :data:`SENDER_OBJECTIVE_KEY`).
+    ``sender_objective.receiver_weight`` and ``warmup.{fraction, receiver_weight, joint_epsilon}`` (schedules over
+    ``budget_frames`` env steps per seed: a :class:`RewardMix`, after which the sender's losses read
+    :data:`SENDER_OBJECTIVE_KEY`, and the obedience loss's ``joint_epsilon``).
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is invalid: expected one of {METHODS}.")
@@ -272,13 +291,15 @@ def build_method(
         if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss))
     ]
     reward_mix = None if budget_frames is None else reward_mix_from_config(cfg, budget_frames)
+    joint_epsilon = None if budget_frames is None or "obedience" not in sender_losses else (
+        joint_epsilon_from_config(cfg, budget_frames))
     if reward_mix is not None:
         own = sender_losses["signaling" if "signaling" in sender_losses else "policy_gradient"]
         own.set_keys(reward=SENDER_OBJECTIVE_KEY)
     policy = TensorDictSequential(scheme, receiver)
     return Method(
         method, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters, seeds=seeds,
-        reward_mix=reward_mix,
+        reward_mix=reward_mix, joint_epsilon=joint_epsilon,
     )
 
 

@@ -178,8 +178,11 @@ class Trainer:
         self._apply("receiver", _loss_total(out, "receiver", metrics), metrics)
 
     def update_sender(self, batch: TensorDictBase, metrics: dict) -> None:
+        frames = self.frames // self.num_seeds  # the warm-up schedules run on each seed's own env steps
         if self.method.reward_mix is not None:
-            self.method.reward_mix.write(batch, self.frames // self.num_seeds)
+            self.method.reward_mix.write(batch, frames)
+        if self.method.joint_epsilon is not None:
+            self.method.sender_losses["obedience"].joint_epsilon = self.method.joint_epsilon.value(frames)
         total = 0.0
         for name, loss_module in self.method.sender_losses.items():
             out = loss_module(batch)

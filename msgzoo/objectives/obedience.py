@@ -99,6 +99,10 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             receiver gains at least ``epsilon`` (in its payoff units) per message it obeys, and unsent messages are
             unconstrained (with ``P(\sigma)`` estimated by the batch mean of :math:`\varphi(\sigma|s_t)`, with
             gradient). Default ``"joint"``.
+        joint_epsilon (float): a joint margin added to every bound in either ``margin`` mode:
+            :math:`C(\sigma,\sigma') \ge \epsilon P(\sigma) + \epsilon_J`. With :math:`\epsilon_J > 0` every message
+            must stay in use (an unsent one has :math:`C = 0`), so the receiver keeps learning what each one means; a
+            schedule may lower it to 0 (the recipes' warm-up does). Default 0.
 
     Returns, from ``forward``: ``loss_obedience``, ``loss_critic`` and the detached diagnostics
     ``constraint`` (:math:`\hat C`), ``violation_rate`` (the share of terms below ``epsilon``) and
@@ -178,6 +182,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         num_messages: int | None = None,
         ensemble_shape: tuple[int, ...] = (),
         margin: str = "joint",
+        joint_epsilon: float = 0.0,
     ):
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is invalid: expected one of {MODES}.")
@@ -207,6 +212,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         self.receiver_network = receiver_network
         self.convert_to_functional(critic_network, "critic_network", create_target_params=True)
         self.mode, self.counterfactual, self.margin = mode, counterfactual, margin
+        self.joint_epsilon = float(joint_epsilon)
         self.epsilon, self.dual_lr, self.gamma = float(epsilon), float(dual_lr), float(gamma)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
         size = {"dual": num_messages, "dual_pairwise": (num_messages or 0) * ((num_messages or 0) - 1)}.get(mode, 1)
@@ -313,6 +319,8 @@ class ObedienceConstraintLoss(SenderCriticLoss):
                 pairs_eps = terms_eps = _off_diagonal(per_message_eps.unsqueeze(-1).expand(*per_message_eps.shape, num_messages))
         if self.margin == "joint":
             terms_eps = pairs_eps = per_message_eps = eps
+        if self.joint_epsilon:
+            terms_eps, pairs_eps, per_message_eps = (x + self.joint_epsilon for x in (terms_eps, pairs_eps, per_message_eps))
 
         # every loss below is per problem (the last dim reduced), then averaged over problems
         if self.mode == "lagrangian":
