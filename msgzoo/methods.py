@@ -91,10 +91,12 @@ def reward_mix_from_config(cfg, budget_frames: int) -> RewardMix | None:
 
 
 def joint_epsilon_from_config(cfg, budget_frames: int) -> LinearSchedule | None:
-    """``warmup.joint_epsilon`` moving to 0 over the warm-up (None: no such floor)."""
+    """``warmup.joint_epsilon`` moving to ``loss.joint_epsilon`` over the warm-up (None: a constant, which the loss
+    is built with)."""
+    end = float(cfg.loss.get("joint_epsilon", 0.0))
     frames = _warmup_frames(cfg, budget_frames)
-    start = float(cfg.warmup.get("joint_epsilon", 0.0)) if frames > 0 else 0.0
-    return LinearSchedule(start, 0.0, frames) if start > 0 else None
+    start = float(cfg.warmup.get("joint_epsilon", end)) if frames > 0 else end
+    return LinearSchedule(start, end, frames) if start != end else None
 
 
 @dataclass
@@ -276,7 +278,7 @@ def build_method(
             scheme, receiver, w_receiver,
             lagrange_multiplier=L.lagrange_multiplier, epsilon=L.epsilon, mode=L.obedience_mode,
             counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=k,
-            margin=L.get("obedience_margin", "joint"),
+            margin=L.get("obedience_margin", "joint"), joint_epsilon=L.get("joint_epsilon", 0.0),
             ensemble_shape=() if seeds is None else (len(seeds),),
         ).to(device)
         sender_critics.append(w_receiver)

@@ -44,9 +44,12 @@ def test_write_mixes_the_next_rewards_and_leaves_them_alone():
 def test_from_config(final, warmup, mix, joint):
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create({"sender_objective": {"receiver_weight": final}, "warmup": warmup})
+    cfg = OmegaConf.create({"sender_objective": {"receiver_weight": final}, "warmup": warmup, "loss": {}})
     assert reward_mix_from_config(cfg, 1000) == (None if mix is None else RewardMix(mix))
     assert joint_epsilon_from_config(cfg, 1000) == joint
+    cfg.loss.joint_epsilon = 0.02  # the floor it moves to
+    if joint is not None:
+        assert joint_epsilon_from_config(cfg, 1000) == LinearSchedule(joint.start, 0.02, joint.frames)
 
 
 @pytest.mark.parametrize("method, loss_name", [("sgoc", "signaling"), ("pgoc", "policy_gradient")])
