@@ -87,7 +87,6 @@ def summarize(results: list[dict]) -> dict:
     return out
 
 
-DOCS = ROOT / "docs"
 BEGIN, END = "<!-- persuasion-suite:begin -->", "<!-- persuasion-suite:end -->"
 
 
@@ -95,13 +94,13 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def write_report(paths: list[Path]) -> Path:
-    """The table and figure of one or more result files into docs/results.md (between the markers)."""
+def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
+    """The table and figure of one or more result files into ``docs/results.md`` (between the markers)."""
     from msgzoo.report import save_figure
     import matplotlib.pyplot as plt
 
     reports = [(p, json.loads(Path(p).read_text())) for p in paths]
-    out_dir = DOCS / "results" / "persuasion_suite"
+    out_dir = docs / "results" / "persuasion_suite"
     lines = [BEGIN, "", "_Written by `python benchmarks/persuasion_suite.py --report "
              + " ".join(str(Path(p).relative_to(ROOT)) if Path(p).resolve().is_relative_to(ROOT) else str(p) for p, _ in reports)
              + "`._", ""]
@@ -142,7 +141,7 @@ def write_report(paths: list[Path]) -> Path:
     ax.legend(fontsize=7, loc="lower right")
     figure = save_figure(fig, out_dir / "fraction_of_gain.png")
     lines += [f"![fraction of the LP gain per game, all seeds](results/persuasion_suite/{figure.name})", "", END]
-    results_md = DOCS / "results.md"
+    results_md = docs / "results.md"
     text = results_md.read_text()
     block = "\n".join(lines)
     if BEGIN in text and END in text:
@@ -166,9 +165,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "persuasion_suite.json")
     parser.add_argument("--run-root", type=Path, default=None, help="where the runs go (default: a temporary dir)")
     parser.add_argument("--report", type=Path, nargs="+", default=None, help="write docs from these result files")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="the docs folder --report writes into")
     args = parser.parse_args()
     if args.report:
-        print(f"report: {write_report(args.report)}")
+        print(f"report: {write_report(args.report, args.docs)}")
         return
 
     games = [g for g in persuasion_suite(args.num_random) if not g.trivial]

@@ -1,0 +1,42 @@
+"""Smoke run of benchmarks/persuasion_suite.py: tiny budget, two games, then the report it writes into the docs."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "persuasion_suite.py"
+
+
+def test_suite_benchmark_runs_scores_and_reports(tmp_path):
+    out = tmp_path / "suite.json"
+    cmd = [sys.executable, str(SCRIPT), "--games", "recommendation_letter", "random_05_3x3", "--methods", "sgoc",
+           "--seeds", "2", "--workers", "1", "--out", str(out), "--run-root", str(tmp_path / "runs"),
+           "--override", "collector.total_frames=20000", "env.num_envs=512"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["seeds"] == 2 and report["overrides"] == ["collector.total_frames=20000", "env.num_envs=512"]
+    games = {r["game"]: r for r in report["results"]}
+    assert set(games) == {"recommendation_letter", "random_05_3x3"}
+    for r in games.values():
+        assert len(r["fraction"]) == len(r["receiver_regret"]) == 2
+        # the fraction is the exact sender value's share of the LP gain
+        for f, v in zip(r["fraction"], r["sender_value"]):
+            assert abs(f - (v - r["no_info_value"]) / (r["lp_value"] - r["no_info_value"])) < 1e-9
+    assert report["summary"]["sgoc"]["games"] == 2
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "results.md").write_text("# Results\n")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--report", str(out), "--docs", str(docs)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (docs / "results.md").read_text()
+    assert "persuasion-suite:begin" in text and "random_05_3x3" in text
+    assert (docs / "results" / "persuasion_suite" / "fraction_of_gain.png").stat().st_size > 1000
+    # a second report replaces the section instead of appending another one
+    subprocess.run([sys.executable, str(SCRIPT), "--report", str(out), "--docs", str(docs)], check=True, timeout=300)
+    assert (docs / "results.md").read_text().count("persuasion-suite:begin") == 1
