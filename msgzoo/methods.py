@@ -73,28 +73,28 @@ class RewardMix:
         nxt.set(SENDER_OBJECTIVE_KEY, (1.0 - w) * nxt.get(sender_reward) + w * nxt.get(receiver_reward))
 
 
-def _warmup_frames(cfg, budget_frames: int) -> int:
+def _warmup_frames(cfg) -> int:
     section = cfg.get("warmup")
-    return 0 if section is None else int(round(float(section.fraction) * budget_frames))
+    return 0 if section is None else int(section.frames)
 
 
-def reward_mix_from_config(cfg, budget_frames: int) -> RewardMix | None:
+def reward_mix_from_config(cfg) -> RewardMix | None:
     """The sender's objective of a recipe's config: ``warmup.receiver_weight`` moving to
-    ``sender_objective.receiver_weight`` over ``warmup.fraction`` of the budget (None: the paper's sender, trained
-    on ``r^i`` itself)."""
+    ``sender_objective.receiver_weight`` over the first ``warmup.frames`` env steps of each seed (None: the paper's
+    sender, trained on ``r^i`` itself)."""
     end = float(cfg.sender_objective.receiver_weight) if cfg.get("sender_objective") is not None else 0.0
-    frames = _warmup_frames(cfg, budget_frames)
+    frames = _warmup_frames(cfg)
     start = float(cfg.warmup.receiver_weight) if frames > 0 else end
     if start == end == 0.0:
         return None
     return RewardMix(LinearSchedule(start, end, max(frames, 1)))
 
 
-def joint_epsilon_from_config(cfg, budget_frames: int) -> LinearSchedule | None:
+def joint_epsilon_from_config(cfg) -> LinearSchedule | None:
     """``warmup.joint_epsilon`` moving to ``loss.joint_epsilon`` over the warm-up (None: a constant, which the loss
     is built with)."""
     end = float(cfg.loss.get("joint_epsilon", 0.0))
-    frames = _warmup_frames(cfg, budget_frames)
+    frames = _warmup_frames(cfg)
     start = float(cfg.warmup.get("joint_epsilon", end)) if frames > 0 else end
     return LinearSchedule(start, end, frames) if start != end else None
 
@@ -213,8 +213,7 @@ def _adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer
 
 
 def build_method(
-    method: str, env, cfg, *, device: torch.device | str = "cpu", seeds: Sequence[int] | None = None,
-    budget_frames: int | None = None,
+    method: str, env, cfg, *, device: torch.device | str = "cpu", seeds: Sequence[int] | None = None
 ) -> Method:
     """Builds ``method`` for ``env`` from ``cfg`` (the recipe's ``loss`` / ``optim`` / ``network`` sections).
 
@@ -228,8 +227,8 @@ def build_method(
     receiver_critic_lr}``; ``loss.{sender_gamma, receiver_gamma, receiver_coeff, lagrange_multiplier,
     epsilon, obedience_mode, counterfactual, dual_lr, target_tau, receiver_entropy_coeff,
     sender_entropy_coeff}``; ``dial.{noise_std, lr, eps_init, eps_end, annealing_frames}`` for DIAL; optionally
-    ``sender_objective.receiver_weight`` and ``warmup.{fraction, receiver_weight, joint_epsilon}`` (schedules over
-    ``budget_frames`` env steps per seed: a :class:`RewardMix`, after which the sender's losses read
+    ``sender_objective.receiver_weight`` and ``warmup.{frames, receiver_weight, joint_epsilon}`` (schedules over
+    each seed's first ``warmup.frames`` env steps: a :class:`RewardMix`, after which the sender's losses read
     :data:`SENDER_OBJECTIVE_KEY`, and the obedience loss's ``joint_epsilon``).
     """
     if method not in METHODS:
@@ -292,9 +291,8 @@ def build_method(
         for loss in sender_losses.values()
         if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss))
     ]
-    reward_mix = None if budget_frames is None else reward_mix_from_config(cfg, budget_frames)
-    joint_epsilon = None if budget_frames is None or "obedience" not in sender_losses else (
-        joint_epsilon_from_config(cfg, budget_frames))
+    reward_mix = reward_mix_from_config(cfg)
+    joint_epsilon = joint_epsilon_from_config(cfg) if "obedience" in sender_losses else None
     if reward_mix is not None:
         own = sender_losses["signaling" if "signaling" in sender_losses else "policy_gradient"]
         own.set_keys(reward=SENDER_OBJECTIVE_KEY)

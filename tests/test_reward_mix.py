@@ -34,33 +34,34 @@ def test_write_mixes_the_next_rewards_and_leaves_them_alone():
 @pytest.mark.parametrize(
     "final, warmup, mix, joint",
     [
-        (0.0, dict(fraction=0.5, receiver_weight=0.0, joint_epsilon=0.0), None, None),  # the paper's sender
-        (0.0, dict(fraction=0.0, receiver_weight=1.0, joint_epsilon=0.1), None, None),  # no warm-up time
-        (0.0, dict(fraction=0.2, receiver_weight=1.0, joint_epsilon=0.1), LinearSchedule(1.0, 0.0, 200),
+        (0.0, dict(frames=500, receiver_weight=0.0, joint_epsilon=0.0), None, None),  # the paper's sender
+        (0.0, dict(frames=0, receiver_weight=1.0, joint_epsilon=0.1), None, None),  # no warm-up time
+        (0.0, dict(frames=200, receiver_weight=1.0, joint_epsilon=0.1), LinearSchedule(1.0, 0.0, 200),
          LinearSchedule(0.1, 0.0, 200)),
-        (0.5, dict(fraction=0.0, receiver_weight=0.0, joint_epsilon=0.0), LinearSchedule(0.5, 0.5, 1), None),
+        (0.5, dict(frames=0, receiver_weight=0.0, joint_epsilon=0.0), LinearSchedule(0.5, 0.5, 1), None),
     ],
 )
 def test_from_config(final, warmup, mix, joint):
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.create({"sender_objective": {"receiver_weight": final}, "warmup": warmup, "loss": {}})
-    assert reward_mix_from_config(cfg, 1000) == (None if mix is None else RewardMix(mix))
-    assert joint_epsilon_from_config(cfg, 1000) == joint
+    assert reward_mix_from_config(cfg) == (None if mix is None else RewardMix(mix))
+    assert joint_epsilon_from_config(cfg) == joint
     cfg.loss.joint_epsilon = 0.02  # the floor it moves to
     if joint is not None:
-        assert joint_epsilon_from_config(cfg, 1000) == LinearSchedule(joint.start, 0.02, joint.frames)
+        assert joint_epsilon_from_config(cfg) == LinearSchedule(joint.start, 0.02, joint.frames)
 
 
 @pytest.mark.parametrize("method, loss_name", [("sgoc", "signaling"), ("pgoc", "policy_gradient")])
 def test_sender_losses_learn_from_the_mixed_reward(recipe_config, method, loss_name):
-    cfg = recipe_config(f"{method}_recommendation_letter", "env.num_envs=64",
-                        "warmup.receiver_weight=1.0", "warmup.fraction=0.5", "warmup.joint_epsilon=0.1")
-    env = one_step.make_env(cfg)
-    plain = build_method(method, env, cfg)  # no budget: no mix
-    assert plain.reward_mix is None
+    env_cfg = recipe_config(f"{method}_recommendation_letter", "env.num_envs=64")
+    env = one_step.make_env(env_cfg)
+    plain = build_method(method, env, recipe_config(f"{method}_recommendation_letter", "+protocol=paper"))
+    assert plain.reward_mix is None and plain.joint_epsilon is None
     assert plain.sender_losses[loss_name].tensor_keys.reward == ("sender", "reward")
-    mixed = build_method(method, env, cfg, budget_frames=1000)
+    cfg = recipe_config(f"{method}_recommendation_letter", "warmup.receiver_weight=1.0", "warmup.frames=500",
+                        "warmup.joint_epsilon=0.1")
+    mixed = build_method(method, env, cfg)
     assert mixed.reward_mix == RewardMix(LinearSchedule(1.0, 0.0, 500))
     assert mixed.joint_epsilon == LinearSchedule(0.1, 0.0, 500)  # both methods have the obedience loss
     assert mixed.sender_losses[loss_name].tensor_keys.reward == SENDER_OBJECTIVE_KEY
@@ -70,7 +71,7 @@ def test_sender_losses_learn_from_the_mixed_reward(recipe_config, method, loss_n
 
 def test_a_fully_cooperative_sender_gets_the_receivers_gradient(recipe_config):
     """With w = 1 the signaling loss on a batch equals the loss on a batch whose sender reward is the receiver's."""
-    cfg = recipe_config("sg_recommendation_letter", "env.num_envs=256", "loss.sender_gamma=0.0")
+    cfg = recipe_config("sg_recommendation_letter", "env.num_envs=256", "loss.sender_gamma=0.0", "+protocol=paper")
     env = one_step.make_env(cfg)
     torch.manual_seed(0)
     method = build_method("sg", env, cfg)

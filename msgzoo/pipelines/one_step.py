@@ -87,9 +87,7 @@ def run(cfg: DictConfig, method: str) -> dict:
     no_info = no_information_value(env.occupancy, env.sender_utility, env.receiver_utility)
 
     # 2. The method: networks (one copy per seed), losses, optimizers (msgzoo.methods).
-    agents = build_method(
-        method, env, cfg, device=cfg.device, seeds=seeds, budget_frames=int(cfg.collector.total_frames)
-    )
+    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
 
     # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).
     with Experiment.from_config(cfg, method) as exp:

@@ -60,7 +60,7 @@ def run(cfg: DictConfig, method: str) -> dict:
     frames_per_batch = env.num_envs * int(cfg.env.steps_per_batch)
 
     # 2. The method: networks (one conv layer + MLP; one copy per seed), losses, optimizers (msgzoo.methods).
-    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds, budget_frames=budget_frames(cfg))
+    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
 
     # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).
     with Experiment.from_config(cfg, method) as exp:
