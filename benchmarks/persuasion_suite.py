@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides applied to every run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "persuasion_suite.json")
     parser.add_argument("--run-root", type=Path, default=None, help="where the runs go (default: a temporary dir)")
+    parser.add_argument("--resume", action="store_true", help="skip the games --out already holds (same settings)")
     parser.add_argument("--report", type=Path, nargs="+", default=None, help="write docs from these result files")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="the docs folder --report writes into")
     args = parser.parse_args()
@@ -178,23 +179,36 @@ def main() -> None:
             parser.error(f"--games: unknown or trivial games {sorted(unknown)}; known: {[g.name for g in games]}")
         games = [g for g in games if g.name in args.games]
     run_root = args.run_root or Path(tempfile.mkdtemp(prefix="persuasion_suite_"))
-    jobs = [(m, g.__dict__, args.seeds, list(args.override), str(run_root)) for m in args.methods for g in games]
+    results, spent = [], 0.0
+    if args.resume and args.out.exists():  # keep what an interrupted run of the same settings finished
+        done = json.loads(args.out.read_text())
+        if done["overrides"] != args.override or done["seeds"] != args.seeds:
+            parser.error(f"--resume: {args.out} was made with other --override / --seeds; use another --out")
+        results, spent = done["results"], done["wall_s"]
+    finished = {(r["method"], r["game"]) for r in results}
+    jobs = [(m, g.__dict__, args.seeds, list(args.override), str(run_root))
+            for m in args.methods for g in games if (m, g.name) not in finished]
     start_wall = time.perf_counter()
-    results = []
+
+    def write() -> dict:
+        results.sort(key=lambda r: (r["method"], r["game"]))
+        report = {
+            "overrides": args.override, "seeds": args.seeds, "num_random": args.num_random,
+            "wall_s": spent + time.perf_counter() - start_wall, "summary": summarize(results), "results": results,
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+        return report
+
     ctx = mp.get_context("spawn")  # fresh interpreters: no torch thread pools or RNG state shared with the parent
     with ctx.Pool(args.workers) as pool:
         for r in pool.imap_unordered(train_one, jobs):
             results.append(r)
+            write()  # after every game: an interrupted run loses nothing (--resume continues it)
             f = r["fraction"]
             print(f"{r['method']:5s} {r['game']:24s} fraction of LP gain mean {statistics.fmean(f):6.3f} "
                   f"min {min(f):6.3f}  regret max {max(r['receiver_regret']):.4f}  cpu {r['cpu_s']:5.1f}s", flush=True)
-    results.sort(key=lambda r: (r["method"], r["game"]))
-    report = {
-        "overrides": args.override, "seeds": args.seeds, "num_random": args.num_random,
-        "wall_s": time.perf_counter() - start_wall, "summary": summarize(results), "results": results,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    report = write()
     print(json.dumps(report["summary"], indent=1))
     print(f"results: {args.out}")
 
