@@ -54,6 +54,8 @@ __all__ = [
 
 #: Default bound on the LP's constraint-matrix nonzeros (about 1-2 GB for HiGHS); larger LPs are refused.
 MAX_NONZEROS = 5_000_000
+#: The master LP asks obedience up to this (rows scaled to max 1): a strictly feasible start keeps HiGHS stable.
+MASTER_SLACK = 1e-9
 #: Methods of :func:`optimal_markov_scheme`.
 METHODS = ("auto", "column_generation", "occupancy")
 #: Receiver rewards closer than this (relative to max(1, max |r^j|)) count as a tie.
@@ -486,8 +488,13 @@ def _solve_column_generation(game: TabularMarkovGame, per_t: bool, tol: float, m
     # Start from the honest scheme (recommend the receiver's best action in the full state): obedient state by
     # state, so the master is feasible from the first iteration.
     honest = np.broadcast_to(game.receiver_reward.argmax(1), (T, S)).copy()
-    value, slack = _deterministic_column(game, honest, pt, num_obs, per_t)
-    columns, values, slacks = [honest], [value], [slack[keep]]
+    columns, values, slacks = [], [], []
+    # ... and the sender's own MDP optimum (no obedience), often close to obedient already.
+    for actions in (honest, _best_deterministic(game, np.zeros(keep.size), p, num_obs)[0]):
+        value, slack = _deterministic_column(game, actions, pt, num_obs, per_t)
+        columns.append(actions)
+        values.append(value)
+        slacks.append(slack[keep])
     # Kelley's cutting planes tail off when the master's multipliers jump around; Wentges' smoothing prices at a
     # mix of the best multipliers so far (lowest dual bound) and the master's, and falls back to the master's own
     # multipliers when the smoothed ones find no improving scheme ("mis-pricing"). Any multipliers >= 0 give a
@@ -496,8 +503,10 @@ def _solve_column_generation(game: TabularMarkovGame, per_t: bool, tol: float, m
     for iteration in range(1, max_iterations + 1):
         v, g = np.array(values), np.stack(slacks, axis=1)  # [K], [rows, K]
         # Rows scaled to max |entry| 1 (the slacks span orders of magnitude); the prices are scaled back below.
+        # Entries below 1e-9 of their row's largest are round-off or negligible; they stall HiGHS's simplex.
         scale = np.abs(g).max(axis=1)
-        scale[scale == 0] = 1.0
+        g = np.where(np.abs(g) > 1e-9 * scale[:, None], g, 0.0)
+        scale[scale < 1e-12 * max(1.0, scale.max())] = np.inf  # a row of round-off only: dropped (all zeros)
         res = _solve_master(v, g / scale[:, None])
         lower = -res.fun
         master = np.zeros(keep.size)
@@ -526,11 +535,11 @@ def _solve_column_generation(game: TabularMarkovGame, per_t: bool, tol: float, m
 
 
 def _solve_master(values: np.ndarray, slacks: np.ndarray):
-    """max over mixture weights of the columns' sender value, obedient on average; HiGHS's dual simplex first, its
-    interior point if the simplex stalls on the (often nearly parallel) columns."""
-    for solver in ("highs-ds", "highs-ipm"):
-        res = linprog(-values, A_ub=-slacks, b_ub=np.zeros(len(slacks)), A_eq=np.ones((1, len(values))), b_eq=[1.0],
-                      bounds=(0, None), method=solver)
+    """max over mixture weights of the columns' sender value, obedient on average; HiGHS's dual simplex first, then
+    its interior point, with and without presolve (the columns are often nearly parallel and the simplex stalls)."""
+    for solver, presolve in (("highs-ds", True), ("highs-ipm", True), ("highs-ipm", False), ("highs-ds", False)):
+        res = linprog(-values, A_ub=-slacks, b_ub=np.full(len(slacks), MASTER_SLACK), A_eq=np.ones((1, len(values))),
+                      b_eq=[1.0], bounds=(0, None), method=solver, options={"presolve": presolve})
         if res.status == 0:
             return res
     raise RuntimeError(f"the master LP failed (status {res.status}): {res.message}")

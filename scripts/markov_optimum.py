@@ -11,6 +11,7 @@ obedience). ``--out`` writes the same as JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -40,6 +41,8 @@ def main() -> None:
                                        receiver_observes=observes)
             honest = np.broadcast_to(game.receiver_reward.argmax(1), (game.horizon, game.num_states))
             h_sender, h_receiver, _, _ = evaluate_markov_scheme(game, honest)
+            # A receiver with nothing at stake obeys anything: the sender's MDP optimum (moving the receiver itself).
+            free = optimal_markov_scheme(dataclasses.replace(game, receiver_reward=np.zeros_like(game.receiver_reward)))
             start = time.perf_counter()
             opt = optimal_markov_scheme(game)
             seconds = time.perf_counter() - start
@@ -48,11 +51,12 @@ def main() -> None:
                 "sender_value": opt.sender_value, "receiver_value": opt.receiver_value, "method": opt.method,
                 "iterations": opt.iterations, "solve_s": seconds,
                 "honest_sender_value": h_sender, "honest_receiver_value": h_receiver,
+                "sender_mdp_optimum": free.sender_value,
             }
             results.append(row)
             print(f"{name} {label}: {game.num_states} states, optimum sender {opt.sender_value:.2f} "
                   f"(receiver {opt.receiver_value:.2f}) per episode; honest scheme {h_sender:.2f} / {h_receiver:.2f}; "
-                  f"{opt.method}, {opt.iterations} iterations, {seconds:.1f} s", flush=True)
+                  f"sender's MDP optimum {free.sender_value:.2f}; {opt.method}, {opt.iterations} iterations, {seconds:.1f} s", flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -147,7 +147,7 @@ def test_brute_force_on_random_tiny_games(seed, per_t):
         value, receiver, slack, occupancy = evaluate_markov_scheme(game, opt.policy, receiver_knows_time=per_t)
         assert value == pytest.approx(opt.sender_value, abs=1e-6)
         assert receiver == pytest.approx(opt.receiver_value, abs=1e-6)
-        assert slack.min() >= -1e-7  # obedient
+        assert slack.min() >= -1e-6  # obedient (column generation: up to MASTER_SLACK per scaled row)
         np.testing.assert_allclose(occupancy, opt.occupancy, atol=1e-7)
 
 
@@ -173,7 +173,7 @@ def test_reaching_goals_methods_agree(observes):
     honest = np.broadcast_to(game.receiver_reward.argmax(1), (game.horizon, game.num_states))
     assert evaluate_markov_scheme(game, honest)[0] <= auto.sender_value + 1e-9
     assert auto.sender_value <= _sender_mdp_optimum(game) + 1e-9
-    assert evaluate_markov_scheme(game, auto.policy)[2].min() >= -1e-7
+    assert evaluate_markov_scheme(game, auto.policy)[2].min() >= -1e-6
 
 
 def test_receiver_without_stakes_obeys_anything():
