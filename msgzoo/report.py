@@ -204,7 +204,7 @@ def paper_units_table(rows: Sequence[dict], map_name: str, optimum: float | None
     msgzoo's values are per episode after ``episodes`` real episodes; the paper's units are sums over ``k``
     episodes (2; DIAL 1) at x = episodes / ``k`` (:mod:`msgzoo.paper_units`). ``optimum``: the sender's LP
     optimum per episode (:mod:`msgzoo.optimal_scheme_markov`), reported with each method's share of it."""
-    from msgzoo.paper_units import episodes_per_point, paper_points
+    from msgzoo.paper_units import EPISODES_PER_POINT, episodes_per_point, paper_points
 
     def cell(v, k):
         return "" if v is None else f"{v['mean']:.1f} ± {v['std']:.1f} / **{k * v['mean']:.1f} ± {k * v['std']:.1f}**"
@@ -220,6 +220,8 @@ def paper_units_table(rows: Sequence[dict], map_name: str, optimum: float | None
     ]
     for r in rows:
         method = r["method"]
+        if method not in EPISODES_PER_POINT:  # not a method of the paper: no paper units to compare with
+            continue
         k = episodes_per_point(method)
         paper = paper_points(map_name, method)
         p = paper[0] if paper else None
@@ -253,10 +255,12 @@ def plot_paper_units(groups: dict[tuple[str, str], list[dict]], path: str | Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from msgzoo.paper_units import paper_points, to_paper_units
+    from msgzoo.paper_units import EPISODES_PER_POINT, paper_points, to_paper_units
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     for (task, method), runs in sorted(groups.items(), key=lambda kv: _order(kv[0][1])):
+        if method not in EPISODES_PER_POINT:
+            continue
         curves = [c for c in (read_curve(r["run_dir"], PANELS["episodic"][0][1]) for r in runs) if c is not None]
         color = COLORS.get(method)
         for ax, paper in ((axes[0], False), (axes[1], True)):

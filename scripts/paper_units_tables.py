@@ -12,12 +12,11 @@ import argparse
 import json
 from pathlib import Path
 
+from markov_optimum import MAPS  # this folder's script: the recipes' maps
+
 from msgzoo.envs import ReachingGoalsEnv
 from msgzoo.plotting import reaching_goals_optimum_value
 from msgzoo.report import paper_units_table
-
-#: The recipes' maps (recipes/config/map/*.yaml): (size, reward amplifier, punish amplifier).
-MAPS = {"3x3": (3, 20.0, 5.0), "5x5": (5, 12.0, 3.0), "5x5_paper": (5, 12.0, 3.5)}
 
 
 def main() -> None:
