@@ -27,7 +27,9 @@ fewer schemes are obedient, the value can only fall).
 
 :func:`reaching_goals_game` tabulates :class:`~msgzoo.envs.ReachingGoalsEnv` exactly (states, reset distribution,
 transitions including the apples' respawn, rewards, what the receiver observes); :func:`optimal_markov_scheme`
-solves the LP with ``scipy.optimize.linprog`` (HiGHS, sparse constraint matrices).
+solves the LP exactly, by column generation over deterministic schemes (default), by backward induction when the
+receiver's reward is known from its observation, or directly with ``scipy.optimize.linprog`` (HiGHS, sparse);
+:func:`evaluate_markov_scheme` gives any scheme's exact values and obedience slacks.
 """
 from __future__ import annotations
 
@@ -397,7 +399,8 @@ def optimal_markov_scheme(
         # The receiver's reward is known from its observation (Reaching Goals when it sees its goal): obedience
         # then says "recommend only the receiver's best actions", and the LP is the sender's MDP on those actions.
         actions = _restricted_best_scheme(game)
-        occupancy = np.eye(game.num_actions)[actions] * _state_occupancy(game, actions, game.transition.T.tocsc())[..., None]
+        states = _state_occupancy(game, actions, game.transition.T.tocsc())
+        occupancy = np.eye(game.num_actions)[actions] * states[..., None]
         iterations, method = 1, "restricted_dp"
     else:
         occupancy, iterations = _solve_column_generation(game, receiver_knows_time, tol, max_iterations)

@@ -124,7 +124,8 @@ def _paper_marks(ax, method: str, map_name: str, optimum: float | None, *, per_e
     for point in paper_points(map_name, method):
         for value, color in ((point.sender, "tab:red"), (point.receiver, "tab:green"), (point.welfare, "tab:blue")):
             if value is not None:
-                x, y = (point.real_episodes, value) if per_episode else to_paper_units(point.real_episodes, value, method)
+                x, y = (point.real_episodes, value) if per_episode else to_paper_units(
+                    point.real_episodes, value, method)
                 ax.plot([x], [y], marker="*", color=color, ms=13, mec="black", zorder=6)
     ax.plot([], [], ls="", marker="*", color="gray", mec="black", ms=10, label="paper (Figure 2, read by eye)")
     if optimum is not None:

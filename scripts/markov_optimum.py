@@ -56,7 +56,8 @@ def main() -> None:
             results.append(row)
             print(f"{name} {label}: {game.num_states} states, optimum sender {opt.sender_value:.2f} "
                   f"(receiver {opt.receiver_value:.2f}) per episode; honest scheme {h_sender:.2f} / {h_receiver:.2f}; "
-                  f"sender's MDP optimum {free.sender_value:.2f}; {opt.method}, {opt.iterations} iterations, {seconds:.1f} s", flush=True)
+                  f"sender's MDP optimum {free.sender_value:.2f}; {opt.method}, {opt.iterations} iterations, "
+                  f"{seconds:.1f} s", flush=True)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n")

@@ -23,7 +23,7 @@ from msgzoo.optimal_scheme_markov import (
 )
 
 
-def _state_ids(game: TabularMarkovGame, n: int) -> dict[tuple[int, int, int], int]:
+def _state_ids(game: TabularMarkovGame) -> dict[tuple[int, int, int], int]:
     return {tuple(int(c) for c in cells): i for i, cells in enumerate(game.states)}
 
 
@@ -55,7 +55,7 @@ def test_tables_match_the_env(kwargs):
     receiver = out["receiver", "reward"].view(S, A, reps)
     torch.testing.assert_close(sender[..., 0].double(), torch.as_tensor(game.sender_reward), atol=1e-5, rtol=0)
     torch.testing.assert_close(receiver[..., 0].double(), torch.as_tensor(game.receiver_reward), atol=1e-5, rtol=0)
-    ids = _state_ids(game, n)
+    ids = _state_ids(game)
     nxt = np.array([ids[tuple(c)] for c in out["sender", "state"].tolist()]).reshape(S * A, reps)
     empirical = np.stack([np.bincount(row, minlength=S) / reps for row in nxt])
     expected = game.transition.toarray()
@@ -68,7 +68,7 @@ def test_reset_distribution_and_observations_match_the_env(observes):
     game = reaching_goals_game(height=2, width=2, horizon=3, receiver_observes=observes)
     env = ReachingGoalsEnv(height=2, width=2, horizon=3, receiver_observes=observes, num_envs=40_000, seed=3)
     td = env.reset()
-    ids = _state_ids(game, env.num_cells)
+    ids = _state_ids(game)
     drawn = np.array([ids[tuple(c)] for c in td["sender", "state"].tolist()])
     assert np.abs(np.bincount(drawn, minlength=game.num_states) / env.num_envs - game.initial).max() < 0.006
     # Two states look the same to the receiver iff the tables give them the same observation id.
