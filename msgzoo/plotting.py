@@ -23,6 +23,7 @@ __all__ = [
     "plot_learning_curves",
     "plot_scheme_heatmaps",
     "reaching_goals_figures",
+    "reaching_goals_optimum_value",
     "save_episode_gif",
     "scheme_distribution",
 ]
@@ -61,11 +62,19 @@ def plot_learning_curves(
     title: str | None = None,
     smooth: int | None = None,
     final: dict | None = None,
+    method: str | None = None,
+    map_name: str | None = None,
+    optimum: float | None = None,
 ) -> Path:
     """Sender, receiver and welfare returns per episode vs episodes, from a :class:`~msgzoo.trainer.Trainer`'s
     ``history`` (rows with ``frames``, ``train/sender_reward``, ``train/receiver_reward``, the latter already per
     episode). Raw values are drawn faintly, a moving average (``smooth`` points, default ~2% of the run) on top;
-    ``final`` (e.g. ``{"sender_return": ..., "receiver_return": ...}``) adds the final evaluation as markers."""
+    ``final`` (e.g. ``{"sender_return": ..., "receiver_return": ...}``) adds the final evaluation as markers.
+
+    With ``method`` and ``map_name`` (``"3x3"``, ``"5x5"``) a second panel draws the same curves in the paper's
+    units (:mod:`msgzoo.paper_units`: ``k``-episode sums against real episodes / ``k``, ``k = 2``, DIAL 1) and both
+    panels mark the paper's Figure 2 values for that method (stars). ``optimum`` (the sender's optimal return per
+    episode, :mod:`msgzoo.optimal_scheme_markov`) is drawn as a dashed line, in each panel's units."""
     plt = _matplotlib()
     rows = [r for r in history if "train/sender_reward" in r and "train/receiver_reward" in r]
     episodes = np.array([r["frames"] / horizon for r in rows], dtype=np.float64)
@@ -73,7 +82,9 @@ def plot_learning_curves(
     receiver = np.array([r["train/receiver_reward"] for r in rows], dtype=np.float64)
     series = {CURVES[0][0]: sender, CURVES[1][0]: receiver, None: sender + receiver}
     window = smooth if smooth is not None else max(1, len(rows) // 50)
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    paper = method is not None and map_name is not None
+    fig, axes = plt.subplots(1, 2 if paper else 1, figsize=(12.4 if paper else 6.4, 4.0), squeeze=False)
+    ax = axes[0, 0]
     for key, label, color in CURVES:
         y = series[key]
         if y.size:
@@ -86,18 +97,56 @@ def plot_learning_curves(
             if value is not None:
                 ax.plot([x], [value], marker="D", color=color, ms=7, mec="black", zorder=5)
         ax.plot([], [], ls="", marker="D", color="gray", mec="black", label="final evaluation")
-    ax.axhline(0.0, color="gray", lw=0.6)
     ax.set_xlabel("episode")
     ax.set_ylabel("return per episode")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=9)
+    if paper:
+        _paper_panel(axes[0, 1], episodes, series, window, method, map_name, optimum)
+        _paper_marks(ax, method, map_name, optimum, per_episode=True)
+    elif optimum is not None:
+        ax.axhline(optimum, color="black", ls="--", lw=1.2, label="sender optimum (LP)")
+    for ax in axes[0]:
+        ax.axhline(0.0, color="gray", lw=0.6)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title) if paper else axes[0, 0].set_title(title)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _paper_marks(ax, method: str, map_name: str, optimum: float | None, *, per_episode: bool) -> None:
+    """The paper's Figure 2 values for ``method`` (stars) and the sender's optimum (dashed), in the axis' units."""
+    from msgzoo.paper_units import paper_points, to_paper_units
+
+    for point in paper_points(map_name, method):
+        for value, color in ((point.sender, "tab:red"), (point.receiver, "tab:green"), (point.welfare, "tab:blue")):
+            if value is not None:
+                x, y = (point.real_episodes, value) if per_episode else to_paper_units(
+                    point.real_episodes, value, method)
+                ax.plot([x], [y], marker="*", color=color, ms=13, mec="black", zorder=6)
+    ax.plot([], [], ls="", marker="*", color="gray", mec="black", ms=10, label="paper (Figure 2, read by eye)")
+    if optimum is not None:
+        y = optimum if per_episode else float(to_paper_units(0.0, optimum, method)[1])
+        ax.axhline(y, color="black", ls="--", lw=1.2, label="sender optimum (LP, myopic obedient receiver)")
+
+
+def _paper_panel(ax, episodes, series, window, method, map_name, optimum) -> None:
+    """The curves in the paper's units: k-episode sums against real episodes / k."""
+    from msgzoo.paper_units import episodes_per_point, to_paper_units
+
+    for key, label, color in CURVES:
+        y = series[key]
+        if y.size:
+            x, y = to_paper_units(episodes, _smooth(y, window), method)
+            ax.plot(x, y, color=color, lw=2.0, label=label)
+    _paper_marks(ax, method, map_name, optimum, per_episode=False)
+    k = episodes_per_point(method)
+    ax.set_xlabel(f"paper's x: episodes / {k}" if k > 1 else "paper's x: episodes")
+    ax.set_ylabel(f"paper's y: return summed over {k} episodes" if k > 1 else "paper's y: return per episode")
+    ax.set_title("in the paper's units (Figure 2)", fontsize=10)
 
 
 @torch.no_grad()
@@ -182,6 +231,17 @@ def save_episode_gif(
     return path
 
 
+def reaching_goals_optimum_value(env) -> float | None:
+    """The sender's optimal return per episode on ``env``'s game (:func:`msgzoo.optimal_scheme_markov.
+    optimal_markov_scheme`), where it solves in seconds: 3x3 maps, or a receiver that sees the message only or its
+    goal; ``None`` otherwise (5x5 with the receiver's position: minutes, see scripts/markov_optimum.py)."""
+    from msgzoo.optimal_scheme_markov import optimal_markov_scheme, reaching_goals_game_of
+
+    if env.num_cells > 9 and env.receiver_observes not in ((), ("position", "goal")):
+        return None
+    return optimal_markov_scheme(reaching_goals_game_of(env)).sender_value
+
+
 def reaching_goals_figures(
     run_dir: str | Path, history: Sequence[dict], method, env, *, horizon: int = 50, seed: int = 0,
     final: dict | None = None,
@@ -190,10 +250,16 @@ def reaching_goals_figures(
     returns their paths by name."""
     out = Path(run_dir) / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    title = f"{method.name} on Reaching Goals {env.height}x{env.width}"
+    from msgzoo.paper_units import EPISODES_PER_POINT
+
+    map_name = f"{env.height}x{env.width}"
+    paper = method.name in EPISODES_PER_POINT  # the paper's methods: draw its units and values beside msgzoo's
+    title = f"{method.name} on Reaching Goals {map_name}"
     return {
-        "learning_curves": plot_learning_curves(history, out / "learning_curves.png", horizon=horizon, title=title,
-                                                final=final).resolve(),
+        "learning_curves": plot_learning_curves(
+            history, out / "learning_curves.png", horizon=horizon, title=title, final=final,
+            method=method.name if paper else None, map_name=map_name, optimum=reaching_goals_optimum_value(env),
+        ).resolve(),
         "signaling_scheme": plot_scheme_heatmaps(method, env, out / "signaling_scheme.png", seed=seed).resolve(),
         "episode_gif": save_episode_gif(method, env, out / "episode.gif", seed=seed).resolve(),
     }

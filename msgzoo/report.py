@@ -239,6 +239,130 @@ def save_figure(fig, path: str | Path) -> Path:
     return path
 
 
+# ------------------------------------------------------------------ the paper's units (Reaching Goals, Figure 2)
+
+
+def run_optimum(run: dict) -> float | None:
+    """The sender's optimal return per episode for a Reaching Goals run's game (its ``config.json``: map and
+    receiver observation), or ``None`` (another task, no config, or too slow to solve here; see
+    :func:`msgzoo.plotting.reaching_goals_optimum_value`)."""
+    config = Path(run.get("run_dir", "")) / "config.json"
+    if run.get("task") != "reaching_goals" or not config.exists():
+        return None
+    from msgzoo.envs import ReachingGoalsEnv
+    from msgzoo.plotting import reaching_goals_optimum_value
+
+    env_cfg = json.loads(config.read_text()).get("env", {})
+    keys = ("height", "width", "horizon", "reward_amplifier", "punish_amplifier", "bounded", "aligned",
+            "receiver_observes")
+    return reaching_goals_optimum_value(ReachingGoalsEnv(num_envs=1, **{k: env_cfg[k] for k in keys if k in env_cfg}))
+
+
+def paper_units_table(rows: Sequence[dict], map_name: str, optimum: float | None = None) -> str:
+    """The final returns of :func:`summarise`'s rows in both units beside the paper's Figure 2 values.
+
+    msgzoo's values are per episode after ``episodes`` real episodes; the paper's units are sums over ``k``
+    episodes (2; DIAL 1) at x = episodes / ``k`` (:mod:`msgzoo.paper_units`). ``optimum``: the sender's LP
+    optimum per episode (:mod:`msgzoo.optimal_scheme_markov`), reported with each method's share of it."""
+    from msgzoo.paper_units import EPISODES_PER_POINT, episodes_per_point, paper_points
+
+    def cell(v, k):
+        return "" if v is None else f"{v['mean']:.1f} ± {v['std']:.1f} / **{k * v['mean']:.1f} ± {k * v['std']:.1f}**"
+
+    lines = [
+        f"Reaching Goals {map_name}: final returns, **per episode / in the paper's units** (sum over k episodes, "
+        "k = 2, DIAL 1; plotted by the paper at x = real episodes / k); mean ± std over seeds. The paper's values "
+        "are Figure 2 read by eye (msgzoo.paper_units.FIGURE2), at the paper's budget.",
+        "",
+        "| method | seeds | real episodes (paper's x) | sender | paper's sender | receiver | paper's receiver |"
+        + (" sender / LP optimum |" if optimum is not None else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if optimum is not None else ""),
+    ]
+    for r in rows:
+        method = r["method"]
+        if method not in EPISODES_PER_POINT:  # not a method of the paper: no paper units to compare with
+            continue
+        k = episodes_per_point(method)
+        paper = paper_points(map_name, method)
+        p = paper[0] if paper else None
+        sender, receiver = r.get("sender_return"), r.get("receiver_return")
+        episodes = r.get("episodes")
+        line = (
+            f"| {method.upper()} | {r['seeds']} | "
+            + (f"{episodes:,.0f} ({episodes / k:,.0f})" if episodes else "")
+            + f" | {cell(sender, k)} | "
+            + (f"{p.sender:.0f} / **{k * p.sender:.0f}** at {p.real_episodes:.0e} ({p.real_episodes / k:.0e})"
+               if p and p.sender is not None else "")
+            + f" | {cell(receiver, k)} | "
+            + (f"{p.receiver:.0f} / **{k * p.receiver:.0f}**" if p and p.receiver is not None else "")
+            + " |"
+        )
+        if optimum is not None:
+            line += f" {100 * sender['mean'] / optimum:.1f}% |" if sender else " |"
+        lines.append(line)
+    if optimum is not None:
+        lines += ["", f"Sender optimum (LP, myopic obedient receiver): {optimum:.2f} per episode = "
+                      f"{2 * optimum:.2f} per two episodes."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_paper_units(groups: dict[tuple[str, str], list[dict]], path: str | Path, map_name: str, *,
+                     optimum: float | None = None, points: int = 200) -> Path:
+    """Seed-band sender curves in both units (left: per episode vs real episodes; right: the paper's units), with
+    the paper's Figure 2 values (stars) and the sender's LP optimum (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from msgzoo.paper_units import EPISODES_PER_POINT, paper_points, to_paper_units
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    for (task, method), runs in sorted(groups.items(), key=lambda kv: _order(kv[0][1])):
+        if method not in EPISODES_PER_POINT:
+            continue
+        curves = [c for c in (read_curve(r["run_dir"], PANELS["episodic"][0][1]) for r in runs) if c is not None]
+        color = COLORS.get(method)
+        for ax, paper in ((axes[0], False), (axes[1], True)):
+            if curves:
+                scale = _x_scale(runs[0])
+                grid = np.linspace(min(c[0][0] for c in curves), min(c[0][-1] for c in curves), points)
+                ys = np.stack([np.interp(grid, st, v) for st, v in curves])
+                x, mean, std = grid * scale, ys.mean(0), ys.std(0)
+                if paper:
+                    (x, mean), std = to_paper_units(x, mean, method), to_paper_units(0, std, method)[1]
+                ax.plot(x, mean, color=color, label=f"{method.upper()} (n={len(curves)})")
+                ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+            for p in paper_points(map_name, method):
+                x, y = to_paper_units(p.real_episodes, p.sender, method) if paper else (p.real_episodes, p.sender)
+                ax.plot([x], [y], marker="*", ms=14, color=color, mec="black", zorder=5)
+    for ax, paper in ((axes[0], False), (axes[1], True)):
+        ax.plot([], [], ls="", marker="*", ms=10, color="gray", mec="black", label="paper, Figure 2 (read by eye)")
+        if optimum is not None:
+            ax.axhline(2 * optimum if paper else optimum, color="black", ls="--", lw=1.2,
+                       label="sender optimum (LP; myopic obedient receiver)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set(title=f"Reaching Goals {map_name}: sender return per episode", xlabel="episodes",
+                ylabel="return per episode")
+    axes[1].set(title="the same in the paper's units (Figure 2; DIAL: one episode)",
+                xlabel="paper's x: episodes / 2 (DIAL: episodes)", ylabel="paper's y: sum over 2 episodes (DIAL: 1)")
+    return save_figure(fig, path)
+
+
+def write_paper_units(runs: Sequence[dict], groups, rows: Sequence[dict], out: Path) -> dict:
+    """For Reaching Goals runs of one map: ``comparison_paper_units.png`` and ``table_paper_units.md``."""
+    maps = {r.get("map") for r in runs}
+    if {r.get("task") for r in runs} != {"reaching_goals"} or len(maps) != 1 or None in maps:
+        return {}
+    (map_name,) = maps
+    optimum = run_optimum(runs[0])
+    figure = plot_paper_units(groups, out / "comparison_paper_units.png", map_name, optimum=optimum)
+    table = out / "table_paper_units.md"
+    table.write_text(paper_units_table(rows, map_name, optimum))
+    return {"paper_units_figure": str(figure.resolve()), "paper_units_table": str(table.resolve())}
+
+
 def runs_from_wandb(project: str, out_dir: Path) -> list[dict]:
     """Downloads the summaries and histories of a wandb project into ``out_dir`` as local runs."""
     import wandb
@@ -282,7 +406,8 @@ def report(paths: Sequence[str | Path], out: str | Path, *, wandb_project: str |
     table.write_text((f"# {title}\n\n" if title else "") + markdown_table(rows)
                      + (f"\nLeft out ({len(skipped)}):\n\n{left_out}" if skipped else ""))
     (out / "table.json").write_text(json.dumps(rows, indent=2) + "\n")
-    return {"figure": str(figure.resolve()), "table": str(table.resolve()), "runs": len(runs), "skipped": skipped}
+    return {"figure": str(figure.resolve()), "table": str(table.resolve()), "runs": len(runs), "skipped": skipped,
+            **write_paper_units(runs, groups, rows, out)}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
