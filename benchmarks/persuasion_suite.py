@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# one line per game instead of progress bars (set before tqdm is imported; the worker processes inherit it)
+os.environ.setdefault("TQDM_DISABLE", "1")
 CONFIG_DIR = ROOT / "recipes" / "config"
 
 
@@ -37,7 +39,6 @@ def train_one(job: tuple[str, dict, int, list[str], str]) -> dict:
     method, game_fields, seeds, overrides, run_root = job
     game = SuiteGame(**game_fields)
     torch.set_num_threads(1)
-    os.environ["TQDM_DISABLE"] = "1"  # one line per game instead of many progress bars
     run_dir = Path(run_root) / method / game.name
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
