@@ -17,7 +17,9 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -201,6 +203,8 @@ def main() -> None:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
         return report
 
+    # SIGTERM leaves the with-block like Ctrl-C does, so the pool's workers are terminated with it
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     ctx = mp.get_context("spawn")  # fresh interpreters: no torch thread pools or RNG state shared with the parent
     with ctx.Pool(args.workers) as pool:
         for r in pool.imap_unordered(train_one, jobs):
