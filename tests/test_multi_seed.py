@@ -89,6 +89,8 @@ def test_losses_and_gradients_equal_separate_runs(recipe_config, method):
         assert batch.batch_size[:2] == (len(SEEDS), env.batch_size[1])
         if method != "dial":
             attach_next_message(batch, multi.scheme)
+        if multi.reward_mix is not None:  # the defaults' warm-up: the sender learns from the mixed reward
+            multi.reward_mix.write(batch, frames=0)
         singles = [_single(method, cfg, make_env, seed) for seed in SEEDS]
         for phase, losses, opt in _loss_groups(multi):
             opt.zero_grad(set_to_none=True)
