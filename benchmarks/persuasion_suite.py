@@ -93,6 +93,12 @@ def summarize(results: list[dict]) -> dict:
 BEGIN, END = "<!-- persuasion-suite:begin -->", "<!-- persuasion-suite:end -->"
 
 
+def _shown(path) -> str:
+    """A result file's path as the docs show it: relative to the repository when inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
@@ -105,7 +111,7 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
     reports = [(p, json.loads(Path(p).read_text())) for p in paths]
     out_dir = docs / "results" / "persuasion_suite"
     lines = [BEGIN, "", "_Written by `python benchmarks/persuasion_suite.py --report "
-             + " ".join(str(Path(p).relative_to(ROOT)) if Path(p).resolve().is_relative_to(ROOT) else str(p) for p, _ in reports)
+             + " ".join(_shown(p) for p, _ in reports)
              + "`._", ""]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for p, rep in reports:
@@ -132,13 +138,13 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
         lines += ["", "</details>", ""]
         for method in rep["summary"]:
             rows = sorted((r for r in rep["results"] if r["method"] == method), key=lambda r: statistics.fmean(r["fraction"]))
-            xs = range(len(rows))
-            line, = ax.plot(xs, [statistics.fmean(r["fraction"]) for r in rows], label=f"{method}: {label}")
-            for i, r in enumerate(rows):
-                ax.scatter([i] * len(r["fraction"]), r["fraction"], s=6, color=line.get_color(), alpha=0.5)
+            xs = [(i + 0.5) / len(rows) for i in range(len(rows))]  # a quantile axis: files of different sizes align
+            line, = ax.plot(xs, [statistics.fmean(r["fraction"]) for r in rows], label=f"{method}: {label} ({len(rows)} games)")
+            for x, r in zip(xs, rows):
+                ax.scatter([x] * len(r["fraction"]), r["fraction"], s=6, color=line.get_color(), alpha=0.5)
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.axhline(0.9, color="gray", lw=0.6, ls=":")
-    ax.set_xlabel("games, sorted by the mean over seeds")
+    ax.set_xlabel("share of the games, sorted by the mean over seeds (dots: every seed)")
     ax.set_ylabel("fraction of the LP gain over no information")
     ax.set_ylim(-0.2, 1.1)
     ax.legend(fontsize=7, loc="lower right")
