@@ -103,11 +103,13 @@ def _scored(name: str, prior, sender_utility, receiver_utility, transition=None,
 
 
 def persuasion_suite(num_random: int = 40) -> list[SuiteGame]:
-    """The named one-step games, the Markov games, then the generator's stream until ``num_random`` non-trivial random games (the
-    trivial ones met on the way are included, marked ``trivial``)."""
+    """The named one-step games, the Markov games, then the generator's stream until ``num_random`` non-trivial
+    random games (the trivial ones met on the way are included, marked ``trivial``)."""
     if not isinstance(num_random, int) or isinstance(num_random, bool) or num_random < 0:
         raise ValueError(f"num_random={num_random!r} is invalid: expected a non-negative integer.")
-    games = [_scored(name, g["prior"], g["sender_utility"], g["receiver_utility"]) for name, g in ONE_STEP_GAMES.items()]
+    games = [
+        _scored(name, g["prior"], g["sender_utility"], g["receiver_utility"]) for name, g in ONE_STEP_GAMES.items()
+    ]
     games += [
         _scored(name, g["prior"], g["sender_utility"], g["receiver_utility"], g["transition"], g["horizon"])
         for name, g in MARKOV_GAMES.items()

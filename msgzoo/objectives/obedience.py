@@ -316,11 +316,13 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             per_message = matrix.sum(-1) / (num_messages - 1)
             if self.margin == "posterior":  # C(k, l) >= eps * P(k), P(k) = mean_t phi(k | s_t)
                 per_message_eps = eps * self._per_problem(phi).mean(-2)
-                pairs_eps = terms_eps = _off_diagonal(per_message_eps.unsqueeze(-1).expand(*per_message_eps.shape, num_messages))
+                rows = per_message_eps.unsqueeze(-1).expand(*per_message_eps.shape, num_messages)  # [k, l] = eps P(k)
+                pairs_eps = terms_eps = _off_diagonal(rows)
         if self.margin == "joint":
             terms_eps = pairs_eps = per_message_eps = eps
         if self.joint_epsilon:
-            terms_eps, pairs_eps, per_message_eps = (x + self.joint_epsilon for x in (terms_eps, pairs_eps, per_message_eps))
+            floor = self.joint_epsilon
+            terms_eps, pairs_eps, per_message_eps = terms_eps + floor, pairs_eps + floor, per_message_eps + floor
 
         # every loss below is per problem (the last dim reduced), then averaged over problems
         if self.mode == "lagrangian":
@@ -341,7 +343,8 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         }
         if self.mode in DUAL_MODES:
             out["constraint_estimates"] = estimates.detach()  # for update_multipliers
-            out["constraint_bounds"] = torch.as_tensor(bounds).detach().expand_as(estimates)
+            bounds = torch.as_tensor(bounds, dtype=estimates.dtype, device=estimates.device)
+            out["constraint_bounds"] = bounds.detach().expand_as(estimates)
         return TensorDict(out, batch_size=[])
 
 
