@@ -64,7 +64,8 @@ class ObedienceConstraintLoss(SenderCriticLoss):
       price instead of a hand-set penalty.
 
       In both dual modes ``forward`` returns the estimates the multipliers price as ``constraint_estimates`` (with
-      their right-hand sides as ``constraint_bounds``) and never changes the multipliers itself (as TorchRL leaves target updates to ``SoftUpdate.step()``).
+      their right-hand sides as ``constraint_bounds``) and never changes the multipliers itself (as TorchRL leaves
+      target updates to ``SoftUpdate.step()``).
     - ``"stringent"``: a hinge per sample (or pair), ``lambda * mean(relu(epsilon - c_t))``.
 
     The critic :math:`W^j(s,\cdot)` (the receiver's marginal action value, learned by the sender from
@@ -196,7 +197,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             raise ValueError(f"gamma={gamma} is invalid: expected a discount in [0, 1].")
         if dual_lr <= 0:
             raise ValueError(f"dual_lr={dual_lr} is invalid: expected a positive step size.")
-        if mode in ("dual", "dual_pairwise") and not (isinstance(num_messages, int) and num_messages >= 2):
+        if mode in DUAL_MODES and not (isinstance(num_messages, int) and num_messages >= 2):
             raise ValueError(f"num_messages={num_messages!r} is invalid: mode={mode!r} needs the message-space size (>= 2).")
         if mode == "dual_pairwise" and counterfactual != "all":
             raise ValueError(
@@ -226,18 +227,19 @@ class ObedienceConstraintLoss(SenderCriticLoss):
     @torch.no_grad()
     def update_multipliers(self, loss_output: TensorDictBase) -> None:
         """One projected dual-ascent step (``"dual"`` / ``"dual_pairwise"`` modes), from what ``forward`` returned
-        on a batch: ``lambda <- max(0, lambda - dual_lr * (C - epsilon))`` for each multiplier and its estimate
-        ``C``. Call it once per update, after ``forward`` (which used the multipliers from before the step). A
-        no-op in the fixed-multiplier modes."""
+        on a batch: ``lambda <- max(0, lambda - dual_lr * (C - b))`` for each multiplier, its estimate ``C`` and
+        its bound ``b`` (``epsilon``, plus ``joint_epsilon``; times ``P(sigma)`` with ``margin="posterior"``). Call
+        it once per update, after ``forward`` (which used the multipliers from before the step). A no-op in the
+        fixed-multiplier modes."""
         if self.mode not in DUAL_MODES:
             return
-        estimates = loss_output.get("constraint_estimates", None)
-        if estimates is None:
+        missing = [k for k in ("constraint_estimates", "constraint_bounds") if loss_output.get(k, None) is None]
+        if missing:
             raise KeyError(
-                f"update_multipliers needs 'constraint_estimates', which forward returns in mode={self.mode!r}: pass "
-                "the output of this loss's forward."
+                f"update_multipliers needs {missing}, which forward returns in mode={self.mode!r}: pass the output of "
+                "this loss's forward."
             )
-        bounds = loss_output.get("constraint_bounds", self.epsilon)  # epsilon, or eps * P(sigma) (margin="posterior")
+        estimates, bounds = loss_output.get("constraint_estimates"), loss_output.get("constraint_bounds")
         self.lagrange_multiplier.sub_(self.dual_lr * (estimates - bounds)).clamp_(min=0.0)
 
     def _message_values(self, tensordict: TensorDictBase, w: torch.Tensor, num_messages: int) -> torch.Tensor:
