@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from msgzoo.methods import METHODS
+from msgzoo.methods import METHODS, method_spec
 from msgzoo.objectives.obedience import COUNTERFACTUALS, MARGINS, MODES
 
 
@@ -206,7 +206,7 @@ def estimate_memory(cfg: DictConfig, method: str) -> int:
     floats: the message is a cell, and the conv layer has 3 channels), twice (kept for the backward pass)."""
     cells = int(cfg.env.height) * int(cfg.env.width)
     table = _FLOAT_BYTES * cells * cells
-    if method not in ("sg", "sgoc", "pgoc"):
+    if not method_spec(method).receiver_on_every_message:
         return table
     rows = int(cfg.env.num_envs) * int(cfg.env.steps_per_batch) * int(cfg.get("num_seeds", 1) or 1)
     return max(table, 2 * _FLOAT_BYTES * rows * cells * 3 * cells)
@@ -253,6 +253,18 @@ def check_device(device: Any) -> None:
         _fail("device", device, "a device this machine has (no CUDA GPU is visible)", "set device=cpu.")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         _fail("device", device, "a device this machine has (MPS is not available)", "set device=cpu.")
+
+
+def _check_dial_section(cfg: DictConfig) -> None:
+    _check(cfg, "dial.noise_std", lambda v: _number(v) and v >= 0, "a non-negative noise scale", 0.5)
+    _check(cfg, "dial.lr", _learning_rate, "a learning rate in (0, 1]", 3e-4)
+    for eps in ("dial.eps_init", "dial.eps_end"):
+        _check(cfg, eps, _probability, "an exploration rate in [0, 1]", 0.05)
+    _check(cfg, "dial.annealing_frames", _positive_int, "a positive number of env steps", 1000000)
+
+
+#: The checks of the config sections a method declares as its own (:attr:`~msgzoo.methods.MethodSpec.sections`).
+SECTION_CHECKS: dict[str, Callable[[DictConfig], None]] = {"dial": _check_dial_section}
 
 
 def validate_config(cfg: DictConfig, *, method: str) -> None:
@@ -327,12 +339,8 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
     _check(cfg, "loss.target_tau", lambda v: _number(v) and 0 < v <= 1, "a soft-update weight in (0, 1]", 0.02)
     for coeff in ("loss.receiver_entropy_coeff", "loss.sender_entropy_coeff"):
         _check(cfg, coeff, lambda v: _number(v) and v >= 0, "a non-negative coefficient", 0.0)
-    if method == "dial":
-        _check(cfg, "dial.noise_std", lambda v: _number(v) and v >= 0, "a non-negative noise scale", 0.5)
-        _check(cfg, "dial.lr", _learning_rate, "a learning rate in (0, 1]", 3e-4)
-        for eps in ("dial.eps_init", "dial.eps_end"):
-            _check(cfg, eps, _probability, "an exploration rate in [0, 1]", 0.05)
-        _check(cfg, "dial.annealing_frames", _positive_int, "a positive number of env steps", 1000000)
+    for section in method_spec(method).sections:  # the sections only this method reads
+        SECTION_CHECKS[section](cfg)
     _check(cfg, "logger.log_interval", _positive_int, "a positive number of batches", 20)
     _check(cfg, "logger.checkpoint_interval", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
            "a number of batches >= 0 (0: only at the end)", 0)

@@ -1,49 +1,89 @@
-"""Evaluation of trained policies: exact for one-step games, by rollouts for multi-step ones."""
+"""Evaluation of trained policies: exact for one-step games, by rollouts for multi-step ones.
+
+How a method's policies are read (its one-step tables, its sender's message distribution) is the method's own
+declaration, a :class:`PolicyReadout` (:attr:`msgzoo.methods.Method.readout`): evaluation asks it, never the
+method's name.
+"""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from tensordict import TensorDict
+from tensordict import TensorDict, TensorDictBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from msgzoo.exact_payoffs import exact_payoffs, tabulate_one_step_policies
-from msgzoo.methods import Method
 from msgzoo.metrics import best_response_regret, honesty, mutual_information, obedience_violation
 from msgzoo.objectives.common import logits_module_of
 
+if TYPE_CHECKING:  # methods.py declares its readouts from here: the import runs one way only
+    from msgzoo.methods import Method
+
+
+class PolicyReadout:
+    """How evaluation reads a method's policies: a signaling scheme's categorical messages (this class).
+
+    ``tables``: ``phi[s, sigma]`` and ``pi[sigma, a]`` on a one-step game, the scheme's softmax and the receiver's
+    stochastic policy per one-hot message. ``message_distribution``: what the sender sends on a batch of states.
+    """
+
+    def tables(self, env, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
+        return tabulate_one_step_policies(
+            logits_module_of(method.scheme), method.receiver, env.num_states, env.num_messages, env.device
+        )
+
+    @torch.no_grad()
+    def message_distribution(self, method: Method, tensordict: TensorDictBase) -> tuple[torch.Tensor, str]:
+        """``phi(. | s)`` on ``tensordict``'s states, one row per state, and a label."""
+        module = logits_module_of(method.scheme)
+        td = module(tensordict.select(*module.in_keys, strict=False).copy())
+        return torch.softmax(td.get(module.out_keys[0]), -1), "phi(message | s)"
+
+
+class DRUReadout(PolicyReadout):
+    """DIAL's real-valued message through a DRU: its *executed* (deterministic) policies.
+
+    The DRU's hard threshold gives a binary message vector per state, and the receiver acts greedily on its
+    Q-values; ``phi`` then lists, per state, the one-hot index of the distinct messages sent and ``pi`` the greedy
+    action for each of them. The message distribution is the noise-free DRU output ``sigmoid(m(s))``.
+    """
+
+    @torch.no_grad()
+    def tables(self, env, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
+        s = env.num_states
+        td = TensorDict(
+            {("sender", "observation"): torch.eye(s, device=env.device),
+             ("receiver", "observation"): torch.zeros(s, 0, device=env.device)},
+            batch_size=[s],
+        )
+        with set_exploration_type(ExplorationType.DETERMINISTIC):
+            td = method.scheme(td)
+            messages = td.get(("sender", "message"))
+            td = method.receiver(td)
+        actions = td.get(("receiver", "action")).double()
+        # every state sends a distinct-or-shared hard message; index the distinct ones
+        _, index = torch.unique(messages, dim=0, return_inverse=True)
+        k = int(index.max()) + 1
+        phi = torch.nn.functional.one_hot(index, max(k, 2)).double()
+        pi = torch.full((max(k, 2), actions.shape[-1]), 1.0 / actions.shape[-1], dtype=torch.float64)
+        pi[index] = actions
+        return phi, pi
+
+    @torch.no_grad()
+    def message_distribution(self, method: Method, tensordict: TensorDictBase) -> tuple[torch.Tensor, str]:
+        sender = method.scheme
+        first = sender.module[0] if hasattr(sender, "module") else sender
+        td = first(tensordict.select(*first.in_keys, strict=False).copy())
+        return torch.sigmoid(td.get(first.out_keys[0])), "DRU message sigmoid(m(s))"
+
+
+SCHEME_READOUT, DRU_READOUT = PolicyReadout(), DRUReadout()
+
 
 def one_step_tables(env, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
-    """``phi[s, sigma]`` and ``pi[sigma, a]`` of the learned policies of a one-step game.
-
-    For DIAL, the executed (deterministic) policies: the DRU's hard threshold gives a binary message
-    vector per state, and the receiver acts greedily on its Q-values; ``phi`` then lists, per state,
-    the one-hot index of the distinct messages sent and ``pi`` the greedy action for each of them.
-    """
-    if method.name == "dial":
-        return _dial_tables(env, method)
-    return tabulate_one_step_policies(
-        logits_module_of(method.scheme), method.receiver, env.num_states, env.num_messages, env.device
-    )
-
-
-@torch.no_grad()
-def _dial_tables(env, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
-    s = env.num_states
-    td = TensorDict(
-        {("sender", "observation"): torch.eye(s, device=env.device), ("receiver", "observation"): torch.zeros(s, 0, device=env.device)},
-        batch_size=[s],
-    )
-    with set_exploration_type(ExplorationType.DETERMINISTIC):
-        td = method.scheme(td)
-        messages = td.get(("sender", "message"))
-        td = method.receiver(td)
-    actions = td.get(("receiver", "action")).double()
-    # every state sends a distinct-or-shared hard message; index the distinct ones
-    _, index = torch.unique(messages, dim=0, return_inverse=True)
-    k = int(index.max()) + 1
-    phi = torch.nn.functional.one_hot(index, max(k, 2)).double()
-    pi = torch.full((max(k, 2), actions.shape[-1]), 1.0 / actions.shape[-1], dtype=torch.float64)
-    pi[index] = actions
-    return phi, pi
+    """``phi[s, sigma]`` and ``pi[sigma, a]`` of the learned policies of a one-step game, as the method's
+    :class:`PolicyReadout` reads them."""
+    return method.readout.tables(env, method)
 
 
 def one_step_evaluator(env):

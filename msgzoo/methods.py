@@ -3,18 +3,28 @@
 SG = signaling gradient; SGOC = SG + obedience; PG = the sender as an A2C actor over messages;
 PGOC = PG + obedience; DIAL = DIAL's differentiable channel. The receiver is trained by A2C in all but
 DIAL. :func:`build_method` returns everything a training loop needs, for any msgzoo environment.
+
+A method declares what the shared code needs to know of it, so that no shared module tests a method's name:
+its :class:`MethodSpec` (registered in :data:`METHOD_SPECS`: the builder, the config sections only it reads, its
+memory footprint) and, once built, its :class:`Method`: the update phases (:class:`UpdatePhase`: which losses,
+which optimizer, what runs before the losses and after the step), the config fields that set its learning rates
+and how evaluation reads its policies (:class:`~msgzoo.evaluation.PolicyReadout`). A new method is one builder
+and one registry entry here.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
+from tensordict import TensorDictBase
 from tensordict.nn import TensorDictSequential
 from torch import nn
 from torchrl.objectives import LossModule, SoftUpdate
 
+from msgzoo.evaluation import DRU_READOUT, SCHEME_READOUT, PolicyReadout
 from msgzoo.modules import (
     GridNet,
     ObservationMessageNet,
@@ -30,11 +40,11 @@ from msgzoo.objectives import (
     DIALLoss,
     ObedienceConstraintLoss,
     SignalingGradientLoss,
+    attach_next_message,
     make_receiver_a2c_loss,
     make_sender_a2c_loss,
 )
 
-METHODS = ("sgoc", "sg", "pgoc", "pg", "dial")
 RECEIVER_VALUE_KEY = ("receiver", "state_value")
 #: What the sender's losses learn from when its objective mixes in the receiver's reward (see :class:`RewardMix`).
 SENDER_OBJECTIVE_KEY = ("sender", "objective_reward")
@@ -100,8 +110,35 @@ def joint_epsilon_from_config(cfg) -> LinearSchedule | None:
 
 
 @dataclass
+class UpdatePhase:
+    """One optimizer step of a method, taken on a collected batch: the losses it sums, the optimizer it steps, and
+    what runs around them. The trainer cycles through a method's phases, one phase per collected batch.
+
+    Args:
+        name: the key of its optimizer in :attr:`Method.optimizers` (and of its logged loss, if none is named).
+        losses: the loss modules whose ``loss_*`` terms are summed, each logged under its key.
+
+    Keyword Args:
+        prepare: ``prepare(batch, frames)`` before the losses, with the env steps each seed has taken so far
+            (e.g. writing keys the losses read, or stepping a schedule).
+        after_loss: ``{loss key: hook(output)}`` called with that loss's output before the step (e.g. dual ascent).
+        after_step: called after every optimizer step (e.g. the target networks' soft updates).
+        after_batch: ``after_batch(frames)`` once per batch, with the batch's env steps per seed (e.g. an
+            exploration schedule over env steps).
+    """
+
+    name: str
+    losses: dict[str, LossModule]
+    prepare: Callable[[TensorDictBase, int], None] | None = None
+    after_loss: dict[str, Callable[[TensorDictBase], None]] = field(default_factory=dict)
+    after_step: tuple[Callable[[], None], ...] = ()
+    after_batch: Callable[[int], None] | None = None
+
+
+@dataclass
 class Method:
-    """A method ready to train: the collection policy, its parts, losses, optimizers, target updaters."""
+    """A method ready to train: the collection policy, its parts, losses, optimizers, target updaters, and the
+    update phases the trainer takes in turn (one per collected batch)."""
 
     name: str
     policy: TensorDictSequential
@@ -115,6 +152,9 @@ class Method:
     seeds: tuple[int, ...] | None = None  # set when several seeds train together (networks are SeedEnsembles)
     reward_mix: RewardMix | None = None  # the sender learns from SENDER_OBJECTIVE_KEY, written by reward_mix
     joint_epsilon: LinearSchedule | None = None  # the obedience loss's joint_epsilon over env steps (per seed)
+    phases: tuple[UpdatePhase, ...] = ()  # taken in turn, one per collected batch (empty: not trainable, a member)
+    readout: PolicyReadout = SCHEME_READOUT  # how evaluation reads its policies (tables, message distribution)
+    learning_rate_fields: tuple[str, ...] = ()  # the config fields its optimizers' learning rates come from
 
     @property
     def num_seeds(self) -> int:
@@ -132,6 +172,7 @@ class Method:
             self.name, seed_members(self.policy, index, memo), seed_members(self.scheme, index, memo),
             seed_members(self.receiver, index, memo), {}, None, {},
             exploration=copy.deepcopy(self.exploration) if self.exploration is not None else None,
+            readout=self.readout, learning_rate_fields=self.learning_rate_fields,
         )
 
     @property
@@ -212,6 +253,33 @@ def _adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer
     return torch.optim.Adam(params)
 
 
+@dataclass(frozen=True)
+class MethodSpec:
+    """What the shared code knows of a method before it is built (config checks, memory estimates).
+
+    Args:
+        name: the method's name (``method=`` of a recipe).
+        build: ``build(name, env, nets, cfg, device) -> Method``.
+
+    Keyword Args:
+        sections: the config sections only this method reads (checked for it alone).
+        receiver_on_every_message: its losses run the receiver on every message of every sample (the largest
+            tensor of a big map, :func:`~msgzoo.config_validation.estimate_memory`).
+    """
+
+    name: str
+    build: Callable[..., "Method"]
+    sections: tuple[str, ...] = ()
+    receiver_on_every_message: bool = False
+
+
+def method_spec(method: str) -> MethodSpec:
+    """The :class:`MethodSpec` registered as ``method`` (else ``ValueError`` naming the known ones)."""
+    if method not in METHOD_SPECS:
+        raise ValueError(f"method={method!r} is invalid: expected one of {METHODS}.")
+    return METHOD_SPECS[method]
+
+
 def build_method(
     method: str, env, cfg, *, device: torch.device | str = "cpu", seeds: Sequence[int] | None = None
 ) -> Method:
@@ -231,8 +299,7 @@ def build_method(
     each seed's first ``warmup.frames`` env steps: a :class:`RewardMix`, after which the sender's losses read
     :data:`SENDER_OBJECTIVE_KEY`, and the obedience loss's ``joint_epsilon``).
     """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r} is invalid: expected one of {METHODS}.")
+    spec = method_spec(method)
     if seeds is not None:
         seeds = tuple(int(s) for s in seeds)
         if len(seeds) < 1 or len(set(seeds)) != len(seeds):
@@ -243,11 +310,22 @@ def build_method(
                 f"batch_size=[{len(seeds)}, num_envs] (one row of games per seed)."
             )
     nets = Networks(env, hidden=tuple(cfg.network.hidden), seeds=seeds)
+    return spec.build(spec.name, env, nets, cfg, device)
+
+
+#: The config fields the receiver-and-sender methods' learning rates come from.
+_OPTIM_LEARNING_RATES = ("optim.signaling_lr", "optim.sender_critic_lr", "optim.receiver_actor_lr",
+                         "optim.receiver_critic_lr")
+
+
+def _build_receiver_and_sender(
+    name: str, env, nets: Networks, cfg, device, *, sender: str, obedience: bool
+) -> Method:
+    """SG, SGOC, PG, PGOC: an A2C receiver and a sender trained by ``sender`` (``"signaling"``: the signaling
+    gradient, ``"policy_gradient"``: A2C over messages), with the obedience constraints if ``obedience``; the
+    receiver and the sender update in turn, on alternate batches."""
     k, a = nets.num_messages, nets.num_actions
     L, O = cfg.loss, cfg.optim
-    if method == "dial":
-        return _build_dial(env, nets, cfg, device)
-
     scheme = make_signaling_scheme(nets.sender(k)).to(device)
     receiver = make_receiver_actor(nets.receiver(a)).to(device)
     receiver_critic = make_value_critic(
@@ -258,7 +336,7 @@ def build_method(
     )
     sender_losses: dict[str, LossModule] = {}
     sender_critics: list[nn.Module] = []
-    if method in ("sg", "sgoc"):
+    if sender == "signaling":
         w_sender = make_action_value_critic(nets.sender(a)).to(device)
         sender_losses["signaling"] = SignalingGradientLoss(
             scheme, receiver, w_sender, receiver_coeff=L.receiver_coeff, gamma=L.sender_gamma, num_messages=k,
@@ -271,14 +349,14 @@ def build_method(
             scheme, v_sender, gamma=L.sender_gamma, entropy_coeff=L.sender_entropy_coeff
         )
         sender_critics.append(v_sender)
-    if method in ("sgoc", "pgoc"):
+    if obedience:
         w_receiver = make_action_value_critic(nets.sender(a), out_key=("sender", "receiver_action_value")).to(device)
         sender_losses["obedience"] = ObedienceConstraintLoss(
             scheme, receiver, w_receiver,
             lagrange_multiplier=L.lagrange_multiplier, epsilon=L.epsilon, mode=L.obedience_mode,
             counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=k,
             margin=L.get("obedience_margin", "joint"), joint_epsilon=L.get("joint_epsilon", 0.0),
-            ensemble_shape=() if seeds is None else (len(seeds),),
+            ensemble_shape=() if nets.seeds is None else (len(nets.seeds),),
         ).to(device)
         sender_critics.append(w_receiver)
     optimizers = {
@@ -292,18 +370,40 @@ def build_method(
         if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss))
     ]
     reward_mix = reward_mix_from_config(cfg)
-    joint_epsilon = joint_epsilon_from_config(cfg) if "obedience" in sender_losses else None
+    joint_epsilon = joint_epsilon_from_config(cfg) if obedience else None
     if reward_mix is not None:
-        own = sender_losses["signaling" if "signaling" in sender_losses else "policy_gradient"]
-        own.set_keys(reward=SENDER_OBJECTIVE_KEY)
+        sender_losses[sender].set_keys(reward=SENDER_OBJECTIVE_KEY)
+
+    # the receiver's critic bootstraps on the next step's message
+    receiver_phase = UpdatePhase(
+        "receiver", {"receiver": receiver_loss}, prepare=lambda batch, frames: attach_next_message(batch, scheme)
+    )
+    sender_phase = UpdatePhase(
+        "sender", sender_losses,
+        prepare=partial(_prepare_sender, reward_mix=reward_mix, joint_epsilon=joint_epsilon,
+                        obedience=sender_losses.get("obedience")),
+        # dual ascent on this batch's estimates (dual modes only)
+        after_loss={"obedience": sender_losses["obedience"].update_multipliers} if obedience else {},
+        after_step=tuple(u.step for u in updaters),
+    )
     policy = TensorDictSequential(scheme, receiver)
     return Method(
-        method, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters, seeds=seeds,
-        reward_mix=reward_mix, joint_epsilon=joint_epsilon,
+        name, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters, seeds=nets.seeds,
+        reward_mix=reward_mix, joint_epsilon=joint_epsilon, phases=(receiver_phase, sender_phase),
+        readout=SCHEME_READOUT, learning_rate_fields=_OPTIM_LEARNING_RATES,
     )
 
 
-def _build_dial(env, nets: Networks, cfg, device) -> Method:
+def _prepare_sender(batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, obedience) -> None:
+    """The warm-up schedules, on each seed's own env steps: the sender's objective reward, the joint epsilon."""
+    if reward_mix is not None:
+        reward_mix.write(batch, frames)
+    if joint_epsilon is not None:
+        obedience.joint_epsilon = joint_epsilon.value(frames)
+
+
+def _build_dial(name: str, env, nets: Networks, cfg, device) -> Method:
+    """DIAL: sender and receiver trained together by the receiver's TD loss through the message, every batch."""
     D = cfg.dial
     nets = Networks(env, hidden=nets.hidden, linear_bias=True, seeds=nets.seeds)  # a zero message must not tie every Q-value
     sender = make_dial_sender(nets.sender(nets.num_messages), noise_std=D.noise_std).to(device)
@@ -312,9 +412,26 @@ def _build_dial(env, nets: Networks, cfg, device) -> Method:
         nets.num_actions, eps_init=D.eps_init, eps_end=D.eps_end, annealing_num_steps=D.annealing_frames
     ).to(device)
     loss = DIALLoss(sender, receiver, gamma=cfg.loss.receiver_gamma)
-    optimizers = {"dial": _adam([(sender, D.lr), (receiver, D.lr)])}
+    optimizers = {name: _adam([(sender, D.lr), (receiver, D.lr)])}
+    updater = SoftUpdate(loss, tau=cfg.loss.target_tau)
+    # the exploration schedule runs on each seed's own env steps
+    phase = UpdatePhase(name, {name: loss}, after_step=(updater.step,), after_batch=exploration.step)
     policy = TensorDictSequential(sender, receiver, exploration)
     return Method(
-        "dial", policy, sender, receiver, {"dial": loss}, None, optimizers,
-        [SoftUpdate(loss, tau=cfg.loss.target_tau)], exploration, seeds=nets.seeds,
+        name, policy, sender, receiver, {name: loss}, None, optimizers, [updater], exploration, seeds=nets.seeds,
+        phases=(phase,), readout=DRU_READOUT, learning_rate_fields=("dial.lr",),
     )
+
+
+#: Every method, by name: its builder and what the shared code must know of it before building.
+METHOD_SPECS: dict[str, MethodSpec] = {
+    "sgoc": MethodSpec("sgoc", partial(_build_receiver_and_sender, sender="signaling", obedience=True),
+                       receiver_on_every_message=True),
+    "sg": MethodSpec("sg", partial(_build_receiver_and_sender, sender="signaling", obedience=False),
+                     receiver_on_every_message=True),
+    "pgoc": MethodSpec("pgoc", partial(_build_receiver_and_sender, sender="policy_gradient", obedience=True),
+                       receiver_on_every_message=True),
+    "pg": MethodSpec("pg", partial(_build_receiver_and_sender, sender="policy_gradient", obedience=False)),
+    "dial": MethodSpec("dial", _build_dial, sections=("dial",)),
+}
+METHODS = tuple(METHOD_SPECS)

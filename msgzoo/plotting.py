@@ -149,21 +149,11 @@ def _paper_panel(ax, episodes, series, window, method, map_name, optimum) -> Non
     ax.set_title("in the paper's units (Figure 2)", fontsize=10)
 
 
-@torch.no_grad()
 def scheme_distribution(method, tensordict: TensorDictBase) -> tuple[torch.Tensor, str]:
-    """What the sender sends on ``tensordict``'s states, one row per state: ``phi(. | s)`` for a signaling
-    scheme (softmax of its logits), or the noise-free DRU output ``sigmoid(m(s))`` for DIAL's real-valued
-    message. Returns the ``[N, num_messages]`` tensor and a label."""
-    from msgzoo.objectives.common import logits_module_of
-
-    if method.name == "dial":
-        sender = method.scheme
-        first = sender.module[0] if hasattr(sender, "module") else sender
-        td = first(tensordict.select(*first.in_keys, strict=False).copy())
-        return torch.sigmoid(td.get(first.out_keys[0])), "DRU message sigmoid(m(s))"
-    module = logits_module_of(method.scheme)
-    td = module(tensordict.select(*module.in_keys, strict=False).copy())
-    return torch.softmax(td.get(module.out_keys[0]), -1), "phi(message | s)"
+    """What the sender sends on ``tensordict``'s states, one row per state, as the method's readout gives it
+    (:meth:`~msgzoo.evaluation.PolicyReadout.message_distribution`: ``phi(. | s)`` for a signaling scheme, the
+    noise-free DRU output for DIAL). Returns the ``[N, num_messages]`` tensor and a label."""
+    return method.readout.message_distribution(method, tensordict)
 
 
 def plot_scheme_heatmaps(method, env, path: str | Path, *, num_states: int = 4, seed: int = 0) -> Path:

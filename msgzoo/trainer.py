@@ -1,7 +1,9 @@
 """The training loop every recipe shares: collect with TorchRL's ``Collector``, update, log, checkpoint.
 
-The reference alternates two phases on fresh on-policy batches: collect a batch and update the
-receiver, collect another and update the sender. DIAL trains both from every batch with one loss.
+Each collected batch goes to one of the method's update phases (:class:`~msgzoo.methods.UpdatePhase`), taken in
+turn: the reference's methods alternate two phases on fresh on-policy batches (collect a batch and update the
+receiver, collect another and update the sender); DIAL has one phase, both agents from every batch with one loss.
+The loop itself knows no method: the phases say which losses, which optimizer and what runs around the step.
 """
 from __future__ import annotations
 
@@ -25,10 +27,9 @@ from msgzoo.checkpoint import (
 )
 from msgzoo.config_validation import check_resume_config
 from msgzoo.experiment import Experiment, to_jsonable
-from msgzoo.methods import Method
+from msgzoo.methods import Method, UpdatePhase
 from msgzoo.modules.fast import fuse_policy
 from msgzoo.nan_guard import NonFiniteError, check_finite
-from msgzoo.objectives import ObedienceConstraintLoss, attach_next_message
 
 
 #: Version of the trainer's checkpoint layout (2: tensors and plain values only, with the run's config).
@@ -56,7 +57,8 @@ def _hyperparameters(method: Method) -> dict:
 def _apply_overrides(method: Method, fresh: dict, overrides: Sequence[str]) -> None:
     """Puts back the config's values of the ``resume_override`` fields over the checkpoint's (the other fields
     equal the checkpoint's, :func:`~msgzoo.config_validation.check_resume_config` made sure)."""
-    if any(o.startswith("optim.") or o in ("optim", "dial.lr", "dial") for o in overrides):
+    # an override names a learning rate's field or a section above it (optim, optim.signaling_lr)
+    if any(f == o or f.startswith(o + ".") for o in overrides for f in method.learning_rate_fields):
         for k, opt in method.optimizers.items():
             for group, lr in zip(opt.param_groups, fresh["lr"][k]):
                 group["lr"] = lr
@@ -172,33 +174,27 @@ class Trainer:
                 what=f"update of batch {bad}", kind="nan/inf",
             )
 
-    def update_receiver(self, batch: TensorDictBase, metrics: dict) -> None:
-        attach_next_message(batch, self.method.scheme)
-        out = self.method.receiver_loss(batch)
-        self._apply("receiver", _loss_total(out, "receiver", metrics), metrics)
+    def update(self, batch: TensorDictBase, metrics: dict) -> None:
+        """Updates on ``batch`` with the method's next phase (they are taken in turn, one per batch)."""
+        phases = self.method.phases
+        self.update_phase(phases[self.iteration % len(phases)], batch, metrics)
 
-    def update_sender(self, batch: TensorDictBase, metrics: dict) -> None:
-        frames = self.frames // self.num_seeds  # the warm-up schedules run on each seed's own env steps
-        if self.method.reward_mix is not None:
-            self.method.reward_mix.write(batch, frames)
-        if self.method.joint_epsilon is not None:
-            self.method.sender_losses["obedience"].joint_epsilon = self.method.joint_epsilon.value(frames)
+    def update_phase(self, phase: UpdatePhase, batch: TensorDictBase, metrics: dict) -> None:
+        """One step of ``phase`` on ``batch``: its preparation, its losses (summed), the optimizer step, its
+        after-step and after-batch hooks."""
+        if phase.prepare is not None:
+            phase.prepare(batch, self.frames // self.num_seeds)  # schedules run on each seed's own env steps
         total = 0.0
-        for name, loss_module in self.method.sender_losses.items():
+        for name, loss_module in phase.losses.items():
             out = loss_module(batch)
-            if isinstance(loss_module, ObedienceConstraintLoss):
-                loss_module.update_multipliers(out)  # dual ascent on this batch's estimates (dual modes only)
+            if name in phase.after_loss:
+                phase.after_loss[name](out)
             total = total + _loss_total(out, name, metrics)
-        self._apply("sender", total, metrics)
-        for updater in self.method.target_updaters:
-            updater.step()
-
-    def update_dial(self, batch: TensorDictBase, metrics: dict) -> None:
-        out = self.method.sender_losses["dial"](batch)
-        self._apply("dial", _loss_total(out, "dial", metrics), metrics)
-        for updater in self.method.target_updaters:
-            updater.step()
-        self.method.exploration.step(batch.numel() // self.num_seeds)  # each seed's schedule, in its own env steps
+        self._apply(phase.name, total, metrics)
+        for hook in phase.after_step:
+            hook()
+        if phase.after_batch is not None:
+            phase.after_batch(batch.numel() // self.num_seeds)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -334,12 +330,7 @@ class Trainer:
             try:
                 for batch in collector:
                     metrics: dict = {}
-                    if self.method.name == "dial":
-                        self.update_dial(batch, metrics)
-                    elif self.iteration % 2 == 0:
-                        self.update_receiver(batch, metrics)
-                    else:
-                        self.update_sender(batch, metrics)
+                    self.update(batch, metrics)
                     self.frames += batch.numel()
                     self.iteration += 1
                     self._accumulate_rewards(batch)

@@ -45,12 +45,7 @@ def _params(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def _loss_groups(m):
     """(name, loss modules, the optimizer whose parameters they train) of each update phase."""
-    if m.name == "dial":
-        return [("dial", [m.sender_losses["dial"]], m.optimizers["dial"])]
-    return [
-        ("receiver", [m.receiver_loss], m.optimizers["receiver"]),
-        ("sender", list(m.sender_losses.values()), m.optimizers["sender"]),
-    ]
+    return [(p.name, list(p.losses.values()), m.optimizers[p.name]) for p in m.phases]
 
 
 def _total(losses, td):

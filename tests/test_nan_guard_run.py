@@ -20,15 +20,15 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(recipe_config, tmp_path):
     method = build_method("sgoc", env, cfg)
     with Experiment(method="sgoc", task="nan_test", seed=0, config=cfg, run_dir=str(tmp_path), use_wandb=False) as exp:
         trainer = Trainer(env, method, exp, total_frames=256 * 200, frames_per_batch=256, log_interval=4)
-        update_sender = trainer.update_sender
+        update = trainer.update
 
         def poisoned(batch, metrics):  # a receiver weight turns NaN at the 6th sender update
             if trainer.iteration == 11:
                 with torch.no_grad():
                     next(method.receiver.parameters()).fill_(math.nan)
-            update_sender(batch, metrics)
+            update(batch, metrics)
 
-        trainer.update_sender = poisoned
+        trainer.update = poisoned
         with pytest.raises(NonFiniteError) as err:
             trainer.train()
     message = str(err.value)

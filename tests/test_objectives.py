@@ -1358,7 +1358,7 @@ def test_trainer_steps_the_dual_multipliers_after_the_loss(recipe_config, tmp_pa
     expected = oc(batch)["constraint_estimates"]  # the same draw as the trainer's forward below
     metrics: dict = {}
     torch.manual_seed(0)
-    trainer.update_sender(batch, metrics)
+    trainer.update_phase(method.phases[1], batch, metrics)  # the sender's phase
     torch.testing.assert_close(oc.lagrange_multiplier, (before - cfg.loss.dual_lr * (expected - 1.0)).clamp_min(0.0))
     assert metrics["obedience/lagrange_multiplier"] == before.mean()  # the loss read the pre-step multipliers
     assert "obedience/constraint_estimates" not in metrics  # not a scalar: not logged

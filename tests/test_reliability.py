@@ -136,14 +136,14 @@ def test_resume_override_cannot_change_the_game_or_networks(finished, recipe_con
 # ------------------------------------------------------------ 3. a stop is not a finish
 def test_sigint_stops_with_status_interrupted_and_exit_status_130(recipe_config, tmp_path):
     trainer, exp = _trainer(recipe_config, tmp_path)
-    update = trainer.update_sender
+    update = trainer.update
 
     def ctrl_c(batch, metrics):
         if trainer.iteration == 5:
             os.kill(os.getpid(), signal.SIGINT)
         update(batch, metrics)
 
-    trainer.update_sender = ctrl_c
+    trainer.update = ctrl_c
     with exp:
         trainer.train()
         assert trainer.interrupted == "SIGINT" and trainer.frames < trainer.total_frames
@@ -222,14 +222,14 @@ def test_a_non_finite_update_between_logs_stops_at_the_last_good_checkpoint(reci
 
 def test_a_crash_keeps_the_last_good_state(recipe_config, tmp_path):
     trainer, exp = _trainer(recipe_config, tmp_path, log_interval=4)
-    update = trainer.update_sender
+    update = trainer.update
 
     def crash(batch, metrics):
         if trainer.iteration == 9:
             raise RuntimeError("CUDA error: an illegal memory access")
         update(batch, metrics)
 
-    trainer.update_sender = crash
+    trainer.update = crash
     with exp, pytest.raises(RuntimeError, match="illegal"):
         trainer.train()
     assert load_checkpoint(tmp_path / "checkpoint.pt")["iteration"] == 8
