@@ -71,6 +71,7 @@ def _build(task: str, method: str, num_envs: int, batches: int, run_dir: str, ex
         env, agents, exp, total_frames=batches * frames_per_batch, frames_per_batch=frames_per_batch,
         max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval, episode_length=episode_length,
         device=cfg.device, seed_experiments=exp.seed_runs(cfg, method) if seeds else None,
+        epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
     )
     return trainer, exp, cfg, frames_per_batch
 

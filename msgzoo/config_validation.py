@@ -31,6 +31,9 @@ RESUME_FREE = ("resume", "resume_override", "run_dir", "logger", "device", "thre
 #: Everything else (method, task, seed, env, network, num_seeds, DIAL's exploration) shapes the networks, the
 #: game or the random streams the checkpoint continues, so it cannot change on resume.
 RESUME_OVERRIDABLE = ("optim", "loss", "dial.lr")
+#: Fields added to the recipes' configs after checkpoints were made: a checkpoint whose config has the section but
+#: not the field ran with this value (what the code did before the field existed).
+ADDED_FIELDS = {"optim.epochs": 1, "optim.minibatches": 1}
 _MISSING = "<absent>"
 
 
@@ -77,6 +80,9 @@ def check_resume_config(saved: Any, current: Any, overrides: Sequence[str] = (),
         raise ConfigError(f"checkpoint {checkpoint} records no config: it cannot be checked against this run's, "
                           "so it is not resumed. Fix: start a new run.")
     old, new = _flatten(saved), _flatten(current)
+    for field, value in ADDED_FIELDS.items():
+        if any(k.startswith(field.rsplit(".", 1)[0] + ".") for k in old):
+            old.setdefault(field, value)
     changed = sorted(k for k in old.keys() | new.keys()
                      if not _under(k, RESUME_FREE) and old.get(k, _MISSING) != new.get(k, _MISSING))
     refused = [k for k in changed if not _under(k, overrides)]
@@ -327,6 +333,11 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
     for lr in ("optim.signaling_lr", "optim.sender_critic_lr", "optim.receiver_actor_lr", "optim.receiver_critic_lr"):
         _check(cfg, lr, _learning_rate, "a learning rate in (0, 1]", 1e-3)
     _check(cfg, "optim.max_grad", _positive, "a positive gradient clamp", 1.0)
+    _check(cfg, "optim.epochs", _positive_int, "a positive number of passes over each batch", 1)
+    _check(cfg, "optim.minibatches", _positive_int, "a positive number of minibatches per pass", 1)
+    if reaching_goals and cfg.env.num_envs % cfg.optim.minibatches:
+        _fail("optim.minibatches", cfg.optim.minibatches, f"a divisor of env.num_envs={cfg.env.num_envs} (each "
+              "minibatch takes an equal share of the batch's environments)", "set optim.minibatches=1, 2, 4, ...")
     for gamma in ("loss.sender_gamma", "loss.receiver_gamma"):
         _check(cfg, gamma, _probability, "a discount in [0, 1]", 0.99)
     _check(cfg, "loss.lagrange_multiplier", lambda v: _number(v) and v >= 0, "lambda >= 0", 5.0)

@@ -4,6 +4,13 @@ Each collected batch goes to one of the method's update phases (:class:`~msgzoo.
 turn: the reference's methods alternate two phases on fresh on-policy batches (collect a batch and update the
 receiver, collect another and update the sender); DIAL has one phase, both agents from every batch with one loss.
 The loop itself knows no method: the phases say which losses, which optimizer and what runs around the step.
+
+The data path is TorchRL's (as its A2C/PPO recipes): ``Collector`` -> ``ReplayBuffer`` (``LazyTensorStorage`` +
+``SamplerWithoutReplacement``) -> minibatch updates, ``epochs`` passes over each batch in ``minibatches``
+minibatches. The buffer holds one batch at a time (on-policy); its items are the batch's environments, each with
+its ``T`` consecutive steps (so trajectory-based targets still see whole rows), and with several seeds every
+minibatch takes the same environments of every seed. One epoch of one minibatch is the whole batch in collection
+order (no shuffle, no random draw): exactly the update on the collected batch.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
 
 from msgzoo.checkpoint import (
     GracefulInterrupt,
@@ -92,6 +100,9 @@ class Trainer:
         max_grad: gradients are clamped elementwise to ``[-max_grad, max_grad]`` (the reference's 1).
         log_interval: log every this many batches (the one host sync of the loop, where the NaN flag is read).
         checkpoint_interval: save ``checkpoint.pt`` every this many batches (0: only at the end / on signal).
+        epochs: passes over each collected batch (``optim.epochs``).
+        minibatches: minibatches per pass, each ``1 / minibatches`` of the batch's environments, drawn without
+            replacement (``optim.minibatches``; it must divide the number of environments per seed).
         evaluate: optional ``callable(method) -> dict`` logged at every log step (e.g. exact payoffs).
         episode_length: rewards per step are reported times this ("return per episode"); 1 for one-step games.
         seed_experiments: with a multi-seed ``method`` (``method.seeds``), one :class:`Experiment` per seed: each
@@ -119,6 +130,8 @@ class Trainer:
         episode_length: int = 1,
         device: torch.device | str = "cpu",
         seed_experiments: Sequence[Experiment] | None = None,
+        epochs: int = 1,
+        minibatches: int = 1,
     ):
         self.num_seeds = method.num_seeds
         seed_experiments = list(seed_experiments or [])
@@ -146,6 +159,8 @@ class Trainer:
         self._reward_batches = 0
         self.checkpoint_path = Path(experiment.run_dir) / "checkpoint.pt"
         self.history: list[dict] = []
+        self.epochs, self.minibatches = int(epochs), int(minibatches)
+        self.buffer = self._replay_buffer(env)
 
     # -- updates -------------------------------------------------------------------------------
     def _apply(self, name: str, loss: torch.Tensor, metrics: dict) -> None:
@@ -174,27 +189,54 @@ class Trainer:
                 what=f"update of batch {bad}", kind="nan/inf",
             )
 
+    def _replay_buffer(self, env) -> ReplayBuffer:
+        """One batch's environments (with all their steps and seeds), sampled in ``minibatches`` per epoch."""
+        for name, value in (("epochs", self.epochs), ("minibatches", self.minibatches)):
+            if value < 1:
+                raise ValueError(f"optim.{name}={value} is invalid: expected a positive integer.")
+        rows = int(env.batch_size[-1])  # environments per seed: [num_envs] or [num_seeds, num_envs]
+        if rows % self.minibatches:
+            raise ValueError(
+                f"optim.minibatches={self.minibatches} does not divide the {rows} environments of a batch (per seed): "
+                f"pick a divisor of {rows}, or change env.num_envs."
+            )
+        return ReplayBuffer(
+            storage=LazyTensorStorage(rows, device=self.device),
+            # one minibatch: the batch in collection order, without drawing a permutation from the RNG
+            sampler=SamplerWithoutReplacement(drop_last=True, shuffle=self.minibatches > 1),
+            batch_size=rows // self.minibatches,
+        )
+
     def update(self, batch: TensorDictBase, metrics: dict) -> None:
         """Updates on ``batch`` with the method's next phase (they are taken in turn, one per batch)."""
         phases = self.method.phases
         self.update_phase(phases[self.iteration % len(phases)], batch, metrics)
 
     def update_phase(self, phase: UpdatePhase, batch: TensorDictBase, metrics: dict) -> None:
-        """One step of ``phase`` on ``batch``: its preparation, its losses (summed), the optimizer step, its
-        after-step and after-batch hooks."""
+        """``phase`` on ``batch``: its preparation on the whole batch, then ``epochs`` passes of ``minibatches``
+        steps (losses summed, optimizer step, after-step hooks), then its after-batch hook. Metrics are the last
+        step's."""
         if phase.prepare is not None:
             phase.prepare(batch, self.frames // self.num_seeds)  # schedules run on each seed's own env steps
+        seeds = self.num_seeds > 1  # the seed dim goes behind the environments' dim, which the buffer indexes
+        self.buffer.empty()  # a fresh permutation per batch: a resumed run draws what the uninterrupted one drew
+        self.buffer.extend(batch.transpose(0, 1) if seeds else batch)
+        for _ in range(self.epochs):
+            for minibatch in self.buffer:
+                self._step(phase, minibatch.transpose(0, 1).contiguous() if seeds else minibatch, metrics)
+        if phase.after_batch is not None:
+            phase.after_batch(batch.numel() // self.num_seeds)
+
+    def _step(self, phase: UpdatePhase, minibatch: TensorDictBase, metrics: dict) -> None:
         total = 0.0
         for name, loss_module in phase.losses.items():
-            out = loss_module(batch)
+            out = loss_module(minibatch)
             if name in phase.after_loss:
                 phase.after_loss[name](out)
             total = total + _loss_total(out, name, metrics)
         self._apply(phase.name, total, metrics)
         for hook in phase.after_step:
             hook()
-        if phase.after_batch is not None:
-            phase.after_batch(batch.numel() // self.num_seeds)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -97,13 +97,14 @@ def run(cfg: DictConfig, method: str) -> dict:
             total_frames=int(cfg.collector.total_frames) * num_seeds, frames_per_batch=env.num_envs * env.horizon,
             max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
             checkpoint_interval=cfg.logger.checkpoint_interval, evaluate=one_step_evaluator(env), device=cfg.device,
-            seed_experiments=seed_runs,
+            seed_experiments=seed_runs, epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
         )
         if cfg.resume:
             trainer.resume(cfg.resume, cfg.get("resume_override") or ())
 
         # 4. Training: alternate receiver and sender updates on fresh batches of students (of whole episodes for
-        #    a Markov game). Train curves are mean rewards per step.
+        #    a Markov game), each batch through a replay buffer: optim.epochs passes of optim.minibatches
+        #    minibatches. Train curves are mean rewards per step.
         trainer.train()
         trainer.save()
         trainer.finish_if_interrupted()  # a stopped run: status "interrupted", no evaluation, exit status 128 + signal

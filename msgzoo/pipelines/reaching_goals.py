@@ -70,13 +70,14 @@ def run(cfg: DictConfig, method: str) -> dict:
             total_frames=total_frames, frames_per_batch=frames_per_batch,
             max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
             checkpoint_interval=cfg.logger.checkpoint_interval, episode_length=env.horizon, device=cfg.device,
-            seed_experiments=seed_runs,
+            seed_experiments=seed_runs, epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
         )
         if cfg.resume:
             trainer.resume(cfg.resume, cfg.get("resume_override") or ())
 
         # 4. Training: alternate receiver and sender updates on fresh batches of num_envs x steps_per_batch
-        #    steps (DIAL: one joint update per batch). Train curves are mean step rewards x horizon.
+        #    steps (DIAL: one joint update per batch), each batch through a replay buffer: optim.epochs passes of
+        #    optim.minibatches minibatches of environments. Train curves are mean step rewards x horizon.
         cpu_start = time.process_time()
         trainer.train()
         cpu_time = time.process_time() - cpu_start  # this process's CPU time (the wall time counts other loads too)
