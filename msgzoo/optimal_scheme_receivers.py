@@ -1,0 +1,192 @@
+"""Optimal information design for one sender and several receivers: private and public signaling LPs.
+
+N receivers each take an action from ``A``; the state ``s ~ P`` is seen by the sender only; payoffs depend on the
+state and the joint action profile ``a = (a_1, ..., a_N)``: the sender's ``u_0(s, a)``, receiver ``j``'s ``u_j(s, a)``.
+By the revelation principle the sender recommends an action to every receiver, drawing the whole profile
+``r ~ phi(. | s)``; the LP's variables are ``phi(r | s)`` over joint recommendation profiles.
+
+- **Private signaling** (each receiver sees only its own recommendation ``r_j``; Bergemann & Morris 2016, 2019,
+  "Information design: a unified perspective", the Bayes correlated equilibria; Arieli & Babichenko 2019,
+  "Private Bayesian persuasion"): receiver ``j`` told ``a`` must not gain by playing ``a'`` when the others obey,
+
+  ``sum_s P(s) sum_{r: r_j = a} phi(r|s) [u_j(s, r) - u_j(s, (a', r_{-j}))] >= 0`` for all ``j, a != a'``.
+
+- **Public signaling** (one message, the whole profile ``r``, seen by every receiver): obedience given ``r``,
+
+  ``sum_s P(s) phi(r|s) [u_j(s, r) - u_j(s, (a', r_{-j}))] >= 0`` for all ``r, j, a' != r_j``.
+
+  Summing the public constraints over ``r_{-j}`` gives the private ones, so the public optimum never exceeds the
+  private one. When a receiver's payoff depends only on its own action (no externalities, as in Arieli &
+  Babichenko's setting and :func:`voting_game`) the public LP is exactly public persuasion: each receiver best
+  responds to the common posterior. With externalities it is the best public scheme whose every message is followed
+  by a pure equilibrium of the posterior game (the recommended profile).
+
+As in :mod:`msgzoo.optimal_scheme`, an indifferent receiver obeys (ties in the sender's favour). Payoff arrays have
+one axis per receiver: ``sender_utility[s, a_1, ..., a_N]`` and ``receiver_utility[j, s, a_1, ..., a_N]``.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linprog
+
+from msgzoo.envs.common import require
+from msgzoo.exact_payoffs import _as_float64, _check_prior
+
+__all__ = ["SIGNALING", "MultiReceiverScheme", "optimal_multi_receiver_scheme", "voting_game"]
+
+SIGNALING = ("private", "public")
+
+
+@dataclass(frozen=True, eq=False)
+class MultiReceiverScheme:
+    """Solution of a several-receiver obedience LP.
+
+    Attributes:
+        scheme: ``[|S|, |A|, ..., |A|]`` float64 CPU tensor (one action axis per receiver),
+            ``scheme[s, r_1, ..., r_N] = phi(recommend the profile r | s)``; each state's entries sum to 1.
+        sender_value: the optimum, ``sum_s P(s) sum_r phi(r|s) u_0(s, r)`` (obedient receivers).
+        receiver_values: ``[N]`` float64 tensor, receiver ``j``'s payoff under the same scheme.
+        signaling: ``"private"`` or ``"public"``.
+    """
+
+    scheme: torch.Tensor
+    sender_value: float
+    receiver_values: torch.Tensor
+    signaling: str
+
+
+def _check_multi_game(prior: Any, sender_utility: Any, receiver_utility: Any):
+    p = _check_prior(prior, torch.device("cpu"))
+    us = _as_float64(sender_utility, "sender_utility", torch.device("cpu"))
+    ur = _as_float64(receiver_utility, "receiver_utility", torch.device("cpu"))
+    num_states = p.numel()
+    ok = us.ndim >= 2 and us.shape[0] == num_states and len(set(us.shape[1:])) == 1 and us.shape[1] >= 2
+    if not ok:
+        raise ValueError(
+            f"sender_utility has shape {list(us.shape)}: expected [|S|={num_states}, |A|, ..., |A|] with one axis "
+            "of |A| >= 2 actions per receiver."
+        )
+    n = us.ndim - 1
+    if tuple(ur.shape) != (n, *us.shape):
+        raise ValueError(
+            f"receiver_utility has shape {list(ur.shape)}: expected [N={n}, {', '.join(map(str, us.shape))}] "
+            "(one payoff array of the sender_utility's shape per receiver)."
+        )
+    return p.numpy(), us.numpy(), ur.numpy()
+
+
+def optimal_multi_receiver_scheme(
+    prior: Any, sender_utility: Any, receiver_utility: Any, *, signaling: str = "private"
+) -> MultiReceiverScheme:
+    """Sender-optimal scheme for N receivers, private or public signaling (the module docstring has the LPs).
+
+    Args:
+        prior: ``[|S|]`` state probabilities.
+        sender_utility: ``[|S|, |A|, ..., |A|]`` (N action axes) sender payoff of each state and action profile.
+        receiver_utility: ``[N, |S|, |A|, ..., |A|]``: receiver ``j``'s payoff is ``receiver_utility[j]``.
+
+    Keyword Args:
+        signaling: ``"private"`` (a recommendation per receiver, each sees its own) or ``"public"`` (one
+            recommended profile seen by all).
+
+    Returns:
+        :class:`MultiReceiverScheme`.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes, a prior that is not a distribution or an unknown
+            ``signaling``.
+        RuntimeError: with the solver's message if HiGHS fails. The private LP is always feasible (a correlated
+            equilibrium of the prior game always exists); the public one needs a public scheme whose every message
+            is followed by a pure equilibrium, which games with externalities may lack (e.g. matching pennies).
+
+    Examples:
+        >>> game = voting_game()
+        >>> private = optimal_multi_receiver_scheme(*game, signaling="private")
+        >>> public = optimal_multi_receiver_scheme(*game, signaling="public")
+        >>> round(private.sender_value, 6), round(public.sender_value, 6)
+        (0.833333, 0.666667)
+    """
+    require(signaling in SIGNALING, "signaling", signaling, f"one of {SIGNALING}")
+    p, us, ur = _check_multi_game(prior, sender_utility, receiver_utility)
+    num_states, n, k = p.shape[0], us.ndim - 1, us.shape[1]
+    profiles = list(itertools.product(range(k), repeat=n))
+    m = len(profiles)
+    flat_us = us.reshape(num_states, m)
+    flat_ur = ur.reshape(n, num_states, m)
+    index = {r: i for i, r in enumerate(profiles)}
+    # gain[j, a', s, r] = u_j(s, r) - u_j(s, (a', r_-j)): receiver j's loss from deviating to a' (x[s * m + r])
+    rows = []
+    for j in range(n):
+        for a2 in range(k):
+            dev = np.array([index[r[:j] + (a2,) + r[j + 1:]] for r in profiles])
+            gain = p[:, None] * (flat_ur[j] - flat_ur[j][:, dev])  # [S, m]
+            if signaling == "private":
+                for a in range(k):
+                    if a == a2:
+                        continue
+                    told = np.array([r[j] == a for r in profiles])
+                    rows.append(-(gain * told[None, :]).reshape(-1))
+            else:
+                for i, r in enumerate(profiles):
+                    if r[j] == a2:
+                        continue
+                    row = np.zeros((num_states, m))
+                    row[:, i] = -gain[:, i]
+                    rows.append(row.reshape(-1))
+    a_ub = np.stack(rows)
+    a_eq = np.kron(np.eye(num_states), np.ones((1, m)))
+    res = linprog(
+        -(p[:, None] * flat_us).reshape(-1), A_ub=a_ub, b_ub=np.zeros(len(rows)), A_eq=a_eq, b_eq=np.ones(num_states),
+        bounds=(0.0, 1.0), method="highs",
+    )
+    if not res.success or res.x is None:
+        raise RuntimeError(f"the {signaling} obedience LP failed (status {res.status}): {res.message}")
+    scheme = np.clip(res.x.reshape(num_states, m), 0.0, 1.0) + 0.0
+    scheme = scheme / scheme.sum(axis=1, keepdims=True)
+    joint = p[:, None] * scheme
+    return MultiReceiverScheme(
+        scheme=torch.as_tensor(scheme.reshape(us.shape), dtype=torch.float64),
+        sender_value=float((joint * flat_us).sum()),
+        receiver_values=torch.as_tensor((joint[None] * flat_ur).sum((1, 2)), dtype=torch.float64),
+        signaling=signaling,
+    )
+
+
+def voting_game(
+    num_voters: int = 3, quota: int = 2, prior_good: float = 1 / 3, costs: Any = None
+) -> tuple[list[float], np.ndarray, np.ndarray]:
+    """A committee vote (Arieli & Babichenko 2019's setting): the sender wants a proposal passed.
+
+    The proposal is good (state 1, probability ``prior_good``) or bad (state 0). Each voter approves (action 1)
+    or rejects (0); the proposal passes with at least ``quota`` approvals, and the sender gets 1 if it passes.
+    A voter's payoff depends on the state and its own vote only: approving pays +1 if the proposal is good and
+    ``-costs[j]`` if it is bad, rejecting pays 0 (so voter ``j`` approves when ``P(good) >= costs[j] / (1 +
+    costs[j])``).
+
+    With the defaults (3 voters, majority, prior 1/3, costs 1), public signaling can make every voter approve a
+    bad proposal half the time (sender 2/3), while private signaling tells only a random majority of two to approve
+    (3/4 of bad proposals pass; sender 5/6).
+
+    Returns:
+        ``(prior, sender_utility, receiver_utility)`` for :func:`optimal_multi_receiver_scheme`:
+        ``[2]``, ``[2, 2, ..., 2]`` and ``[N, 2, 2, ..., 2]``.
+    """
+    require(isinstance(num_voters, int) and num_voters >= 1, "num_voters", num_voters, "an integer >= 1")
+    require(isinstance(quota, int) and 1 <= quota <= num_voters, "quota", quota, f"an integer in [1, {num_voters}]")
+    require(0.0 < prior_good < 1.0, "prior_good", prior_good, "a probability in (0, 1)")
+    costs = np.ones(num_voters) if costs is None else np.asarray(costs, dtype=np.float64)
+    require(costs.shape == (num_voters,), "costs", costs.tolist(), f"{num_voters} numbers, one per voter")
+    shape = (2,) * num_voters
+    sender = np.zeros((2, *shape))
+    receiver = np.zeros((num_voters, 2, *shape))
+    for votes in itertools.product(range(2), repeat=num_voters):
+        sender[(slice(None), *votes)] = float(sum(votes) >= quota)
+        for j, v in enumerate(votes):
+            receiver[(j, 1, *votes)] = float(v)  # good: +1 for approving
+            receiver[(j, 0, *votes)] = -costs[j] * v  # bad: -cost for approving
+    return [1.0 - prior_good, prior_good], sender, receiver
