@@ -37,7 +37,10 @@ from scipy.optimize import linprog
 from msgzoo.envs.common import require
 from msgzoo.exact_payoffs import _as_float64, _check_prior
 
-__all__ = ["SIGNALING", "MultiReceiverScheme", "optimal_multi_receiver_scheme", "voting_game"]
+__all__ = [
+    "SIGNALING", "MultiReceiverScheme", "optimal_multi_receiver_scheme", "multi_receiver_payoffs", "voting_game",
+    "check_multi_receiver_game",
+]
 
 SIGNALING = ("private", "public")
 
@@ -60,7 +63,10 @@ class MultiReceiverScheme:
     signaling: str
 
 
-def _check_multi_game(prior: Any, sender_utility: Any, receiver_utility: Any):
+def check_multi_receiver_game(prior: Any, sender_utility: Any, receiver_utility: Any):
+    """Validates a several-receiver game; returns ``(prior, sender_utility, receiver_utility)`` as float64 numpy
+    arrays (``[|S|]``, ``[|S|, |A|, ..., |A|]``, ``[N, |S|, |A|, ..., |A|]``), or raises a ``ValueError`` naming the
+    argument."""
     p = _check_prior(prior, torch.device("cpu"))
     us = _as_float64(sender_utility, "sender_utility", torch.device("cpu"))
     ur = _as_float64(receiver_utility, "receiver_utility", torch.device("cpu"))
@@ -112,7 +118,7 @@ def optimal_multi_receiver_scheme(
         (0.833333, 0.666667)
     """
     require(signaling in SIGNALING, "signaling", signaling, f"one of {SIGNALING}")
-    p, us, ur = _check_multi_game(prior, sender_utility, receiver_utility)
+    p, us, ur = check_multi_receiver_game(prior, sender_utility, receiver_utility)
     num_states, n, k = p.shape[0], us.ndim - 1, us.shape[1]
     profiles = list(itertools.product(range(k), repeat=n))
     m = len(profiles)
@@ -155,6 +161,61 @@ def optimal_multi_receiver_scheme(
         receiver_values=torch.as_tensor((joint[None] * flat_ur).sum((1, 2)), dtype=torch.float64),
         signaling=signaling,
     )
+
+
+def multi_receiver_payoffs(
+    prior: Any, sender_utility: Any, receiver_utility: Any, phi: Any, pi: Any, *, signaling: str = "private"
+) -> tuple[float, torch.Tensor]:
+    """Exact expected payoffs of tabular policies in a several-receiver game (no sampling).
+
+    Private: ``phi[s, m_1, ..., m_N] = phi(m | s)`` over message profiles (``K`` messages each) and
+    ``pi[j, m_j, a] = pi_j(a | m_j)``; public: ``phi[s, m]`` over ``M`` public messages and
+    ``pi[j, m, a] = pi_j(a | m)``. The receivers act independently given their messages:
+    ``V^k = sum_s P(s) sum_m phi(m|s) sum_a prod_j pi_j(a_j | m_j or m) u_k(s, a)``.
+
+    Returns:
+        ``(sender_value, receiver_values)``: a float and an ``[N]`` float64 tensor.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes, or tables whose rows are not distributions.
+
+    Examples:
+        >>> p, us, ur = voting_game()
+        >>> lp = optimal_multi_receiver_scheme(p, us, ur, signaling="private")
+        >>> obey = torch.eye(2).expand(3, 2, 2)  # every voter follows its recommendation
+        >>> round(multi_receiver_payoffs(p, us, ur, lp.scheme, obey)[0], 6)
+        0.833333
+    """
+    require(signaling in SIGNALING, "signaling", signaling, f"one of {SIGNALING}")
+    p, us, ur = check_multi_receiver_game(prior, sender_utility, receiver_utility)
+    num_states, n, k = p.shape[0], us.ndim - 1, us.shape[1]
+    f = _as_float64(phi, "phi", torch.device("cpu")).numpy()
+    g = _as_float64(pi, "pi", torch.device("cpu")).numpy()
+    if signaling == "private":
+        ok = f.ndim == n + 1 and f.shape[0] == num_states and len(set(f.shape[1:])) == 1
+        expected = f"[|S|={num_states}, K, ..., K] with {n} message axes"
+    else:
+        ok = f.ndim == 2 and f.shape[0] == num_states
+        expected = f"[|S|={num_states}, M] over public messages"
+    if not ok:
+        raise ValueError(f"phi has shape {list(f.shape)}: expected {expected}.")
+    num_messages = f.shape[1]
+    if g.shape != (n, num_messages, k):
+        raise ValueError(f"pi has shape {list(g.shape)}: expected [N={n}, {num_messages}, |A|={k}], pi[j, m, a].")
+    for name, t in (("phi", f.reshape(num_states, -1)), ("pi", g)):
+        require(bool((t >= -1e-12).all()) and bool((np.abs(t.sum(-1) - 1.0) <= 1e-5).all()), name, t.tolist(),
+                "rows that are probability distributions")
+    if signaling == "private":  # contract message axis j with pi_j: [S, m_1..m_N] -> [S, a_1..a_N]
+        q = f
+        for j in range(n):
+            q = np.moveaxis(np.tensordot(q, g[j], axes=([1 + j], [0])), -1, 1 + j)
+    else:  # joint[m, a_1..a_N] = prod_j pi_j(a_j | m)
+        joint = g[0]
+        for j in range(1, n):
+            joint = joint[..., None] * g[j].reshape(num_messages, *([1] * j), k)
+        q = np.tensordot(f, joint, axes=([1], [0]))
+    q = p.reshape(-1, *([1] * n)) * q  # P(s, a)
+    return float((q * us).sum()), torch.as_tensor((q[None] * ur).reshape(n, -1).sum(-1), dtype=torch.float64)
 
 
 def voting_game(
