@@ -169,7 +169,7 @@ def test_env_group_keys_and_specs(signaling):
     env = MultiReceiverPersuasionEnv(*voting_game(), signaling=signaling, batch_size=[2, 5], validate_actions=True)
     check_env_specs(env)
     td = env.rand_step(env.reset())
-    message = (2, 5, 3, 2) if signaling == "private" else (2, 5, 8)
+    message = (2, 5, 3, 2) if signaling == "private" else (2, 5, 3, 8)
     assert td["sender", "message"].shape == message
     assert td["receivers", "observation"].shape == (2, 5, 3, 0) and td["receivers", "action"].shape == (2, 5, 3, 2)
     assert td["next", "receivers", "reward"].shape == (2, 5, 3, 1) and td["next", "sender", "reward"].shape == (2, 5, 1)
@@ -189,7 +189,8 @@ def test_env_rewards_average_to_the_lp_values(signaling):
     votes = torch.stack([(profile // 4) % 2, (profile // 2) % 2, profile % 2], -1)  # row-major profile index
     actions = torch.nn.functional.one_hot(votes, 2).float()
     td["receivers", "action"] = actions
-    td["sender", "message"] = actions if signaling == "private" else torch.nn.functional.one_hot(profile, 8).float()
+    public = torch.nn.functional.one_hot(profile, 8).float()[:, None].expand(n, 3, 8)
+    td["sender", "message"] = actions if signaling == "private" else public
     out = env.step(td)["next"]
     assert out["sender", "reward"].mean().item() == pytest.approx(lp.sender_value, abs=0.01)
     means = out["receivers", "reward"].mean(0).squeeze(-1)
@@ -198,7 +199,7 @@ def test_env_rewards_average_to_the_lp_values(signaling):
     td = env.reset()[:1]
     td["sender", "state"] = torch.tensor([0])
     td["receivers", "action"] = torch.nn.functional.one_hot(torch.tensor([[1, 1, 0]]), 2).float()
-    td["sender", "message"] = td["receivers", "action"] if signaling == "private" else torch.eye(8)[[6]]
+    td["sender", "message"] = td["receivers", "action"] if signaling == "private" else torch.eye(8)[[6]][:, None].expand(1, 3, 8)
     env1 = MultiReceiverPersuasionEnv(p, us, ur, signaling=signaling, num_envs=1)
     out = env1.step(td)["next"]
     assert out["sender", "reward"].tolist() == [[1.0]] and out["receivers", "reward"].squeeze(-1).tolist() == [[-1.0, -1.0, 0.0]]

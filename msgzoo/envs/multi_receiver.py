@@ -32,8 +32,8 @@ class MultiReceiverPersuasionEnv(EnvBase):
 
     - ``("sender", "observation")`` float ``[*B, |S|]`` one-hot state; ``("sender", "state")`` int64 ``[*B]``.
     - ``("receivers", "observation")`` float ``[*B, N, 0]`` (empty: receivers see only their messages).
-    - actions: ``("sender", "message")`` one-hot, ``[*B, N, K]`` (private) or ``[*B, K]`` (public);
-      ``("receivers", "action")`` one-hot ``[*B, N, |A|]``.
+    - actions: ``("sender", "message")`` one-hot ``[*B, N, K]``, the message each receiver sees (public: the same
+      row for every receiver); ``("receivers", "action")`` one-hot ``[*B, N, |A|]``.
     - ``("next", "sender", "reward")`` ``[*B, 1]``; ``("next", "receivers", "reward")`` ``[*B, N, 1]``;
       root ``done`` / ``terminated`` / ``truncated`` bool ``[*B, 1]``.
 
@@ -113,9 +113,8 @@ class MultiReceiverPersuasionEnv(EnvBase):
             receivers=Composite(observation=Unbounded(shape=(*group, 0), device=d), shape=group),
             shape=b,
         )
-        message_shape = (*group, k) if self.signaling == "private" else (*b, k)
         self.action_spec = Composite(
-            sender=Composite(message=OneHot(k, shape=message_shape, device=d, dtype=torch.float32), shape=b),
+            sender=Composite(message=OneHot(k, shape=(*group, k), device=d, dtype=torch.float32), shape=b),
             receivers=Composite(action=OneHot(a, shape=(*group, a), device=d, dtype=torch.float32), shape=group),
             shape=b,
         )
@@ -161,9 +160,8 @@ class MultiReceiverPersuasionEnv(EnvBase):
             )
         if self.validate_actions:
             check_one_hot(action, ("receivers", "action"), group, self.num_actions)
-            message_batch = group if self.signaling == "private" else self.batch_size
-            check_one_hot(tensordict.get(("sender", "message"), None), ("sender", "message"), message_batch,
-                          self.num_messages)
+            # the rewards never read the message (public: the policy copies one message to every receiver)
+            check_one_hot(tensordict.get(("sender", "message"), None), ("sender", "message"), group, self.num_messages)
         profile = (action.argmax(-1) * self._strides).sum(-1)  # [*B] index into the flattened action profiles
         flat_state = state.reshape(-1)
         flat_profile = profile.reshape(-1)
