@@ -47,11 +47,18 @@ import torch
 from scipy.optimize import linprog
 
 from msgzoo.envs.common import is_int, require
-from msgzoo.exact_payoffs import _check_emission, _check_game, _check_prior, _check_stochastic, _device_of
+from msgzoo.exact_payoffs import (
+    _as_float64,
+    _check_emission,
+    _check_game,
+    _check_prior,
+    _check_stochastic,
+    _device_of,
+)
 
 __all__ = [
     "OptimalScheme", "optimal_signaling_scheme", "no_information_value", "full_information_value", "state_occupancy",
-    "emission_game",
+    "emission_game", "ActingSenderScheme", "optimal_acting_sender_scheme",
 ]
 
 ArrayLike = Sequence[Any] | np.ndarray | torch.Tensor
@@ -358,3 +365,81 @@ def state_occupancy(prior: ArrayLike, transition: ArrayLike, horizon: int) -> to
         total = total + p_t
         p_t = p_t @ m
     return total / int(horizon)
+
+
+@dataclass(frozen=True, eq=False)
+class ActingSenderScheme:
+    """Solution of the obedience LP of a sender that also acts (:func:`optimal_acting_sender_scheme`).
+
+    Attributes:
+        joint: ``[|S|, |B|, |A|]`` float64 CPU tensor, ``joint[s, b, a] = P(sender plays b, recommends a | s)``.
+        sender_value, receiver_value: the players' payoffs under it (an obedient receiver).
+    """
+
+    joint: torch.Tensor
+    sender_value: float
+    receiver_value: float
+
+
+def optimal_acting_sender_scheme(
+    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike
+) -> ActingSenderScheme:
+    """Eq. (1) for a sender that also takes an environmental action ``b`` (the paper's Section 3 extension).
+
+    Payoffs ``w^k(s, b, a)`` depend on the state, the sender's action and the receiver's; the receiver sees only
+    the message. By the revelation principle the sender draws its action and a recommendation together,
+    ``x(b, a | s)``, and the LP is
+
+    ``max sum_s P(s) sum_{b,a} x(b,a|s) w^i(s,b,a)``  s.t.
+    ``sum_{s,b} P(s) x(b,a|s) [w^j(s,b,a) - w^j(s,b,a')] >= 0`` for all ``a != a'``, ``x(.|s)`` a distribution:
+
+    eq. (1) over the pairs ``(s, b)`` whose second half the sender chooses. Ties go to the sender, as in eq. (1).
+
+    Args:
+        prior: ``[|S|]`` state probabilities.
+        sender_utility, receiver_utility: ``[|S|, |B|, |A|]`` payoffs.
+
+    Returns:
+        :class:`ActingSenderScheme`.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes or a prior that is not a distribution.
+
+    Examples:
+        >>> from msgzoo.envs.persuasion_games import COACHING_LETTER as G
+        >>> opt = optimal_acting_sender_scheme(G["prior"], G["sender_utility"], G["receiver_utility"])
+        >>> round(opt.sender_value, 6), round(opt.receiver_value, 6)
+        (0.777778, 0.0)
+    """
+    p = _check_prior(prior, torch.device("cpu")).numpy()
+    us = _as_float64(sender_utility, "sender_utility", torch.device("cpu")).numpy()
+    ur = _as_float64(receiver_utility, "receiver_utility", torch.device("cpu")).numpy()
+    if us.ndim != 3 or us.shape[0] != p.shape[0] or us.shape[1] < 1 or us.shape[2] < 2:
+        raise ValueError(f"sender_utility has shape {list(us.shape)}: expected [|S|={p.shape[0]}, |B|, |A|>=2] "
+                         "(state, sender action, receiver action).")
+    if ur.shape != us.shape:
+        raise ValueError(f"receiver_utility has shape {list(ur.shape)}: expected {list(us.shape)} (sender_utility's).")
+    num_states, num_b, num_a = us.shape
+    n = num_states * num_b * num_a  # x[(s * |B| + b) * |A| + a]
+    rows = []
+    for a in range(num_a):
+        for a2 in range(num_a):
+            if a2 != a:
+                row = np.zeros((num_states, num_b, num_a))
+                row[:, :, a] = -p[:, None] * (ur[:, :, a] - ur[:, :, a2])
+                rows.append(row.reshape(n))
+    a_eq = np.kron(np.eye(num_states), np.ones((1, num_b * num_a)))
+    res = linprog(
+        -(p[:, None, None] * us).reshape(n), A_ub=np.stack(rows), b_ub=np.zeros(len(rows)), A_eq=a_eq,
+        b_eq=np.ones(num_states), bounds=(0.0, 1.0), method="highs",
+    )
+    if not res.success or res.x is None:
+        raise RuntimeError(f"the obedience LP failed (status {res.status}): {res.message}")
+    x = np.clip(res.x.reshape(num_states, num_b, num_a), 0.0, 1.0) + 0.0
+    x = x / x.sum(axis=(1, 2), keepdims=True)
+    joint = p[:, None, None] * x
+    return ActingSenderScheme(
+        joint=torch.as_tensor(x, dtype=torch.float64),
+        sender_value=float((joint * us).sum()),
+        receiver_value=float((joint * ur).sum()),
+    )

@@ -104,7 +104,7 @@ def _losses(agents: _Agents, cfg: DictConfig, warmup: bool):
     return receivers, signaling, obedience
 
 
-def _clamped_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad: float) -> None:
+def clamped_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad: float) -> None:
     optimizer.zero_grad()
     loss.backward()
     for group in optimizer.param_groups:
@@ -156,7 +156,7 @@ def train_seed(cfg: DictConfig, seed: int, game, lp_value: float, no_info: float
                 nxt.set(("receivers", flag), nxt.get(flag).unsqueeze(-2).expand(*env.batch_size, n, 1))
             nxt.set(("sender", "message"), torch.zeros_like(batch.get(("sender", "message"))))
             out = receivers_loss(batch)
-            _clamped_step(receivers_opt, out["loss_objective"] + out["loss_critic"], O.max_grad)
+            clamped_step(receivers_opt, out["loss_objective"] + out["loss_critic"], O.max_grad)
         else:
             if warmup_frames > 0:  # the cooperative warm-up: w from warmup.receiver_weight to 0
                 w = float(cfg.warmup.receiver_weight) * max(0.0, 1.0 - frames / warmup_frames)
@@ -164,7 +164,7 @@ def train_seed(cfg: DictConfig, seed: int, game, lp_value: float, no_info: float
                 nxt.set(OBJECTIVE_KEY, (1 - w) * nxt.get(("sender", "reward")) + w * mean_receivers)
             out_s, out_o = signaling_loss(batch), obedience_loss(batch)
             total = out_s["loss_signaling"] + out_s["loss_critic"] + out_o["loss_obedience"] + out_o["loss_critic"]
-            _clamped_step(sender_opt, total, O.max_grad)
+            clamped_step(sender_opt, total, O.max_grad)
             updater.step()
     wall = time.perf_counter() - start
     phi, pi = tables(agents, env)
@@ -198,12 +198,18 @@ def run(cfg: DictConfig) -> dict:
         "seeds": seeds,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    write_summary(cfg, summary)
+    return summary
+
+
+def write_summary(cfg: DictConfig, summary: dict) -> Path:
+    """``summary.json`` in ``cfg.run_dir`` (or Hydra's run directory); prints ``summary: <path>`` last."""
     out_dir = Path(cfg.run_dir) if cfg.get("run_dir") else Path(_hydra_output_dir())
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "summary.json"
     path.write_text(json.dumps(summary, indent=1))
     print(f"summary: {path.resolve()}")
-    return summary
+    return path
 
 
 def _hydra_output_dir() -> str:
