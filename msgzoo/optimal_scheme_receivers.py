@@ -39,7 +39,7 @@ from msgzoo.exact_payoffs import _as_float64, _check_prior
 
 __all__ = [
     "SIGNALING", "MultiReceiverScheme", "optimal_multi_receiver_scheme", "multi_receiver_payoffs", "voting_game",
-    "check_multi_receiver_game",
+    "check_multi_receiver_game", "played_action_profiles",
 ]
 
 SIGNALING = ("private", "public")
@@ -205,17 +205,32 @@ def multi_receiver_payoffs(
     for name, t in (("phi", f.reshape(num_states, -1)), ("pi", g)):
         require(bool((t >= -1e-12).all()) and bool((np.abs(t.sum(-1) - 1.0) <= 1e-5).all()), name, t.tolist(),
                 "rows that are probability distributions")
+    q = p.reshape(-1, *([1] * n)) * _played(f, g, signaling)  # P(s, a)
+    return float((q * us).sum()), torch.as_tensor((q[None] * ur).reshape(n, -1).sum(-1), dtype=torch.float64)
+
+
+def _played(f: np.ndarray, g: np.ndarray, signaling: str) -> np.ndarray:
+    """``P(a | s)`` ``[S, |A|, ..., |A|]`` of a scheme ``f`` and receivers' policies ``g`` (validated shapes)."""
+    n, num_messages, k = g.shape
     if signaling == "private":  # contract message axis j with pi_j: [S, m_1..m_N] -> [S, a_1..a_N]
         q = f
         for j in range(n):
             q = np.moveaxis(np.tensordot(q, g[j], axes=([1 + j], [0])), -1, 1 + j)
-    else:  # joint[m, a_1..a_N] = prod_j pi_j(a_j | m)
-        joint = g[0]
-        for j in range(1, n):
-            joint = joint[..., None] * g[j].reshape(num_messages, *([1] * j), k)
-        q = np.tensordot(f, joint, axes=([1], [0]))
-    q = p.reshape(-1, *([1] * n)) * q  # P(s, a)
-    return float((q * us).sum()), torch.as_tensor((q[None] * ur).reshape(n, -1).sum(-1), dtype=torch.float64)
+        return q
+    joint = g[0]  # joint[m, a_1..a_N] = prod_j pi_j(a_j | m)
+    for j in range(1, n):
+        joint = joint[..., None] * g[j].reshape(num_messages, *([1] * j), k)
+    return np.tensordot(f, joint, axes=([1], [0]))
+
+
+def played_action_profiles(phi: Any, pi: Any, *, signaling: str = "private") -> torch.Tensor:
+    """``P(a | s)``, ``[|S|, |A|, ..., |A|]``: the action profiles tabular policies play in each state (the
+    receivers act independently given their messages; shapes as in :func:`multi_receiver_payoffs`)."""
+    require(signaling in SIGNALING, "signaling", signaling, f"one of {SIGNALING}")
+    f = _as_float64(phi, "phi", torch.device("cpu")).numpy()
+    g = _as_float64(pi, "pi", torch.device("cpu")).numpy()
+    require(g.ndim == 3, "pi", list(g.shape), "[N, messages, |A|]")
+    return torch.as_tensor(_played(f, g, signaling), dtype=torch.float64)
 
 
 def voting_game(

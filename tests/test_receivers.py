@@ -14,7 +14,12 @@ from torchrl.envs.utils import check_env_specs
 from msgzoo.envs import MultiReceiverPersuasionEnv
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER
 from msgzoo.optimal_scheme import optimal_signaling_scheme
-from msgzoo.optimal_scheme_receivers import multi_receiver_payoffs, optimal_multi_receiver_scheme, voting_game
+from msgzoo.optimal_scheme_receivers import (
+    multi_receiver_payoffs,
+    optimal_multi_receiver_scheme,
+    played_action_profiles,
+    voting_game,
+)
 
 
 def _gains(p, ur):
@@ -162,6 +167,9 @@ def test_multi_receiver_payoffs_match_enumeration(signaling, num_messages):
     want = _enumerate_payoffs(p, us, ur, phi, pi, signaling)
     assert got[0] == pytest.approx(want[0], abs=1e-12)
     np.testing.assert_allclose(got[1].numpy(), want[1], atol=1e-12)
+    played = played_action_profiles(phi, pi, signaling=signaling).numpy()  # P(a | s)
+    np.testing.assert_allclose(played.reshape(2, -1).sum(-1), 1.0, atol=1e-12)
+    assert np.einsum("s,sabc,sabc->", p, played, us) == pytest.approx(want[0], abs=1e-12)
 
 
 @pytest.mark.parametrize("signaling", ["private", "public"])

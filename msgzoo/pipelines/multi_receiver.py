@@ -32,7 +32,12 @@ from msgzoo.modules.receivers_group import (
     make_receivers_policy,
 )
 from msgzoo.objectives import ReceiversObedienceLoss, SignalingGradientLoss, make_receiver_a2c_loss
-from msgzoo.optimal_scheme_receivers import multi_receiver_payoffs, optimal_multi_receiver_scheme, voting_game
+from msgzoo.optimal_scheme_receivers import (
+    multi_receiver_payoffs,
+    optimal_multi_receiver_scheme,
+    played_action_profiles,
+    voting_game,
+)
 
 OBJECTIVE_KEY = ("sender", "objective_reward")
 
@@ -177,6 +182,8 @@ def train_seed(cfg: DictConfig, seed: int, game, lp_value: float, no_info: float
         "env_steps": batches * env.num_envs,
         "wall_time_s": wall,
         "scheme": phi.reshape(env.num_states, -1).tolist(),
+        # P(a | s) over action profiles (row-major: the last receiver varies fastest)
+        "played": played_action_profiles(phi, pi, signaling=env.signaling).reshape(env.num_states, -1).tolist(),
         "policies": pi.tolist(),
     }
 
