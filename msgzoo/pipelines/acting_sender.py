@@ -8,12 +8,11 @@ that read ``b`` too. The receiver is the one-step recipes' (A2C on its reward, s
 """
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tensordict import TensorDict
 from tensordict.nn import TensorDictSequential
 from torch.distributions import OneHotCategorical
 from torchrl.envs.utils import ExplorationType, set_exploration_type
@@ -87,8 +86,7 @@ def tables(parts: dict, env: ActingSenderPersuasionEnv) -> torch.Tensor:
 
 
 def _logits(actor, obs: torch.Tensor) -> torch.Tensor:
-    from tensordict import TensorDict
-
+    """The action policy's logits on the one-hot states ``obs``."""
     td = TensorDict({("sender", "observation"): obs}, batch_size=[obs.shape[0]])
     return actor.module[0](td).get(("sender", "action_logits")).double()
 
