@@ -39,7 +39,7 @@ class MultiReceiverPersuasionEnv(EnvBase):
 
     The exact optima of both signaling modes are
     :func:`msgzoo.optimal_scheme_receivers.optimal_multi_receiver_scheme`; exact payoffs of tabular policies,
-    :func:`msgzoo.optimal_scheme_receivers.multi_receiver_payoffs`. (No msgzoo loss trains this env yet.)
+    :func:`msgzoo.optimal_scheme_receivers.multi_receiver_payoffs`; SGOC on it: ``recipes/sgoc_voting.py``.
 
     Args:
         prior: probabilities of the |S| states.

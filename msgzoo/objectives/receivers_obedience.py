@@ -114,8 +114,14 @@ class ReceiversObedienceLoss(LossModule):
         self.critic_network = critic_network
         self.routing = routing
         self.lagrange_multiplier, self.epsilon = float(lagrange_multiplier), float(epsilon)
-        # read, never trained: kept out of the module tree so loss.parameters() holds the scheme and the critic
-        self.__dict__["_receivers_net"] = receivers_net
+        self.receivers_net = receivers_net  # read, never trained (left out of named_parameters)
+
+    def named_parameters(self, prefix: str = "", recurse: bool = True):
+        """The parameters this loss trains: the scheme's and its critic's, not the receivers' it reads."""
+        skip = f"{prefix}.receivers_net." if prefix else "receivers_net."
+        for name, param in super().named_parameters(prefix=prefix, recurse=recurse):
+            if not name.startswith(skip):
+                yield name, param
 
     @property
     def out_keys(self) -> list:
@@ -127,7 +133,7 @@ class ReceiversObedienceLoss(LossModule):
         n, x = self.routing.num_receivers, self.routing.view_size
         device = self.routing.route.device
         message = torch.eye(x, device=device, dtype=dtype).unsqueeze(1).expand(x, n, x)
-        logits = self._receivers_net(torch.zeros(x, n, 0, device=device, dtype=dtype), message)  # [X, N, A]
+        logits = self.receivers_net(torch.zeros(x, n, 0, device=device, dtype=dtype), message)  # [X, N, A]
         return torch.softmax(logits, -1).transpose(0, 1)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
