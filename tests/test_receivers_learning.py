@@ -130,13 +130,15 @@ def test_no_information_value():
     assert no_information_value(*voting_game(costs=[0.4, 0.4, 1.0]), signaling="public") == pytest.approx(1.0)
 
 
-def test_voting_recipe_runs(recipe_config, tmp_path):
+@pytest.mark.parametrize("overrides", [(), ("signaling=public", "env.num_messages=2")])
+def test_voting_recipe_runs(recipe_config, tmp_path, overrides):
     cfg = recipe_config("sgoc_voting", "collector.total_frames=8192", "env.num_envs=512", "num_seeds=2",
-                        "warmup.frames=2048", f"run_dir={tmp_path}")
+                        "warmup.frames=2048", f"run_dir={tmp_path}", *overrides)
     summary = run(cfg)
     written = json.loads((Path(tmp_path) / "summary.json").read_text())
     assert written["lp_private_sender_value"] == pytest.approx(5 / 6) and written["lp_public_sender_value"] == pytest.approx(2 / 3)
     assert [s["seed"] for s in summary["seeds"]] == [0, 1]
     for s in written["seeds"]:
         assert 0.0 <= s["sender_reward"] <= 1.0 and len(s["receiver_rewards"]) == 3 and s["env_steps"] == 8192
-        assert len(s["scheme"]) == 2 and len(s["scheme"][0]) == 8 and np.shape(s["policies"]) == (3, 2, 2)
+        assert len(s["scheme"]) == 2 and len(s["scheme"][0]) == (2 if overrides else 8)
+        assert np.shape(s["policies"]) == (3, 2, 2) and np.shape(s["played"]) == (2, 8)

@@ -134,7 +134,8 @@ def tables(agents: _Agents, env: MultiReceiverPersuasionEnv):
 
 def train_seed(cfg: DictConfig, seed: int, game, lp_value: float, no_info: float) -> dict:
     torch.manual_seed(seed)
-    env = MultiReceiverPersuasionEnv(*game, signaling=cfg.signaling, num_envs=cfg.env.num_envs, seed=seed)
+    env = MultiReceiverPersuasionEnv(*game, signaling=cfg.signaling, num_envs=cfg.env.num_envs, seed=seed,
+                                     num_messages=cfg.env.get("num_messages"))
     agents = _Agents(env, cfg)
     warmup_frames = int(cfg.warmup.frames)
     receivers_loss, signaling_loss, obedience_loss = _losses(agents, cfg, warmup_frames > 0)
