@@ -132,6 +132,14 @@ def _check(cfg: DictConfig, field: str, ok: Callable[[Any], bool], expected: str
         _fail(field, value, expected, f"set {field}={example} (on the command line or in the recipe's YAML).")
 
 
+def _matrix(v) -> bool:
+    rows = list(v) if not isinstance(v, (str, bytes)) and hasattr(v, "__iter__") else None
+    return bool(rows) and all(
+        not isinstance(r, (str, bytes)) and hasattr(r, "__iter__") and len(r) >= 1 and all(_number(x) for x in r)
+        for r in rows
+    )
+
+
 def _positive(v) -> bool:
     return _number(v) and v > 0
 
@@ -329,6 +337,9 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
             if game not in ONE_STEP_GAMES and game not in MARKOV_GAMES:
                 _fail("env.game", game, f"one of {sorted(ONE_STEP_GAMES | MARKOV_GAMES)}", "pick a registered game or give env.prior and the utilities.")
         _check(cfg, "collector.total_frames", _positive_int, "a positive number of students (env steps)", 5000000)
+        # the env checks the rest (one row per state, rows that are distributions)
+        _check(cfg, "env.sender_emission", _matrix, "null or an |S| x |E| matrix E(e | s) of numbers",
+               "[[0.8,0.2],[0.2,0.8]]", optional=True)
 
     for lr in ("optim.signaling_lr", "optim.sender_critic_lr", "optim.receiver_actor_lr", "optim.receiver_critic_lr"):
         _check(cfg, lr, _learning_rate, "a learning rate in (0, 1]", 1e-3)

@@ -29,7 +29,7 @@ class PolicyReadout:
 
     def tables(self, env, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
         return tabulate_one_step_policies(
-            logits_module_of(method.scheme), method.receiver, env.num_states, env.num_messages, env.device
+            logits_module_of(method.scheme), method.receiver, env.num_sender_observations, env.num_messages, env.device
         )
 
     @torch.no_grad()
@@ -50,7 +50,7 @@ class DRUReadout(PolicyReadout):
 
     @torch.no_grad()
     def tables(self, env, method: Method) -> tuple[torch.Tensor, torch.Tensor]:
-        s = env.num_states
+        s = env.num_sender_observations
         td = TensorDict(
             {("sender", "observation"): torch.eye(s, device=env.device),
              ("receiver", "observation"): torch.zeros(s, 0, device=env.device)},
@@ -91,17 +91,19 @@ def one_step_evaluator(env):
 
     For a Markov persuasion game the values are per step: the one-step formulas on the state occupancy
     ``env.occupancy`` (exact for the stationary policies learned here, since no action changes the states).
+    For a partial-sighted sender (``env.sender_emission``) the learned ``phi(sigma | e)`` acts on the states as
+    ``sum_e E(e | s) phi(sigma | e)``: payoffs and the scheme metrics are those of this scheme, i.e. of the joint
+    ``P(s, e)`` (the ``phi/..`` entries logged are the learned table over emissions).
     """
     prior, us, ur = env.occupancy.double(), env.sender_utility.double(), env.receiver_utility.double()
+    emission = None if env.sender_emission is None else env.sender_emission.double()
 
     def evaluate(method: Method) -> dict:
         phi, pi = one_step_tables(env, method)
-        sender, receiver = exact_payoffs(prior, us, ur, phi, pi)
-        # small games: every entry of the tables, for per-seed curves like the paper's Figure 3
-        tables = {}
-        if phi.numel() + pi.numel() <= 32:
-            tables.update({f"phi/s{s}_m{k}": float(phi[s, k]) for s in range(phi.shape[0]) for k in range(phi.shape[1])})
-            tables.update({f"pi/m{k}_a{a}": float(pi[k, a]) for k in range(pi.shape[0]) for a in range(pi.shape[1])})
+        sender, receiver = exact_payoffs(prior, us, ur, phi, pi, sender_emission=emission)
+        tables = _table_entries(phi, pi)
+        if emission is not None:
+            phi = emission.to(phi.device) @ phi  # phi(sigma | s): what the metrics below need
         return tables | {
             "sender_reward": sender,
             "receiver_reward": receiver,
@@ -113,6 +115,15 @@ def one_step_evaluator(env):
         }
 
     return evaluate
+
+
+def _table_entries(phi: torch.Tensor, pi: torch.Tensor) -> dict:
+    """Small games: every entry of the tables, for per-seed curves like the paper's Figure 3."""
+    tables = {}
+    if phi.numel() + pi.numel() <= 32:
+        tables.update({f"phi/s{s}_m{k}": float(phi[s, k]) for s in range(phi.shape[0]) for k in range(phi.shape[1])})
+        tables.update({f"pi/m{k}_a{a}": float(pi[k, a]) for k in range(pi.shape[0]) for a in range(pi.shape[1])})
+    return tables
 
 
 @torch.no_grad()

@@ -111,6 +111,14 @@ def _check_stochastic(
     return t
 
 
+def _check_emission(sender_emission: Any, num_states: int, device: torch.device) -> torch.Tensor:
+    """A partial-sighted sender's ``[|S|, |E|]`` emission matrix ``E(e | s)``."""
+    return _check_stochastic(
+        sender_emission, "sender_emission", device, rows=num_states,
+        what=" sender_emission[s, e] = E(e | s), one row per state of the prior",
+    )
+
+
 def _check_game(prior: Any, sender_utility: Any, receiver_utility: Any, *more: Any):
     """Validate ``(prior, sender_utility, receiver_utility)``; returns the tensors and their device."""
     device = _device_of(prior, sender_utility, receiver_utility, *more)
@@ -141,6 +149,8 @@ def exact_payoffs(
     receiver_utility: Sequence[Sequence[float]] | np.ndarray | torch.Tensor,
     phi: Sequence[Sequence[float]] | np.ndarray | torch.Tensor,
     pi: Sequence[Sequence[float]] | np.ndarray | torch.Tensor,
+    *,
+    sender_emission: Sequence[Sequence[float]] | np.ndarray | torch.Tensor | None = None,
 ) -> tuple[float, float]:
     """Exact expected payoffs of a one-step signaling game under ``(phi, pi)``, without sampling.
 
@@ -159,6 +169,12 @@ def exact_payoffs(
         phi: ``[|S|, K]`` signaling scheme, ``phi[s, sigma] = phi(sigma | s)``; rows are distributions.
         pi: ``[K, |A|]`` receiver policy, ``pi[sigma, a] = pi(a | sigma)``; rows are distributions.
 
+    Keyword Args:
+        sender_emission: ``[|S|, |E|]`` row-stochastic ``E(e | s)`` of a partial-sighted sender, whose ``phi`` is
+            then ``[|E|, K]``, ``phi[e, sigma] = phi(sigma | e)``: the payoffs are over the joint
+            ``P(s, e) = P(s) E(e | s)``, i.e. of the scheme ``sum_e E(e | s) phi(sigma | e)``. Default None (the
+            sender sees the state).
+
     Returns:
         ``(sender_value, receiver_value)`` as Python floats (computed in float64).
 
@@ -174,8 +190,13 @@ def exact_payoffs(
         >>> round(s, 6), round(r, 6)
         (0.333333, 0.333333)
     """
-    p, us, ur, device = _check_game(prior, sender_utility, receiver_utility, phi, pi)
-    f, g = _check_policies(phi, pi, p.numel(), us.shape[1], device)
+    p, us, ur, device = _check_game(prior, sender_utility, receiver_utility, phi, pi, sender_emission)
+    if sender_emission is None:
+        f, g = _check_policies(phi, pi, p.numel(), us.shape[1], device)
+    else:
+        e = _check_emission(sender_emission, p.numel(), device)
+        f, g = _check_policies(phi, pi, e.shape[1], us.shape[1], device)
+        f = e @ f  # phi(sigma | s) = sum_e E(e | s) phi(sigma | e)
     # joint[s, a] = P(s) * sum_sigma phi(sigma|s) pi(a|sigma)
     joint = p[:, None] * (f @ g)
     return float((joint * us).sum()), float((joint * ur).sum())

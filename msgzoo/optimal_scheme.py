@@ -47,10 +47,18 @@ import torch
 from scipy.optimize import linprog
 
 from msgzoo.envs.common import is_int, require
-from msgzoo.exact_payoffs import _check_game, _check_prior, _check_stochastic, _device_of
+from msgzoo.exact_payoffs import (
+    _as_float64,
+    _check_emission,
+    _check_game,
+    _check_prior,
+    _check_stochastic,
+    _device_of,
+)
 
 __all__ = [
     "OptimalScheme", "optimal_signaling_scheme", "no_information_value", "full_information_value", "state_occupancy",
+    "emission_game", "ActingSenderScheme", "optimal_acting_sender_scheme",
 ]
 
 ArrayLike = Sequence[Any] | np.ndarray | torch.Tensor
@@ -74,9 +82,64 @@ class OptimalScheme:
     sender_value: float
     receiver_value: float
 
+    def objective_value(self, receiver_weight: float = 0.0) -> float:
+        """The prosocial objective ``(1 - w) U_s + w U_r`` of this scheme (``w = 0``: ``sender_value``)."""
+        return (1.0 - receiver_weight) * self.sender_value + receiver_weight * self.receiver_value
+
+
+def _check_receiver_weight(receiver_weight: Any) -> float:
+    ok = isinstance(receiver_weight, (int, float)) and not isinstance(receiver_weight, bool)
+    require(ok and 0.0 <= receiver_weight <= 1.0, "receiver_weight", receiver_weight,
+            "a number in [0, 1] (the weight w of the receiver's payoff in the sender's objective)")
+    return float(receiver_weight)
+
+
+def emission_game(
+    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike, sender_emission: ArrayLike
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The one-step game a partial-sighted sender plays, over what it observes.
+
+    The sender sees an emission ``e ~ E(. | s)`` instead of the state ``s``. A scheme ``phi(sigma | e)`` meets the
+    state only through the joint ``P(s, e) = P(s) E(e | s)``, so every payoff and every obedience constraint of
+    eq. (1) equals that of the ordinary game whose "states" are the emissions, with prior
+    ``P(e) = sum_s P(s, e)`` and utilities ``w^k(e, a) = sum_s P(s | e) w^k(s, a)`` (rows of emissions that never
+    occur are zeros). :func:`optimal_signaling_scheme` and :func:`full_information_value` solve that game when
+    given ``sender_emission``.
+
+    Args:
+        prior: ``[|S|]`` state probabilities.
+        sender_utility, receiver_utility: ``[|S|, |A|]`` payoffs.
+        sender_emission: ``[|S|, |E|]`` row-stochastic, ``sender_emission[s, e] = E(e | s)``.
+
+    Returns:
+        ``(p_e, sender_utility_e, receiver_utility_e)``: ``[|E|]`` and ``[|E|, |A|]`` float64 tensors on the
+        inputs' device.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes, a prior that is not a distribution or an emission
+            matrix whose rows are not distributions.
+
+    Examples:
+        >>> p_e, us_e, ur_e = emission_game([0.5, 0.5], [[0, 1], [0, 1]], [[1, 0], [0, 1]], [[0.75, 0.25], [0.25, 0.75]])
+        >>> p_e.tolist(), ur_e.tolist()
+        ([0.5, 0.5], [[0.75, 0.25], [0.25, 0.75]])
+    """
+    p, us, ur, device = _check_game(prior, sender_utility, receiver_utility, sender_emission)
+    e = _check_emission(sender_emission, p.numel(), device)
+    joint = p[:, None] * e  # [S, E]
+    p_e = joint.sum(0)
+    seen = p_e > 0
+    cond = torch.where(seen, joint / torch.where(seen, p_e, torch.ones_like(p_e)), torch.zeros_like(joint))
+    return p_e, cond.T @ us, cond.T @ ur
+
 
 def optimal_signaling_scheme(
-    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike
+    prior: ArrayLike,
+    sender_utility: ArrayLike,
+    receiver_utility: ArrayLike,
+    *,
+    receiver_weight: float = 0.0,
+    sender_emission: ArrayLike | None = None,
 ) -> OptimalScheme:
     """Sender-optimal signaling scheme of a one-step persuasion game: the obedience LP of the paper's eq. (1).
 
@@ -89,16 +152,35 @@ def optimal_signaling_scheme(
     sender's favour, the LP convention). The solver's tiny negative entries are clipped and rows renormalised;
     the reported values are computed from the returned (cleaned) scheme.
 
+    A **prosocial sender** (``receiver_weight = w > 0``, the objective :class:`msgzoo.methods.RewardMix` trains
+    on) maximises ``(1 - w) U_s + w U_r``, i.e. the objective's utility becomes ``(1 - w) w^i + w w^j``; the
+    obedience constraints are unchanged (the receiver is still selfish). ``w = 1`` gives the receiver's best
+    value (full information's), ``w = 1/2`` half the welfare ``U_s + U_r``.
+
     Args:
         prior: ``[|S|]`` state probabilities.
         sender_utility: ``[|S|, |A|]`` sender payoff ``w^i(s, a)``.
         receiver_utility: ``[|S|, |A|]`` receiver payoff ``w^j(s, a)``.
 
+    A **partial-sighted sender** (``sender_emission`` given) sees ``e ~ E(. | s)``, not ``s``; the scheme is
+    ``phi(a | e)`` and obedience uses the joint ``P(s, e) = P(s) E(e | s)``:
+    ``sum_{s,e} P(s) E(e|s) phi(a|e) [w^j(s,a) - w^j(s,a')] >= 0``, i.e. eq. (1) on the game over emissions
+    (:func:`emission_game`).
+
+    Keyword Args:
+        receiver_weight: ``w`` in ``[0, 1]``, the weight of the receiver's payoff in the objective (default 0:
+            the paper's self-interested sender, eq. 1 as is). :meth:`OptimalScheme.objective_value` gives the
+            optimum of the mixed objective.
+        sender_emission: ``[|S|, |E|]`` row-stochastic matrix ``E(e | s)`` of what the sender observes (default
+            None: it sees the state). The returned scheme is then ``[|E|, |A|]``, ``scheme[e, a] = phi(a | e)``.
+
     Returns:
-        :class:`OptimalScheme` with the ``[|S|, |A|]`` float64 scheme and the sender's and receiver's values.
+        :class:`OptimalScheme` with the ``[|S|, |A|]`` (``[|E|, |A|]`` with an emission) float64 scheme and the
+        sender's and receiver's values.
 
     Raises:
-        ValueError: naming the argument, for wrong shapes or a prior that is not a distribution.
+        ValueError: naming the argument, for wrong shapes, a prior that is not a distribution, a
+            ``receiver_weight`` outside ``[0, 1]`` or a ``sender_emission`` whose rows are not distributions.
         RuntimeError: with the solver's message if HiGHS fails (the LP is always feasible and bounded, so
             this signals a numerical problem).
 
@@ -110,14 +192,19 @@ def optimal_signaling_scheme(
         >>> [round(x, 6) for x in opt.scheme[:, 1].tolist()]   # P(recommend hire | weak), (| strong)
         [0.5, 1.0]
     """
-    p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
+    w = _check_receiver_weight(receiver_weight)
+    if sender_emission is None:
+        p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
+    else:  # the same LP over what the sender observes; "states" below are its emissions
+        p, us, ur = emission_game(prior, sender_utility, receiver_utility, sender_emission)
     p = p.detach().cpu().numpy()
     us = us.detach().cpu().numpy()
     ur = ur.detach().cpu().numpy()
     num_states, num_actions = us.shape
     n = num_states * num_actions  # variable x[s * |A| + a] = phi(a | s)
 
-    c = -(p[:, None] * us).reshape(n)  # linprog minimises
+    objective = us if w == 0.0 else (1.0 - w) * us + w * ur  # w = 0: eq. (1) bit for bit
+    c = -(p[:, None] * objective).reshape(n)  # linprog minimises
     rows = []
     for a in range(num_actions):
         for a2 in range(num_actions):
@@ -153,7 +240,7 @@ def _best_response(receiver_payoffs: np.ndarray, sender_payoffs: np.ndarray, sca
 
 
 def no_information_value(
-    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike
+    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike, *, receiver_weight: float = 0.0
 ) -> tuple[float, float]:
     """Payoffs when the sender reveals nothing: the receiver best-responds to the prior alone.
 
@@ -167,6 +254,10 @@ def no_information_value(
         sender_utility: ``[|S|, |A|]`` sender payoff.
         receiver_utility: ``[|S|, |A|]`` receiver payoff.
 
+    Keyword Args:
+        receiver_weight: ``w`` of a prosocial sender (see :func:`optimal_signaling_scheme`): ties are broken in
+            favour of its objective ``(1 - w) w^i + w w^j``; default 0.
+
     Returns:
         ``(sender_value, receiver_value)`` as Python floats.
 
@@ -178,15 +269,21 @@ def no_information_value(
         >>> no_information_value(RL["prior"], RL["sender_utility"], RL["receiver_utility"])
         (0.0, 0.0)
     """
+    w = _check_receiver_weight(receiver_weight)
     p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
     p, us, ur = (t.detach().cpu().numpy() for t in (p, us, ur))
     r, s = p @ ur, p @ us
-    a = _best_response(r, s, max(1.0, float(np.abs(ur).max())))
+    a = _best_response(r, (1.0 - w) * s + w * r, max(1.0, float(np.abs(ur).max())))
     return float(s[a]), float(r[a])
 
 
 def full_information_value(
-    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike
+    prior: ArrayLike,
+    sender_utility: ArrayLike,
+    receiver_utility: ArrayLike,
+    *,
+    receiver_weight: float = 0.0,
+    sender_emission: ArrayLike | None = None,
 ) -> tuple[float, float]:
     """Payoffs of the honest (fully revealing) scheme: the receiver best-responds to each state.
 
@@ -200,6 +297,12 @@ def full_information_value(
         sender_utility: ``[|S|, |A|]`` sender payoff.
         receiver_utility: ``[|S|, |A|]`` receiver payoff.
 
+    Keyword Args:
+        receiver_weight: ``w`` of a prosocial sender (see :func:`optimal_signaling_scheme`): ties are broken in
+            favour of its objective ``(1 - w) w^i + w w^j``; default 0.
+        sender_emission: ``[|S|, |E|]`` emission matrix of a partial-sighted sender: it reveals what it sees,
+            ``e``, and the receiver best-responds to ``P(s | e)`` (:func:`emission_game`); default None.
+
     Returns:
         ``(sender_value, receiver_value)`` as Python floats.
 
@@ -212,12 +315,16 @@ def full_information_value(
         >>> round(s, 6), round(r, 6)
         (0.333333, 0.333333)
     """
-    p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
+    w = _check_receiver_weight(receiver_weight)
+    if sender_emission is None:
+        p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
+    else:
+        p, us, ur = emission_game(prior, sender_utility, receiver_utility, sender_emission)
     p, us, ur = (t.detach().cpu().numpy() for t in (p, us, ur))
     scale = max(1.0, float(np.abs(ur).max()))
     sender = receiver = 0.0
     for s in range(p.shape[0]):
-        a = _best_response(ur[s], us[s], scale)
+        a = _best_response(ur[s], (1.0 - w) * us[s] + w * ur[s], scale)
         sender += float(p[s] * us[s, a])
         receiver += float(p[s] * ur[s, a])
     return sender, receiver
@@ -258,3 +365,81 @@ def state_occupancy(prior: ArrayLike, transition: ArrayLike, horizon: int) -> to
         total = total + p_t
         p_t = p_t @ m
     return total / int(horizon)
+
+
+@dataclass(frozen=True, eq=False)
+class ActingSenderScheme:
+    """Solution of the obedience LP of a sender that also acts (:func:`optimal_acting_sender_scheme`).
+
+    Attributes:
+        joint: ``[|S|, |B|, |A|]`` float64 CPU tensor, ``joint[s, b, a] = P(sender plays b, recommends a | s)``.
+        sender_value, receiver_value: the players' payoffs under it (an obedient receiver).
+    """
+
+    joint: torch.Tensor
+    sender_value: float
+    receiver_value: float
+
+
+def optimal_acting_sender_scheme(
+    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike
+) -> ActingSenderScheme:
+    """Eq. (1) for a sender that also takes an environmental action ``b`` (the paper's Section 3 extension).
+
+    Payoffs ``w^k(s, b, a)`` depend on the state, the sender's action and the receiver's; the receiver sees only
+    the message. By the revelation principle the sender draws its action and a recommendation together,
+    ``x(b, a | s)``, and the LP is
+
+    ``max sum_s P(s) sum_{b,a} x(b,a|s) w^i(s,b,a)``  s.t.
+    ``sum_{s,b} P(s) x(b,a|s) [w^j(s,b,a) - w^j(s,b,a')] >= 0`` for all ``a != a'``, ``x(.|s)`` a distribution:
+
+    eq. (1) over the pairs ``(s, b)`` whose second half the sender chooses. Ties go to the sender, as in eq. (1).
+
+    Args:
+        prior: ``[|S|]`` state probabilities.
+        sender_utility, receiver_utility: ``[|S|, |B|, |A|]`` payoffs.
+
+    Returns:
+        :class:`ActingSenderScheme`.
+
+    Raises:
+        ValueError: naming the argument, for wrong shapes or a prior that is not a distribution.
+
+    Examples:
+        >>> from msgzoo.envs.persuasion_games import COACHING_LETTER as G
+        >>> opt = optimal_acting_sender_scheme(G["prior"], G["sender_utility"], G["receiver_utility"])
+        >>> round(opt.sender_value, 6), round(opt.receiver_value, 6)
+        (0.777778, 0.0)
+    """
+    p = _check_prior(prior, torch.device("cpu")).numpy()
+    us = _as_float64(sender_utility, "sender_utility", torch.device("cpu")).numpy()
+    ur = _as_float64(receiver_utility, "receiver_utility", torch.device("cpu")).numpy()
+    if us.ndim != 3 or us.shape[0] != p.shape[0] or us.shape[1] < 1 or us.shape[2] < 2:
+        raise ValueError(f"sender_utility has shape {list(us.shape)}: expected [|S|={p.shape[0]}, |B|, |A|>=2] "
+                         "(state, sender action, receiver action).")
+    if ur.shape != us.shape:
+        raise ValueError(f"receiver_utility has shape {list(ur.shape)}: expected {list(us.shape)} (sender_utility's).")
+    num_states, num_b, num_a = us.shape
+    n = num_states * num_b * num_a  # x[(s * |B| + b) * |A| + a]
+    rows = []
+    for a in range(num_a):
+        for a2 in range(num_a):
+            if a2 != a:
+                row = np.zeros((num_states, num_b, num_a))
+                row[:, :, a] = -p[:, None] * (ur[:, :, a] - ur[:, :, a2])
+                rows.append(row.reshape(n))
+    a_eq = np.kron(np.eye(num_states), np.ones((1, num_b * num_a)))
+    res = linprog(
+        -(p[:, None, None] * us).reshape(n), A_ub=np.stack(rows), b_ub=np.zeros(len(rows)), A_eq=a_eq,
+        b_eq=np.ones(num_states), bounds=(0.0, 1.0), method="highs",
+    )
+    if not res.success or res.x is None:
+        raise RuntimeError(f"the obedience LP failed (status {res.status}): {res.message}")
+    x = np.clip(res.x.reshape(num_states, num_b, num_a), 0.0, 1.0) + 0.0
+    x = x / x.sum(axis=(1, 2), keepdims=True)
+    joint = p[:, None, None] * x
+    return ActingSenderScheme(
+        joint=torch.as_tensor(x, dtype=torch.float64),
+        sender_value=float((joint * us).sum()),
+        receiver_value=float((joint * ur).sum()),
+    )

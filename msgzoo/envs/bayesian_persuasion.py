@@ -73,6 +73,13 @@ class BayesianPersuasionEnv(EnvBase):
         transition: ``[|S|, |S|]`` row-stochastic matrix, ``transition[s, s'] = P(s' | s)``; None (default): the
             one-step game (the same behaviour and random draws as without the argument).
         horizon: steps per episode (an integer >= 1); more than 1 only with a ``transition``. Default 1.
+        sender_emission: ``[|S|, |E|]`` row-stochastic matrix, ``sender_emission[s, e] = E(e | s)``: a
+            **partial-sighted sender** observes an emission ``e ~ E(. | s)`` of each state, not the state:
+            ``("sender", "observation")`` is then one-hot(e) ``[*batch_size, |E|]`` and ``("sender", "emission")``
+            (int64 ``[*batch_size]``) holds ``e``; ``("sender", "state")`` still carries the state (the rewards').
+            None (default): the sender sees the state (the same behaviour and random draws as without the
+            argument). The exact optimum is :func:`msgzoo.optimal_scheme.optimal_signaling_scheme` with the same
+            ``sender_emission``.
 
     Attributes:
         occupancy: ``[|S|]`` float tensor, the average state distribution over an episode,
@@ -110,6 +117,7 @@ class BayesianPersuasionEnv(EnvBase):
         validate_actions: bool = False,
         transition: Sequence[Sequence[float]] | torch.Tensor | None = None,
         horizon: int = 1,
+        sender_emission: Sequence[Sequence[float]] | torch.Tensor | None = None,
     ):
         batch_size, num_envs = resolve_batch_size(num_envs, batch_size)
         device = torch.device(device)
@@ -151,6 +159,18 @@ class BayesianPersuasionEnv(EnvBase):
             occupancy = state_occupancy(prior, transition, int(horizon)).to(device=device, dtype=torch.float32)
             transition = as_float_tensor(transition, "transition", device)
 
+        if sender_emission is not None:
+            sender_emission = as_float_tensor(sender_emission, "sender_emission", device)
+            require(
+                sender_emission.ndim == 2 and sender_emission.shape[0] == num_states and sender_emission.shape[1] >= 1,
+                "sender_emission", list(sender_emission.shape),
+                f"a [|S|={num_states}, |E|>=1] matrix E(e | s) (one row per state of the prior)",
+            )
+            require(
+                bool((sender_emission >= 0).all()) and bool(((sender_emission.sum(-1) - 1.0).abs() < 1e-5).all()),
+                "sender_emission", sender_emission.tolist(), "rows that are probability distributions over emissions",
+            )
+
         super().__init__(device=device, batch_size=batch_size)
         #: Total number of games (the product of ``batch_size``).
         self.num_envs = num_envs
@@ -158,6 +178,9 @@ class BayesianPersuasionEnv(EnvBase):
         self.prior, self.sender_utility, self.receiver_utility = prior, sender_utility, receiver_utility
         self.validate_actions = validate_actions
         self.transition, self.horizon, self.occupancy = transition, int(horizon), occupancy
+        self.sender_emission = sender_emission
+        #: Size of the sender's one-hot observation: ``|E|`` for a partial-sighted sender, else ``|S|``.
+        self.num_sender_observations = num_states if sender_emission is None else sender_emission.shape[1]
         self._generator = make_generator(device)
         self._make_specs()
         self.set_seed(0 if seed is None else seed)
@@ -166,13 +189,17 @@ class BayesianPersuasionEnv(EnvBase):
         b, d = tuple(self.batch_size), self.device
         self.observation_spec = Composite(
             sender=Composite(
-                observation=OneHot(self.num_states, shape=(*b, self.num_states), device=d, dtype=torch.float32),
+                observation=OneHot(
+                    self.num_sender_observations, shape=(*b, self.num_sender_observations), device=d, dtype=torch.float32
+                ),
                 state=Categorical(self.num_states, shape=b, device=d),
                 shape=b,
             ),
             receiver=Composite(observation=Unbounded(shape=(*b, 0), device=d), shape=b),
             shape=b,
         )
+        if self.sender_emission is not None:
+            self.observation_spec["sender", "emission"] = Categorical(self.num_sender_observations, shape=b, device=d)
         if self.is_markov:
             self.observation_spec["step_count"] = Bounded(0, self.horizon, shape=(*b, 1), device=d, dtype=torch.int64)
         self.action_spec = signaling_action_spec(b, self.num_messages, self.num_actions, d)
@@ -184,19 +211,37 @@ class BayesianPersuasionEnv(EnvBase):
         """Whether the game repeats over a Markov chain of states (a ``transition`` was given)."""
         return self.transition is not None
 
-    def _observe(self, state: torch.Tensor, step_count: torch.Tensor | None = None) -> TensorDict:
-        """The observation tensordict of ``state`` (``[*batch_size]`` state indices) and, for a Markov game,
-        ``step_count`` (``[*batch_size, 1]``)."""
+    def _input_emission(self, tensordict: TensorDictBase) -> torch.Tensor | None:
+        if self.sender_emission is None:
+            return None
+        emission = tensordict.get(("sender", "emission"), None)
+        if emission is None:
+            raise KeyError("('sender', 'emission') is missing from the input tensordict: start from env.reset() (a "
+                           "partial-sighted sender's emission rides in the tensordict, as the state does).")
+        return emission
+
+    def _emit(self, state: torch.Tensor) -> torch.Tensor:
+        """A partial-sighted sender's emissions ``e ~ E(. | s)`` of ``state``, one draw per game (flat batch)."""
+        rows = self.sender_emission.index_select(0, state.reshape(-1))
+        return torch.multinomial(rows, 1, generator=self._generator).view(self.batch_size)
+
+    def _observe(
+        self, state: torch.Tensor, step_count: torch.Tensor | None = None, emission: torch.Tensor | None = None
+    ) -> TensorDict:
+        """The observation tensordict of ``state`` (``[*batch_size]`` state indices), for a partial-sighted
+        sender of ``emission`` (same shape) and, for a Markov game, ``step_count`` (``[*batch_size, 1]``)."""
         b = self.batch_size
+        if emission is None:
+            sender = {"observation": torch.nn.functional.one_hot(state, self.num_states).float(), "state": state}
+        else:
+            sender = {
+                "observation": torch.nn.functional.one_hot(emission, self.num_sender_observations).float(),
+                "state": state,
+                "emission": emission,
+            }
         out = TensorDict(
             {
-                "sender": TensorDict(
-                    {
-                        "observation": torch.nn.functional.one_hot(state, self.num_states).float(),
-                        "state": state,
-                    },
-                    batch_size=b,
-                ),
+                "sender": TensorDict(sender, batch_size=b),
                 "receiver": TensorDict(
                     {"observation": torch.empty(*b, 0, device=self.device)}, batch_size=b
                 ),
@@ -212,6 +257,7 @@ class BayesianPersuasionEnv(EnvBase):
         # One draw for the flat batch of num_envs games, shaped to the env's batch shape (a view).
         state = torch.multinomial(self.prior, self.num_envs, replacement=True, generator=self._generator)
         state = state.view(self.batch_size)
+        emission = None if self.sender_emission is None else self._emit(state)
         step_count = None
         if self.is_markov:
             step_count = torch.zeros(*self.batch_size, 1, dtype=torch.int64, device=self.device)
@@ -224,7 +270,9 @@ class BayesianPersuasionEnv(EnvBase):
                 mask = mask.reshape(*self.batch_size, 1)  # [*batch_size, 1] or [*batch_size]
                 state = torch.where(mask.squeeze(-1), state, old_state)
                 step_count = torch.where(mask, step_count, old_count)
-        out = self._observe(state, step_count)
+                if emission is not None:  # ... and what the sender saw of it
+                    emission = torch.where(mask.squeeze(-1), emission, tensordict.get(("sender", "emission")))
+        out = self._observe(state, step_count, emission)
         done = torch.zeros(*self.batch_size, 1, dtype=torch.bool, device=self.device)
         out.update({"done": done, "terminated": done.clone(), "truncated": done.clone()})
         return out
@@ -244,7 +292,8 @@ class BayesianPersuasionEnv(EnvBase):
         r_receiver = (self.receiver_utility[state] * action).sum(-1, keepdim=True)
         if self.is_markov:
             return self._markov_step(tensordict, state, r_sender, r_receiver)
-        out = self._observe(state)  # the terminal observation repeats the state it ended in
+        # the terminal observation repeats the state it ended in (and what the sender saw of it)
+        out = self._observe(state, emission=self._input_emission(tensordict))
         out.set(("sender", "reward"), r_sender)
         out.set(("receiver", "reward"), r_receiver)
         done = torch.ones(*self.batch_size, 1, dtype=torch.bool, device=self.device)
@@ -262,7 +311,8 @@ class BayesianPersuasionEnv(EnvBase):
         rows = self.transition.index_select(0, state.reshape(-1))  # [N, |S|]
         next_state = torch.multinomial(rows, 1, generator=self._generator).view(self.batch_size)
         step_count = step_count + 1
-        out = self._observe(next_state, step_count)  # the last step too: critics bootstrap through truncation
+        emission = None if self.sender_emission is None else self._emit(next_state)
+        out = self._observe(next_state, step_count, emission)  # the last step too: critics bootstrap through truncation
         out.set(("sender", "reward"), r_sender)
         out.set(("receiver", "reward"), r_receiver)
         truncated = step_count >= self.horizon

@@ -41,7 +41,7 @@ from typing import Any
 
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER, BayesianPersuasionEnv
 
-__all__ = ["MARKOV_GAMES", "ONE_STEP_GAMES", "make_one_step_env", "make_persuasion_env", "random_persuasion_game"]
+__all__ = ["COACHING_LETTER", "MARKOV_GAMES", "ONE_STEP_GAMES", "make_one_step_env", "make_persuasion_env", "random_persuasion_game"]
 
 
 _RECOMMENDATION_LETTER = dict(
@@ -151,6 +151,27 @@ ONE_STEP_GAMES: dict[str, dict[str, Any]] = {
     "seller_buyer": _SELLER_BUYER,
     "health_agency_citizens": _HEALTH_AGENCY_CITIZENS,
 }
+
+#: A sender that also acts (:func:`msgzoo.optimal_scheme.optimal_acting_sender_scheme`, issue 18): payoffs are
+#: ``[|S|, |B|, |A|]`` (state, sender action, receiver action).
+COACHING_LETTER = dict(
+    prior=[2 / 3, 1 / 3],
+    # the professor: +1 per hire, coaching costs 0.2
+    sender_utility=[[[0.0, 1.0], [-0.2, 0.8]], [[0.0, 1.0], [-0.2, 0.8]]],
+    # HR: a weak student is worth -1, a coached weak student -0.6, a strong one +1 (coached or not)
+    receiver_utility=[[[0.0, -1.0], [0.0, -0.6]], [[0.0, 1.0], [0.0, 1.0]]],
+    state_names=["weak", "strong"],
+    sender_action_names=["no coaching", "coaching"],
+    action_names=["not hire", "hire"],
+    description=(
+        "The Recommendation Letter with a professor who can also coach the student before writing (cost 0.2): "
+        "a coached weak student costs HR 0.6 instead of 1. Coaching buys more hires per unit of HR's surplus "
+        "(0.8 / 0.6 > 1 / 1), so the optimum coaches and recommends 5/6 of the weak students, leaves the other 1/6 "
+        "uncoached and unrecommended, and recommends every strong student: professor 7/9 = 0.778, HR 0 "
+        "(indifferent after \"hire\"). Both levers matter: signaling alone gives 2/3 (the Recommendation Letter), "
+        "and without information HR hires nobody, even if every weak student is coached."
+    ),
+)
 
 _WEATHER_FORECAST = dict(
     prior=[0.1, 0.8, 0.1],  # the first day: the season starts mild

@@ -3,14 +3,17 @@ from msgzoo.objectives.actor_critic import attach_next_message, make_receiver_a2
 from msgzoo.objectives.common import ExpectedStateValue
 from msgzoo.objectives.dial import DIALLoss
 from msgzoo.objectives.obedience import ObedienceConstraintLoss
+from msgzoo.objectives.receivers_obedience import ReceiversObedienceLoss, receivers_obedience_matrix
 from msgzoo.objectives.signaling_gradient import SignalingGradientLoss
 
 __all__ = [
     "DIALLoss",
     "ExpectedStateValue",
     "ObedienceConstraintLoss",
+    "ReceiversObedienceLoss",
     "SignalingGradientLoss",
     "attach_next_message",
     "make_receiver_a2c_loss",
     "make_sender_a2c_loss",
+    "receivers_obedience_matrix",
 ]

@@ -50,6 +50,8 @@ def make_env(
         kwargs["num_messages"] = e.num_messages
     if e.get("horizon") is not None:
         kwargs["horizon"] = horizon  # the env rejects horizon > 1 without a transition
+    if e.get("sender_emission") is not None:
+        kwargs["sender_emission"] = [list(r) for r in e.sender_emission]
     if e.prior is not None:
         sender_utility = [list(r) for r in e.sender_utility]
         kwargs.setdefault("num_messages", len(sender_utility[0]))  # one recommendation per action (eq. 1)
@@ -83,7 +85,9 @@ def run(cfg: DictConfig, method: str) -> dict:
     # 1. The game (num_envs students per seed), and its exact benchmarks: the LP optimum (eq. 1) and the
     #    no-information value, per step on the state occupancy (the prior for a one-step game).
     env = make_env(cfg, num_seeds=num_seeds)
-    lp = optimal_signaling_scheme(env.occupancy, env.sender_utility, env.receiver_utility)
+    lp = optimal_signaling_scheme(
+        env.occupancy, env.sender_utility, env.receiver_utility, sender_emission=env.sender_emission
+    )
     no_info = no_information_value(env.occupancy, env.sender_utility, env.receiver_utility)
 
     # 2. The method: networks (one copy per seed), losses, optimizers (msgzoo.methods).
@@ -117,7 +121,11 @@ def run(cfg: DictConfig, method: str) -> dict:
             for i, run in enumerate(seed_runs)
         ]
         summary = seeds_summary(
-            summaries, keys=("sender_reward", "receiver_reward", "honesty", "students_to_target", "wall_time_to_target_s"),
+            summaries,
+            keys=(
+                "sender_reward", "receiver_reward", "honesty", "students_to_target", "wall_time_to_target_s",
+                "objective_gain_fraction",  # prosocial runs only
+            ),
             method=method, task=cfg.task, env_steps=trainer.frames, env_steps_per_seed=trainer.frames // num_seeds,
             wall_time_s=trainer.wall_time, env_steps_per_s=trainer.frames / max(trainer.wall_time, 1e-9),
             lp_sender_value=lp.sender_value, no_info_sender_value=no_info[0],
@@ -158,6 +166,7 @@ def _finish(cfg, method, exp, env, agents, trainer, history, lp, no_info) -> dic
         "no_info_receiver_value": no_info[1],
         "scheme": phi.tolist(),
         "policy": pi.tolist(),
+        **_prosocial_benchmarks(cfg, env, final),
         "students_to_target": reached["frames"] if reached else None,
         "wall_time_to_target_s": reached["time/wall_s"] if reached else None,
         "target_sender_reward": TARGET_SENDER_REWARD,
@@ -166,3 +175,26 @@ def _finish(cfg, method, exp, env, agents, trainer, history, lp, no_info) -> dic
     }
     summary["summary_path"] = str(exp.finish(summary))
     return summary
+
+
+def _prosocial_benchmarks(cfg, env, final: dict) -> dict:
+    """A prosocial sender's exact benchmarks (``sender_objective.receiver_weight = w > 0``; else none): the
+    objective ``(1 - w) U_s + w U_r`` of the final policies, of the prosocial LP optimum and of no information,
+    and the fraction of the LP's gain over no information that the policies reach."""
+    section = cfg.get("sender_objective")
+    w = float(section.receiver_weight) if section is not None else 0.0
+    if w == 0.0:
+        return {}
+    game = (env.occupancy, env.sender_utility, env.receiver_utility)
+    lp = optimal_signaling_scheme(*game, receiver_weight=w, sender_emission=env.sender_emission).objective_value(w)
+    no_info = no_information_value(*game, receiver_weight=w)
+    base = (1.0 - w) * no_info[0] + w * no_info[1]
+    value = (1.0 - w) * final["sender_reward"] + w * final["receiver_reward"]
+    return {
+        "sender_objective_receiver_weight": w,
+        "objective_value": value,
+        "lp_objective_value": lp,
+        "no_info_objective_value": base,
+        # None: no information is already optimal, there is no gain to measure
+        "objective_gain_fraction": (value - base) / (lp - base) if lp - base > 1e-12 else None,
+    }
