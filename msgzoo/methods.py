@@ -52,16 +52,19 @@ SENDER_OBJECTIVE_KEY = ("sender", "objective_reward")
 
 @dataclass(frozen=True)
 class LinearSchedule:
-    """``start`` at env step 0, moving linearly to ``end`` at ``frames`` (per seed), then ``end``."""
+    """``start`` until env step ``begin``, moving linearly to ``end`` at ``frames`` (per seed), then ``end``."""
 
     start: float
     end: float
     frames: int
+    begin: int = 0
 
     def value(self, frames: int) -> float:
         if frames >= self.frames:
             return self.end
-        return self.start + (self.end - self.start) * frames / self.frames
+        if frames <= self.begin:
+            return self.start
+        return self.start + (self.end - self.start) * (frames - self.begin) / (self.frames - self.begin)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,17 @@ class UpdatePhase:
     after_batch: Callable[[int], None] | None = None
 
 
+def epsilon_from_config(cfg) -> LinearSchedule | None:
+    """``loss.epsilon`` until the warm-up ends, then linearly to ``loss.epsilon_final`` at the end of the one-step
+    budget ``collector.total_frames`` (None: ``epsilon_final`` unset or equal to ``epsilon``, a constant)."""
+    final = cfg.loss.get("epsilon_final")
+    if final is None or float(final) == float(cfg.loss.epsilon):
+        return None
+    budget = int(cfg.collector.total_frames)
+    begin = min(_warmup_frames(cfg), budget - 1)
+    return LinearSchedule(float(cfg.loss.epsilon), float(final), budget, begin=begin)
+
+
 @dataclass
 class Method:
     """A method ready to train: the collection policy, its parts, losses, optimizers, target updaters, and the
@@ -152,6 +166,7 @@ class Method:
     seeds: tuple[int, ...] | None = None  # set when several seeds train together (networks are SeedEnsembles)
     reward_mix: RewardMix | None = None  # the sender learns from SENDER_OBJECTIVE_KEY, written by reward_mix
     joint_epsilon: LinearSchedule | None = None  # the obedience loss's joint_epsilon over env steps (per seed)
+    epsilon: LinearSchedule | None = None  # the obedience loss's epsilon over env steps (per seed)
     phases: tuple[UpdatePhase, ...] = ()  # taken in turn, one per collected batch (empty: not trainable, a member)
     readout: PolicyReadout = SCHEME_READOUT  # how evaluation reads its policies (tables, message distribution)
     learning_rate_fields: tuple[str, ...] = ()  # the config fields its optimizers' learning rates come from
@@ -371,6 +386,7 @@ def _build_receiver_and_sender(
     ]
     reward_mix = reward_mix_from_config(cfg)
     joint_epsilon = joint_epsilon_from_config(cfg) if obedience else None
+    epsilon = epsilon_from_config(cfg) if obedience else None
     if reward_mix is not None:
         sender_losses[sender].set_keys(reward=SENDER_OBJECTIVE_KEY)
 
@@ -380,7 +396,7 @@ def _build_receiver_and_sender(
     )
     sender_phase = UpdatePhase(
         "sender", sender_losses,
-        prepare=partial(_prepare_sender, reward_mix=reward_mix, joint_epsilon=joint_epsilon,
+        prepare=partial(_prepare_sender, reward_mix=reward_mix, joint_epsilon=joint_epsilon, epsilon=epsilon,
                         obedience=sender_losses.get("obedience")),
         # dual ascent on this batch's estimates (dual modes only)
         after_loss={"obedience": sender_losses["obedience"].update_multipliers} if obedience else {},
@@ -389,17 +405,19 @@ def _build_receiver_and_sender(
     policy = TensorDictSequential(scheme, receiver)
     return Method(
         name, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters, seeds=nets.seeds,
-        reward_mix=reward_mix, joint_epsilon=joint_epsilon, phases=(receiver_phase, sender_phase),
+        reward_mix=reward_mix, joint_epsilon=joint_epsilon, epsilon=epsilon, phases=(receiver_phase, sender_phase),
         readout=SCHEME_READOUT, learning_rate_fields=_OPTIM_LEARNING_RATES,
     )
 
 
-def _prepare_sender(batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, obedience) -> None:
-    """The warm-up schedules, on each seed's own env steps: the sender's objective reward, the joint epsilon."""
+def _prepare_sender(batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, epsilon, obedience) -> None:
+    """The schedules, on each seed's own env steps: the sender's objective reward, the joint epsilon, epsilon."""
     if reward_mix is not None:
         reward_mix.write(batch, frames)
     if joint_epsilon is not None:
         obedience.joint_epsilon = joint_epsilon.value(frames)
+    if epsilon is not None:
+        obedience.epsilon = epsilon.value(frames)
 
 
 def _build_dial(name: str, env, nets: Networks, cfg, device) -> Method:

@@ -10,6 +10,7 @@ from msgzoo.methods import (
     LinearSchedule,
     RewardMix,
     build_method,
+    epsilon_from_config,
     joint_epsilon_from_config,
     reward_mix_from_config,
 )
@@ -21,6 +22,50 @@ def test_schedule_is_linear_then_constant():
     assert [w.value(f) for f in (0, 25, 50, 100, 10_000)] == [1.0, 0.75, 0.5, 0.0, 0.0]
     prosocial = LinearSchedule(0.5, 0.5, 1)
     assert prosocial.value(0) == prosocial.value(10**9) == 0.5
+
+
+def test_schedule_with_a_late_start():
+    eps = LinearSchedule(start=0.01, end=0.0, frames=1000, begin=200)  # constant until 200, then linear to 1000
+    assert [eps.value(f) for f in (0, 200, 600, 1000, 5000)] == [0.01, 0.01, 0.005, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "loss, warmup_frames, expected",
+    [
+        (dict(epsilon=0.01, epsilon_final=0.0), 300, LinearSchedule(0.01, 0.0, 1000, begin=300)),
+        (dict(epsilon=0.01, epsilon_final=0.0), 0, LinearSchedule(0.01, 0.0, 1000, begin=0)),  # no warm-up: from 0
+        (dict(epsilon=0.01, epsilon_final=0.0), 5000, LinearSchedule(0.01, 0.0, 1000, begin=999)),  # warm-up > budget
+        (dict(epsilon=0.3, epsilon_final=None), 300, None),  # the paper protocol: a constant epsilon
+        (dict(epsilon=0.01, epsilon_final=0.01), 300, None),
+        (dict(epsilon=0.01), 300, None),  # a config without the field (Reaching Goals)
+    ],
+)
+def test_epsilon_schedule_from_config(loss, warmup_frames, expected):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"loss": loss, "warmup": {"frames": warmup_frames}, "collector": {"total_frames": 1000}})
+    assert epsilon_from_config(cfg) == expected
+
+
+def test_the_trainer_moves_epsilon_on_each_seeds_env_steps(recipe_config, tmp_path):
+    """4 batches of 32 students, epsilon 0.01 until 32 steps, 0 at 128: the sender updates (the 2nd and 4th batches)
+    see the schedule's value at 32 and 96 env steps."""
+    from msgzoo.experiment import Experiment
+    from msgzoo.trainer import Trainer
+
+    cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=32", "collector.total_frames=128",
+                        "warmup.frames=32", "loss.epsilon=0.01", "loss.epsilon_final=0.0")
+    env = one_step.make_env(cfg)
+    method = build_method("sgoc", env, cfg)
+    assert method.epsilon == LinearSchedule(0.01, 0.0, 128, begin=32)
+    obedience = method.sender_losses["obedience"]
+    seen = []
+    forward = obedience.forward
+    obedience.forward = lambda td: seen.append(obedience.epsilon) or forward(td)
+    exp = Experiment(method="sgoc", task="t", seed=0, config={}, use_wandb=False, run_dir=tmp_path / "run")
+    with exp:
+        Trainer(env, method, exp, total_frames=128, frames_per_batch=32, log_interval=2).train()
+    assert seen == pytest.approx([0.01, 0.01 * (1 - (96 - 32) / 96)])
 
 
 def test_write_mixes_the_next_rewards_and_leaves_them_alone():
