@@ -69,15 +69,15 @@ FIGURE2 = (
                "of 100 students); msgzoo's batches hold 2,048 students and its learning rates are ~20x the "
                "reference's (docs/recipes.md)."),
     Panel("reaching_goals_3x3", "reaching_goals", tuple(METHODS), "collector.total_episodes", 200_000, ("map=3x3",),
-          note="Figure 2 (d-g). The paper's x axis ends at 1e5, which is 2e5 real episodes (two episodes per point); "
+          note="Figure 2 (d-h), 3x3. The paper's x axis ends at 1e5, which is 2e5 real episodes (two episodes per point); "
                "DIAL's paper value is at 1e5 real episodes, on the way."),
     Panel("reaching_goals_5x5", "reaching_goals", ("sgoc", "pgoc"), "collector.total_episodes", 600_000, ("map=5x5",),
-          note="Figure 2 (h). The paper's x axis ends at 3e5 = 6e5 real episodes; the authors' 5x5 config "
+          note="Figure 2 (d-h), 5x5. The paper's x axis ends at 3e5 = 6e5 real episodes; the authors' 5x5 config "
                "(12 / 3, the receiver sees the message only)."),
 )
 PANELS = {p.name: p for p in FIGURE2}
 #: Batches between checkpoints of a figure-2 run, so that a killed run loses minutes, not hours (logger.* may
-#: change on a resume; a checkpoint of 15 seeds' small nets takes milliseconds).
+#: change on a resume, so this does not block continuing a run made with another interval).
 CHECKPOINT_INTERVAL = 200
 
 
