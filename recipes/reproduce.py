@@ -18,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from msgzoo.figures import plot_languages
-from msgzoo.report import find_runs, report
+from msgzoo.report.compare import find_runs, report
+from msgzoo.report.figures import plot_languages
 
 ROOT = Path(__file__).resolve().parent
 METHODS = ["sgoc", "sg", "pgoc", "pg", "dial"]

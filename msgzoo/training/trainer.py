@@ -1,6 +1,6 @@
 """The training loop every recipe shares: collect with TorchRL's ``Collector``, update, log, checkpoint.
 
-Each collected batch goes to one of the method's update phases (:class:`~msgzoo.methods.UpdatePhase`), taken in
+Each collected batch goes to one of the method's update phases (:class:`~msgzoo.training.methods.UpdatePhase`), taken in
 turn: the reference's methods alternate two phases on fresh on-policy batches (collect a batch and update the
 receiver, collect another and update the sender); DIAL has one phase, both agents from every batch with one loss.
 The loop itself knows no method: the phases say which losses, which optimizer and what runs around the step.
@@ -25,7 +25,8 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
 
-from msgzoo.checkpoint import (
+from msgzoo.modules.fast import fuse_policy
+from msgzoo.runtime.checkpoint import (
     GracefulInterrupt,
     TrainingInterrupted,
     load_checkpoint,
@@ -33,11 +34,10 @@ from msgzoo.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from msgzoo.config_validation import check_resume_config
-from msgzoo.experiment import Experiment, to_jsonable
-from msgzoo.methods import Method, UpdatePhase
-from msgzoo.modules.fast import fuse_policy
-from msgzoo.nan_guard import NonFiniteError, check_finite
+from msgzoo.runtime.config_validation import check_resume_config
+from msgzoo.runtime.experiment import Experiment, to_jsonable
+from msgzoo.runtime.nan_guard import NonFiniteError, check_finite
+from msgzoo.training.methods import Method, UpdatePhase
 
 
 #: Version of the trainer's checkpoint layout (2: tensors and plain values only, with the run's config).
@@ -64,7 +64,7 @@ def _hyperparameters(method: Method) -> dict:
 
 def _apply_overrides(method: Method, fresh: dict, overrides: Sequence[str]) -> None:
     """Puts back the config's values of the ``resume_override`` fields over the checkpoint's (the other fields
-    equal the checkpoint's, :func:`~msgzoo.config_validation.check_resume_config` made sure)."""
+    equal the checkpoint's, :func:`~msgzoo.runtime.config_validation.check_resume_config` made sure)."""
     # an override names a learning rate's field or a section above it (optim, optim.signaling_lr)
     if any(f == o or f.startswith(o + ".") for o in overrides for f in method.learning_rate_fields):
         for k, opt in method.optimizers.items():
@@ -91,7 +91,7 @@ class Trainer:
 
     Args:
         env: a batched msgzoo environment (``batch_size=[num_envs]``).
-        method: from :func:`msgzoo.methods.build_method`.
+        method: from :func:`msgzoo.training.methods.build_method`.
         experiment: where logs, checkpoints and the summary go.
 
     Keyword Args:
@@ -273,7 +273,7 @@ class Trainer:
     def load_state_dict(self, state: dict, resume_override: Sequence[str] = ()) -> None:
         """Restores a :meth:`state_dict`. ``resume_override``: the config fields whose values in the run's config
         replace the checkpoint's (learning rates, the Lagrange multiplier); see
-        :func:`~msgzoo.config_validation.check_resume_config`."""
+        :func:`~msgzoo.runtime.config_validation.check_resume_config`."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(
                 f"this checkpoint has layout {state.get('format')!r}; this msgzoo reads layout {CHECKPOINT_FORMAT} "
@@ -315,7 +315,7 @@ class Trainer:
 
     def finish_if_interrupted(self) -> None:
         """After :meth:`train` stopped on a signal: writes the run's summaries with ``status: interrupted`` (no
-        final evaluation) and raises :class:`~msgzoo.checkpoint.TrainingInterrupted` (exit status 128 + signal,
+        final evaluation) and raises :class:`~msgzoo.runtime.checkpoint.TrainingInterrupted` (exit status 128 + signal,
         so schedulers and Hydra sweeps stop too). Does nothing after a run that was not interrupted."""
         if self.interrupted is None:
             return
