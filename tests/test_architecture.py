@@ -170,3 +170,15 @@ def test_the_name_check_bites():
     source = ('def f(method, losses):\n    if method.name == "dial":\n        return losses["sgoc"]\n'
               '    match method.name:\n        case "pg":\n            return 1\n    return method in ("sg", "pg")\n')
     assert sorted(int(h.split(":")[1]) for h in method_name_uses(source)) == [2, 3, 5, 7]
+
+
+def test_the_collector_carrier_is_read_in_one_place():
+    """TorchRL's ``Collector`` has no public accessor for its pending inputs: ``collector_carrier`` in the trainer
+    is the one place that touches the private ``_carrier``; everything else goes through it."""
+    hits = []
+    for path in SOURCES:
+        tree = ast.parse(path.read_text())
+        owners = {id(n): f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) for n in ast.walk(f)}
+        hits += [(str(path.relative_to(PACKAGE)), owners.get(id(node)))
+                 for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "_carrier"]
+    assert hits == [("training/trainer.py", "collector_carrier")], hits

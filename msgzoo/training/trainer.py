@@ -44,6 +44,18 @@ from msgzoo.training.methods import Method, UpdatePhase
 CHECKPOINT_FORMAT = 2
 
 
+def collector_carrier(collector: Collector) -> TensorDictBase:
+    """The collector's pending inputs: the tensordict its next batch starts from (the environments' current
+    observations, as the last step left them). An exact resume saves and restores it.
+
+    TorchRL 0.14's ``Collector`` keeps it in the private ``_carrier`` and offers no public accessor:
+    ``Collector.state_dict()`` holds the env's and policy's state dicts and the frame counters, not the pending
+    inputs, and ``Collector.reset()`` draws new initial states. This function is the one place in msgzoo that
+    reads the private attribute; the trainer writes into the returned tensordict in place (``update_``).
+    """
+    return collector._carrier
+
+
 def _all_finite(tensors) -> torch.Tensor:
     """One device-side flag: every element of ``tensors`` is finite (no host sync, no norm that could overflow)."""
     tensors = [t.detach().reshape(-1) for t in tensors]
@@ -255,13 +267,13 @@ class Trainer:
             "optimizers": {k: v.state_dict() for k, v in self.method.optimizers.items()},
             "rng": rng_state(self._generators()),
             # the collector's pending inputs (the next batch's first observations) make a resume exact
-            "carrier": self._carrier(),
+            "carrier": self._carrier_state(),
         }
 
-    def _carrier(self):
+    def _carrier_state(self):
         """The collector's pending inputs (live during training, the last ones kept after it) as a plain dict."""
         collector = getattr(self, "_collector", None)
-        carrier = collector._carrier if collector is not None else getattr(self, "_last_carrier", None)
+        carrier = collector_carrier(collector) if collector is not None else getattr(self, "_last_carrier", None)
         if carrier is None:
             return None
         return {"batch_size": list(carrier.batch_size), "data": carrier.to_dict()}
@@ -358,7 +370,8 @@ class Trainer:
             set_rng_state(pending["rng"], self._generators())
             if pending.get("carrier") is not None:
                 carrier = TensorDict(pending["carrier"]["data"], batch_size=pending["carrier"]["batch_size"])
-                collector._carrier.update_(carrier.to(collector._carrier.device))
+                live = collector_carrier(collector)
+                live.update_(carrier.to(live.device))
             self._pending_restore = None
         pbar = self.exp.progress(total=self.total_frames, desc=self.exp.run_name)
         pbar.update(self.frames)
@@ -401,7 +414,8 @@ class Trainer:
                     save_checkpoint(self.checkpoint_path, last_good)
                 raise
             finally:
-                self._last_carrier = collector._carrier.clone()  # a checkpoint after train() continues exactly
+                # kept so that a checkpoint after train() continues exactly
+                self._last_carrier = collector_carrier(collector).clone()
                 collector.shutdown()
                 self._collector = None
                 self.exp.close_progress()
