@@ -9,7 +9,8 @@ Every (method, game) trains ``--seeds`` seeds together (``num_seeds``) through t
 (prior, payoffs) changes; ``--override`` applies the same Hydra overrides to every game (for ablations). Each run
 is scored exactly (no sampling) by the fraction of the LP gain, ``(v - v_none) / (v_LP - v_none)``, and the
 receiver's best-response regret. The JSON (``--out``) holds every seed of every game and the CPU seconds of each
-run; ``python -m msgzoo.suite_report`` turns it into the table and figure of docs/results.md.
+run; ``python benchmarks/persuasion_suite.py --report RESULTS.json...`` turns it into the table and figure of
+docs/results.md.
 """
 from __future__ import annotations
 
