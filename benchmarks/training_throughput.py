@@ -2,9 +2,9 @@
 
 For each method on Reaching Goals 3x3 (and SGOC on Recommendation Letter) and each ``num_envs``, the recipe's
 configuration is composed (``recipes/config``), the method built with :func:`msgzoo.training.methods.build_method` and
-trained by :class:`msgzoo.training.trainer.Trainer` (TorchRL ``Collector``, alternating receiver / sender updates, logging
-to CSV, no wandb) for a fixed number of batches. Every measurement runs in its own subprocess, so the peak memory
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that run's own. Numbers are ``trainer.frames /
+trained by :class:`msgzoo.training.trainer.Trainer` (TorchRL ``Collector``, alternating receiver / sender updates,
+logging to CSV, no wandb) for a fixed number of batches. Every measurement runs in its own subprocess, so the peak
+memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that run's own. Numbers are ``trainer.frames /
 trainer.wall_time`` (the loop only: imports, network construction and the final evaluation are not counted).
 
 A profile of the default SGOC 3x3 run (cProfile, top functions by cumulative time) is added to the JSON and

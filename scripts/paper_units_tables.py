@@ -4,7 +4,8 @@
 
 ``msgzoo.report`` writes ``table_paper_units.md`` itself when it has the runs; the raw runs behind docs/results/ are
 not in the repository, so this rebuilds the same table from the report's ``table.json`` (final values per method)
-with :func:`msgzoo.report.compare.paper_units_table`, and the sender's LP optimum for the given map and receiver observation.
+with :func:`msgzoo.report.compare.paper_units_table`, and the sender's LP optimum for the given map and receiver
+observation.
 """
 from __future__ import annotations
 

@@ -38,8 +38,9 @@ class MultiReceiverPersuasionEnv(EnvBase):
       root ``done`` / ``terminated`` / ``truncated`` bool ``[*B, 1]``.
 
     The exact optima of both signaling modes are
-    :func:`msgzoo.game_theory.optimal_scheme_receivers.optimal_multi_receiver_scheme`; exact payoffs of tabular policies,
-    :func:`msgzoo.game_theory.optimal_scheme_receivers.multi_receiver_payoffs`; SGOC on it: ``recipes/sgoc_voting.py``.
+    :func:`msgzoo.game_theory.optimal_scheme_receivers.optimal_multi_receiver_scheme`; exact payoffs of tabular
+    policies, :func:`msgzoo.game_theory.optimal_scheme_receivers.multi_receiver_payoffs`; SGOC on it:
+    ``recipes/sgoc_voting.py``.
 
     Args:
         prior: probabilities of the |S| states.
@@ -75,7 +76,8 @@ class MultiReceiverPersuasionEnv(EnvBase):
         seed: int | None = None,
         validate_actions: bool = False,
     ):
-        # imported here: msgzoo.game_theory.optimal_scheme_receivers imports msgzoo.envs (via msgzoo.game_theory.exact_payoffs)
+        # imported here: msgzoo.game_theory.optimal_scheme_receivers imports msgzoo.envs (via
+        # msgzoo.game_theory.exact_payoffs)
         from msgzoo.game_theory.optimal_scheme_receivers import SIGNALING as MODES, check_multi_receiver_game
 
         require(signaling in MODES, "signaling", signaling, f"one of {MODES}")

@@ -21,7 +21,8 @@ health_agency_citizens   (0.610, 0.000)    (0.000, 0.000)  (0.440, 0.160)
 Markov chain over the states that no action changes, and a ``horizon`` (steps per episode); ``prior`` is the
 first state's distribution. The receiver still sees only the message. Their exact benchmarks are per step: the
 one-step values above computed on the state occupancy ``d = (1/T) sum_{t<T} prior P^t``
-(:func:`msgzoo.game_theory.optimal_scheme.state_occupancy`; why this is exact: :mod:`msgzoo.game_theory.optimal_scheme`):
+(:func:`msgzoo.game_theory.optimal_scheme.state_occupancy`; why this is exact:
+:mod:`msgzoo.game_theory.optimal_scheme`):
 
 ================  =======  =====================  ==============  ==============  ================
 game              horizon  occupancy d            LP (send, rcv)  no information  full information
@@ -152,8 +153,8 @@ ONE_STEP_GAMES: dict[str, dict[str, Any]] = {
     "health_agency_citizens": _HEALTH_AGENCY_CITIZENS,
 }
 
-#: A sender that also acts (:func:`msgzoo.game_theory.optimal_scheme.optimal_acting_sender_scheme`, issue 18): payoffs are
-#: ``[|S|, |B|, |A|]`` (state, sender action, receiver action).
+#: A sender that also acts (:func:`msgzoo.game_theory.optimal_scheme.optimal_acting_sender_scheme`, issue 18):
+#: payoffs are ``[|S|, |B|, |A|]`` (state, sender action, receiver action).
 COACHING_LETTER = dict(
     prior=[2 / 3, 1 / 3],
     # the professor: +1 per hire, coaching costs 0.2

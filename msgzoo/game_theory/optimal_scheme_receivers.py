@@ -21,8 +21,8 @@ By the revelation principle the sender recommends an action to every receiver, d
   responds to the common posterior. With externalities it is the best public scheme whose every message is followed
   by a pure equilibrium of the posterior game (the recommended profile).
 
-As in :mod:`msgzoo.game_theory.optimal_scheme`, an indifferent receiver obeys (ties in the sender's favour). Payoff arrays have
-one axis per receiver: ``sender_utility[s, a_1, ..., a_N]`` and ``receiver_utility[j, s, a_1, ..., a_N]``.
+As in :mod:`msgzoo.game_theory.optimal_scheme`, an indifferent receiver obeys (ties in the sender's favour). Payoff
+arrays have one axis per receiver: ``sender_utility[s, a_1, ..., a_N]`` and ``receiver_utility[j, s, a_1, ..., a_N]``.
 """
 from __future__ import annotations
 

@@ -72,9 +72,10 @@ def plot_learning_curves(
     ``final`` (e.g. ``{"sender_return": ..., "receiver_return": ...}``) adds the final evaluation as markers.
 
     With ``method`` and ``map_name`` (``"3x3"``, ``"5x5"``) a second panel draws the same curves in the paper's
-    units (:mod:`msgzoo.report.paper_units`: ``k``-episode sums against real episodes / ``k``, ``k = 2``, DIAL 1) and both
-    panels mark the paper's Figure 2 values for that method (stars). ``optimum`` (the sender's optimal return per
-    episode, :mod:`msgzoo.game_theory.optimal_scheme_markov`) is drawn as a dashed line, in each panel's units."""
+    units (:mod:`msgzoo.report.paper_units`: ``k``-episode sums against real episodes / ``k``, ``k = 2``, DIAL 1)
+    and both panels mark the paper's Figure 2 values for that method (stars). ``optimum`` (the sender's optimal
+    return per episode, :mod:`msgzoo.game_theory.optimal_scheme_markov`) is drawn as a dashed line, in each panel's
+    units."""
     plt = _matplotlib()
     rows = [r for r in history if "train/sender_reward" in r and "train/receiver_reward" in r]
     episodes = np.array([r["frames"] / horizon for r in rows], dtype=np.float64)

@@ -277,7 +277,8 @@ def _check_dial_section(cfg: DictConfig) -> None:
     _check(cfg, "dial.annealing_frames", _positive_int, "a positive number of env steps", 1000000)
 
 
-#: The checks of the config sections a method declares as its own (:attr:`~msgzoo.training.methods.MethodSpec.sections`).
+#: The checks of the config sections a method declares as its own
+#: (:attr:`~msgzoo.training.methods.MethodSpec.sections`).
 SECTION_CHECKS: dict[str, Callable[[DictConfig], None]] = {"dial": _check_dial_section}
 
 
