@@ -1,4 +1,4 @@
-"""Cost of the trainer's per-update non-finite flag (``msgzoo.trainer.Trainer._apply``), one CPU thread.
+"""Cost of the trainer's per-update non-finite flag (``msgzoo.training.trainer.Trainer._apply``), one CPU thread.
 
 Every update the trainer ANDs "loss, gradients and updated parameters are finite" into a flag on the device and
 reads it only at log and checkpoint time (docs/reliability.md). This times those flag operations alone on each
@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from msgzoo.methods import build_method
-from msgzoo.trainer import _all_finite
+from msgzoo.training.methods import build_method
+from msgzoo.training.trainer import _all_finite
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "recipes" / "config"
 

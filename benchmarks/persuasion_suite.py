@@ -1,4 +1,4 @@
-"""The persuasion-game suite: SGOC and PGOC with the recipes' defaults on every game of :mod:`msgzoo.suite`.
+"""The persuasion-game suite: SGOC and PGOC with the recipes' defaults on every game of :mod:`msgzoo.game_theory.suite`.
 
     python benchmarks/persuasion_suite.py                       # all games, sgoc + pgoc, 5 seeds, 2 processes
     python benchmarks/persuasion_suite.py --games recommendation_letter random_05_3x3 --methods sgoc
@@ -9,7 +9,8 @@ Every (method, game) trains ``--seeds`` seeds together (``num_seeds``) through t
 (prior, payoffs) changes; ``--override`` applies the same Hydra overrides to every game (for ablations). Each run
 is scored exactly (no sampling) by the fraction of the LP gain, ``(v - v_none) / (v_LP - v_none)``, and the
 receiver's best-response regret. The JSON (``--out``) holds every seed of every game and the CPU seconds of each
-run; ``python -m msgzoo.suite_report`` turns it into the table and figure of docs/results.md.
+run; ``python benchmarks/persuasion_suite.py --report RESULTS.json...`` turns it into the table and figure of
+docs/results.md.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def train_one(job: tuple[str, dict, int, list[str], str]) -> dict:
     from hydra import compose, initialize_config_dir
 
     from msgzoo.pipelines.one_step import run
-    from msgzoo.suite import SuiteGame, fraction_of_gain
+    from msgzoo.game_theory.suite import SuiteGame, fraction_of_gain
 
     method, game_fields, seeds, overrides, run_root = job
     game = SuiteGame(**game_fields)
@@ -105,7 +106,7 @@ def _pct(x: float) -> str:
 
 def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
     """The table and figure of one or more result files into ``docs/results.md`` (between the markers)."""
-    from msgzoo.report import save_figure
+    from msgzoo.report.compare import save_figure
     import matplotlib.pyplot as plt
 
     reports = [(p, json.loads(Path(p).read_text())) for p in paths]
@@ -162,7 +163,7 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
 
 
 def main() -> None:
-    from msgzoo.suite import persuasion_suite
+    from msgzoo.game_theory.suite import persuasion_suite
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=["sgoc", "pgoc"])

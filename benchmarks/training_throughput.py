@@ -1,10 +1,10 @@
 """Training throughput: env steps per second of the whole training loop (collection + updates), one CPU thread.
 
 For each method on Reaching Goals 3x3 (and SGOC on Recommendation Letter) and each ``num_envs``, the recipe's
-configuration is composed (``recipes/config``), the method built with :func:`msgzoo.methods.build_method` and
-trained by :class:`msgzoo.trainer.Trainer` (TorchRL ``Collector``, alternating receiver / sender updates, logging
-to CSV, no wandb) for a fixed number of batches. Every measurement runs in its own subprocess, so the peak memory
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that run's own. Numbers are ``trainer.frames /
+configuration is composed (``recipes/config``), the method built with :func:`msgzoo.training.methods.build_method` and
+trained by :class:`msgzoo.training.trainer.Trainer` (TorchRL ``Collector``, alternating receiver / sender updates,
+logging to CSV, no wandb) for a fixed number of batches. Every measurement runs in its own subprocess, so the peak
+memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that run's own. Numbers are ``trainer.frames /
 trainer.wall_time`` (the loop only: imports, network construction and the final evaluation are not counted).
 
 A profile of the default SGOC 3x3 run (cProfile, top functions by cumulative time) is added to the JSON and
@@ -45,9 +45,9 @@ def _build(task: str, method: str, num_envs: int, batches: int, run_dir: str, ex
     """(trainer, cfg) for one measurement; the trainer's budget is ``batches`` collected batches (of every seed)."""
     import torch
 
-    from msgzoo.experiment import Experiment
-    from msgzoo.methods import build_method
-    from msgzoo.trainer import Trainer
+    from msgzoo.runtime.experiment import Experiment
+    from msgzoo.training.methods import build_method
+    from msgzoo.training.trainer import Trainer
 
     torch.set_num_threads(1)
     overrides = [f"env.num_envs={num_envs}", f"num_seeds={num_seeds}", "logger.use_wandb=false", *extra]

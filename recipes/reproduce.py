@@ -39,8 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
-from msgzoo.figures import plot_languages
-from msgzoo.report import find_runs, report
+from msgzoo.report.compare import find_runs, report
+from msgzoo.report.figures import plot_languages
 
 ROOT = Path(__file__).resolve().parent
 METHODS = ["sgoc", "sg", "pgoc", "pg", "dial"]
@@ -62,7 +62,7 @@ class Panel:
     note: str = ""
 
 
-#: The panels of the paper's Figure 2 at the paper's budgets (REFERENCE_RESULTS.md; msgzoo.paper_units).
+#: The panels of the paper's Figure 2 at the paper's budgets (REFERENCE_RESULTS.md; msgzoo.report.paper_units).
 FIGURE2 = (
     Panel("recommendation_letter", "recommendation_letter", tuple(METHODS), "collector.total_frames", 5_000_000,
           note="Figure 2 (a-c), Figure 3. Students per seed: the recipes' default, not the reference's 3e8 (batches "

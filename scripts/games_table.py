@@ -4,7 +4,7 @@
 
 Reads every ``<root>/<game>/seed<k>/summary.json`` and prints, per game, the sender value, the share of the way from
 the no-information value to the LP optimum (the issue's target: >= 90%), the receiver's value and its best-response
-regret (recomputed from the stored scheme and policy with :func:`msgzoo.metrics.best_response_regret`).
+regret (recomputed from the stored scheme and policy with :func:`msgzoo.game_theory.metrics.best_response_regret`).
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import statistics
 from pathlib import Path
 
 from msgzoo.envs.persuasion_games import ONE_STEP_GAMES
-from msgzoo.metrics import best_response_regret
-from msgzoo.report import find_runs
+from msgzoo.game_theory.metrics import best_response_regret
+from msgzoo.report.compare import find_runs
 
 
 def _stats(values: list[float], fmt: str = ".3f") -> str:

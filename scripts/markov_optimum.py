@@ -3,9 +3,9 @@
     python scripts/markov_optimum.py [--maps 3x3 5x5 5x5_paper] [--out docs/results/reaching_goals_optimum.json]
 
 For each map (the recipes' ``map`` group: size and amplifiers) and each receiver observation ([], [position],
-[position, goal]) prints the LP optimum of :mod:`msgzoo.optimal_scheme_markov` (sender and receiver return per
-50-step episode, which method solved it, iterations, wall time of the solve) next to two references: the honest
-scheme (recommend the receiver's best move) and the sender's value if it moved the receiver itself (no
+[position, goal]) prints the LP optimum of :mod:`msgzoo.game_theory.optimal_scheme_markov` (sender and receiver
+return per 50-step episode, which method solved it, iterations, wall time of the solve) next to two references:
+the honest scheme (recommend the receiver's best move) and the sender's value if it moved the receiver itself (no
 obedience). ``--out`` writes the same as JSON.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from msgzoo.optimal_scheme_markov import evaluate_markov_scheme, optimal_markov_scheme, reaching_goals_game
+from msgzoo.game_theory.optimal_scheme_markov import evaluate_markov_scheme, optimal_markov_scheme, reaching_goals_game
 
 #: The recipes' maps (recipes/config/map/*.yaml): (size, reward amplifier, punish amplifier).
 MAPS = {"3x3": (3, 20.0, 5.0), "5x5": (5, 12.0, 3.0), "5x5_paper": (5, 12.0, 3.5)}

@@ -4,7 +4,8 @@
 
 ``msgzoo.report`` writes ``table_paper_units.md`` itself when it has the runs; the raw runs behind docs/results/ are
 not in the repository, so this rebuilds the same table from the report's ``table.json`` (final values per method)
-with :func:`msgzoo.report.paper_units_table`, and the sender's LP optimum for the given map and receiver observation.
+with :func:`msgzoo.report.compare.paper_units_table`, and the sender's LP optimum for the given map and receiver
+observation.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from pathlib import Path
 from markov_optimum import MAPS  # this folder's script: the recipes' maps
 
 from msgzoo.envs import ReachingGoalsEnv
-from msgzoo.plotting import reaching_goals_optimum_value
-from msgzoo.report import paper_units_table
+from msgzoo.report.compare import paper_units_table
+from msgzoo.report.plotting import reaching_goals_optimum_value
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from torchrl.envs.utils import ExplorationType, check_env_specs, set_exploration
 
 from msgzoo.envs import ActingSenderPersuasionEnv
 from msgzoo.envs.persuasion_games import COACHING_LETTER as G
-from msgzoo.optimal_scheme import optimal_acting_sender_scheme, optimal_signaling_scheme
+from msgzoo.game_theory.optimal_scheme import optimal_acting_sender_scheme, optimal_signaling_scheme
 from msgzoo.pipelines.acting_sender import build, run, tables
 
 GAME = (G["prior"], G["sender_utility"], G["receiver_utility"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from msgzoo.methods import METHODS
+from msgzoo.training.methods import METHODS
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "msgzoo"
@@ -15,7 +15,7 @@ DOC = ROOT / "docs" / "architecture.md"
 #: Top-level names of the repository that are not the library: msgzoo must never import them.
 OUTSIDE = ("recipes", "benchmarks", "tests", "conftest", "scripts")
 #: Where methods are defined and registered: the one module that may name them in code.
-METHOD_DEFINITIONS = PACKAGE / "methods.py"
+METHOD_DEFINITIONS = PACKAGE / "training" / "methods.py"
 
 
 def layer_table() -> tuple[dict[str, str], dict[str, set[str]]]:
@@ -120,12 +120,12 @@ def test_imports_follow_the_layers(path):
 
 
 @pytest.mark.parametrize("module, source", [
-    ("msgzoo.objectives.fake", "from msgzoo.trainer import Trainer"),
+    ("msgzoo.objectives.fake", "from msgzoo.training.trainer import Trainer"),
     ("msgzoo.objectives.fake", "from ..pipelines import one_step"),
     ("msgzoo.envs.fake", "import msgzoo.objectives.obedience"),
-    ("msgzoo.envs.fake", "from msgzoo.methods import build_method"),
+    ("msgzoo.envs.fake", "from msgzoo.training.methods import build_method"),
     ("msgzoo.modules.fake", "from msgzoo.envs import ReachingGoalsEnv"),
-    ("msgzoo.trainer", "from recipes import reproduce"),
+    ("msgzoo.training.trainer", "from recipes import reproduce"),
     ("msgzoo.report", "import benchmarks.persuasion_suite"),
 ])
 def test_the_checker_refuses_a_forbidden_import(module, source):
@@ -133,7 +133,7 @@ def test_the_checker_refuses_a_forbidden_import(module, source):
 
 
 def test_type_only_imports_are_not_dependencies():
-    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from msgzoo.trainer import Trainer\n"
+    source = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from msgzoo.training.trainer import Trainer\n"
     assert violations(source, "msgzoo.objectives.fake") == []
 
 
@@ -170,3 +170,15 @@ def test_the_name_check_bites():
     source = ('def f(method, losses):\n    if method.name == "dial":\n        return losses["sgoc"]\n'
               '    match method.name:\n        case "pg":\n            return 1\n    return method in ("sg", "pg")\n')
     assert sorted(int(h.split(":")[1]) for h in method_name_uses(source)) == [2, 3, 5, 7]
+
+
+def test_the_collector_carrier_is_read_in_one_place():
+    """TorchRL's ``Collector`` has no public accessor for its pending inputs: ``collector_carrier`` in the trainer
+    is the one place that touches the private ``_carrier``; everything else goes through it."""
+    hits = []
+    for path in SOURCES:
+        tree = ast.parse(path.read_text())
+        owners = {id(n): f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) for n in ast.walk(f)}
+        hits += [(str(path.relative_to(PACKAGE)), owners.get(id(node)))
+                 for node in ast.walk(tree) if isinstance(node, ast.Attribute) and node.attr == "_carrier"]
+    assert hits == [("training/trainer.py", "collector_carrier")], hits

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from msgzoo.config_validation import ConfigError, validate_config
+from msgzoo.runtime.config_validation import ConfigError, validate_config
 
 BAD_ONE_STEP = [
     ("optim.signaling_lr=-0.001", "optim.signaling_lr=-0.001"),

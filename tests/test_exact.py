@@ -11,8 +11,8 @@ from torch import nn
 
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER, BayesianPersuasionEnv
 from msgzoo.envs.persuasion_games import ONE_STEP_GAMES, make_one_step_env
-from msgzoo.exact_payoffs import exact_payoffs, tabulate_one_step_policies
-from msgzoo.metrics import (
+from msgzoo.game_theory.exact_payoffs import exact_payoffs, tabulate_one_step_policies
+from msgzoo.game_theory.metrics import (
     best_response_regret,
     abs_honesty_recommendation_letter,
     honesty,
@@ -22,7 +22,7 @@ from msgzoo.metrics import (
     obedience_violation,
     posterior,
 )
-from msgzoo.optimal_scheme import (
+from msgzoo.game_theory.optimal_scheme import (
     OptimalScheme,
     full_information_value,
     no_information_value,

@@ -14,15 +14,15 @@ import pytest
 import torch
 from torch import nn
 
-from msgzoo.checkpoint import (
+from msgzoo.runtime.checkpoint import (
     GracefulInterrupt,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from msgzoo.experiment import Experiment, config_hash
-from msgzoo.nan_guard import NonFiniteError, check_finite
+from msgzoo.runtime.experiment import Experiment, config_hash
+from msgzoo.runtime.nan_guard import NonFiniteError, check_finite
 
 CFG = {"lr": 1e-3, "seed": 0, "iterations": 10, "logger": {"mode": "offline"}, "run_dir": None}
 

@@ -14,8 +14,8 @@ from torchrl.envs.utils import check_env_specs
 
 from msgzoo.envs import BayesianPersuasionEnv, recommendation_letter
 from msgzoo.envs.persuasion_games import MARKOV_GAMES, ONE_STEP_GAMES, make_one_step_env, make_persuasion_env
-from msgzoo.exact_payoffs import exact_payoffs
-from msgzoo.optimal_scheme import (
+from msgzoo.game_theory.exact_payoffs import exact_payoffs
+from msgzoo.game_theory.optimal_scheme import (
     full_information_value,
     no_information_value,
     optimal_signaling_scheme,

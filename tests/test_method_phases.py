@@ -5,10 +5,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from msgzoo.experiment import Experiment
-from msgzoo.methods import METHOD_SPECS, build_method
 from msgzoo.pipelines import one_step
-from msgzoo.trainer import Trainer
+from msgzoo.runtime.experiment import Experiment
+from msgzoo.training.methods import METHOD_SPECS, build_method
+from msgzoo.training.trainer import Trainer
 
 
 def _tiny(recipe_config, method):

@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from msgzoo.methods import build_method
 from msgzoo.modules import GridNet, ObservationMessageNet, VectorNet
 from msgzoo.modules.seed_ensemble import SeedEnsemble, seed_members
 from msgzoo.objectives import attach_next_message
 from msgzoo.pipelines import one_step, reaching_goals
+from msgzoo.training.methods import build_method
 
 SEEDS = (3, 5, 8)
 
@@ -165,8 +165,8 @@ def test_build_method_checks_the_env_batch(recipe_config):
 
 def test_schedules_count_each_seeds_own_steps(recipe_config, tmp_path):
     """DIAL's epsilon anneals over each seed's env steps, as in a separate run (not over all seeds' steps)."""
-    from msgzoo.experiment import Experiment
-    from msgzoo.trainer import Trainer
+    from msgzoo.runtime.experiment import Experiment
+    from msgzoo.training.trainer import Trainer
 
     eps = {}
     for num_seeds in (1, 3):

@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from msgzoo.checkpoint import load_checkpoint
-from msgzoo.experiment import Experiment
-from msgzoo.methods import build_method
-from msgzoo.nan_guard import NonFiniteError
 from msgzoo.pipelines.one_step import make_env
-from msgzoo.trainer import Trainer
+from msgzoo.runtime.checkpoint import load_checkpoint
+from msgzoo.runtime.experiment import Experiment
+from msgzoo.runtime.nan_guard import NonFiniteError
+from msgzoo.training.methods import build_method
+from msgzoo.training.trainer import Trainer
 
 
 def test_nan_stops_run_and_keeps_last_good_checkpoint(recipe_config, tmp_path):

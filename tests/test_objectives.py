@@ -16,8 +16,8 @@ from torchrl.objectives import SoftUpdate
 from torchrl.objectives.utils import ValueEstimators
 
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER, recommendation_letter
-from msgzoo.exact_payoffs import exact_payoffs, tabulate_one_step_policies
-from msgzoo.metrics import obedience_constraints, obedience_violation
+from msgzoo.game_theory.exact_payoffs import exact_payoffs, tabulate_one_step_policies
+from msgzoo.game_theory.metrics import obedience_constraints, obedience_violation
 from msgzoo.modules import (
     ObservationMessageNet,
     VectorNet,
@@ -1340,10 +1340,10 @@ def test_forward_has_no_graph_break(loss_cls, kwargs):
 
 def test_trainer_steps_the_dual_multipliers_after_the_loss(recipe_config, tmp_path):
     """The recipes' loop calls update_multipliers once per sender update, with that update's estimates."""
-    from msgzoo.experiment import Experiment
-    from msgzoo.methods import build_method
+    from msgzoo.runtime.experiment import Experiment
+    from msgzoo.training.methods import build_method
     from msgzoo.pipelines import one_step
-    from msgzoo.trainer import Trainer
+    from msgzoo.training.trainer import Trainer
 
     cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=64", "loss.obedience_mode=dual",
                         "loss.epsilon=1.0")

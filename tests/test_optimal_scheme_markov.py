@@ -1,4 +1,4 @@
-"""The occupancy LP of a Markov signaling game (msgzoo.optimal_scheme_markov), checked against independent
+"""The occupancy LP of a Markov signaling game (msgzoo.game_theory.optimal_scheme_markov), checked against independent
 computations: the env itself, the one-step LP, brute-force enumeration, backward induction, Monte Carlo."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from scipy.optimize import linprog
 from tensordict import TensorDict
 
 from msgzoo.envs import ReachingGoalsEnv
-from msgzoo.optimal_scheme import optimal_signaling_scheme
-from msgzoo.optimal_scheme_markov import (
+from msgzoo.game_theory.optimal_scheme import optimal_signaling_scheme
+from msgzoo.game_theory.optimal_scheme_markov import (
     TabularMarkovGame,
     evaluate_markov_scheme,
     lp_size,
@@ -83,7 +83,7 @@ def test_reset_distribution_and_observations_match_the_env(observes):
 
 @pytest.mark.parametrize("observes", [[], ["position"]])
 def test_horizon_one_is_the_one_step_lp(observes):
-    """T = 1: the static persuasion LP of eq. (1) (msgzoo.optimal_scheme), one per observation."""
+    """T = 1: the static persuasion LP of eq. (1) (msgzoo.game_theory.optimal_scheme), one per observation."""
     game = reaching_goals_game(height=2, width=2, horizon=1, receiver_observes=observes)
     expected = 0.0
     for o in np.unique(game.observation):

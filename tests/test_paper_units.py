@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from msgzoo.paper_units import FIGURE2, episodes_per_point, from_paper_units, paper_points, to_paper_units
-from msgzoo.report import paper_units_table, report
+from msgzoo.report.compare import paper_units_table, report
+from msgzoo.report.paper_units import FIGURE2, episodes_per_point, from_paper_units, paper_points, to_paper_units
 
 
 def test_two_episode_sums_at_half_the_episodes():

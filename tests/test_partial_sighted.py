@@ -14,15 +14,15 @@ from test_objectives import F64, PHI3, PI3, W_RECEIVER_KEY, collect, tabular_mod
 
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER, BayesianPersuasionEnv, recommendation_letter
 from msgzoo.envs.persuasion_games import random_persuasion_game
-from msgzoo.exact_payoffs import exact_payoffs
-from msgzoo.metrics import obedience_constraints
-from msgzoo.objectives import ObedienceConstraintLoss
-from msgzoo.optimal_scheme import (
+from msgzoo.game_theory.exact_payoffs import exact_payoffs
+from msgzoo.game_theory.metrics import obedience_constraints
+from msgzoo.game_theory.optimal_scheme import (
     emission_game,
     full_information_value,
     no_information_value,
     optimal_signaling_scheme,
 )
+from msgzoo.objectives import ObedienceConstraintLoss
 from msgzoo.pipelines.one_step import run
 
 RL = RECOMMENDATION_LETTER

@@ -12,7 +12,7 @@ import torch
 
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER
 from msgzoo.envs.persuasion_games import ONE_STEP_GAMES, random_persuasion_game
-from msgzoo.optimal_scheme import full_information_value, no_information_value, optimal_signaling_scheme
+from msgzoo.game_theory.optimal_scheme import full_information_value, no_information_value, optimal_signaling_scheme
 from msgzoo.pipelines.one_step import run
 
 RL = RECOMMENDATION_LETTER

@@ -13,8 +13,8 @@ from torchrl.envs.utils import check_env_specs
 
 from msgzoo.envs import MultiReceiverPersuasionEnv
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER
-from msgzoo.optimal_scheme import optimal_signaling_scheme
-from msgzoo.optimal_scheme_receivers import (
+from msgzoo.game_theory.optimal_scheme import optimal_signaling_scheme
+from msgzoo.game_theory.optimal_scheme_receivers import (
     multi_receiver_payoffs,
     optimal_multi_receiver_scheme,
     played_action_profiles,

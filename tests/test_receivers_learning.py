@@ -12,6 +12,7 @@ from test_receivers import _gains
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from msgzoo.envs import MultiReceiverPersuasionEnv
+from msgzoo.game_theory.optimal_scheme_receivers import optimal_multi_receiver_scheme, voting_game
 from msgzoo.modules import VectorNet, make_action_value_critic, make_signaling_scheme
 from msgzoo.modules.receivers_group import (
     MessageRouting,
@@ -21,7 +22,6 @@ from msgzoo.modules.receivers_group import (
     make_receivers_policy,
 )
 from msgzoo.objectives import ReceiversObedienceLoss, SignalingGradientLoss, receivers_obedience_matrix
-from msgzoo.optimal_scheme_receivers import optimal_multi_receiver_scheme, voting_game
 from msgzoo.pipelines.multi_receiver import no_information_value, run
 
 GAME = voting_game(costs=[0.5, 1.0, 2.0])

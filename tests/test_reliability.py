@@ -13,14 +13,14 @@ import pytest
 import torch
 
 from conftest import RECIPES
-from msgzoo.checkpoint import GracefulInterrupt, TrainingInterrupted, load_checkpoint, save_checkpoint
-from msgzoo.config_validation import ConfigError, check_memory, estimate_memory, validate_config
-from msgzoo.experiment import Experiment
-from msgzoo.methods import build_method
-from msgzoo.nan_guard import NonFiniteError
 from msgzoo.pipelines.one_step import make_env, run
-from msgzoo.report import find_runs, report
-from msgzoo.trainer import Trainer
+from msgzoo.report.compare import find_runs, report
+from msgzoo.runtime.checkpoint import GracefulInterrupt, TrainingInterrupted, load_checkpoint, save_checkpoint
+from msgzoo.runtime.config_validation import ConfigError, check_memory, estimate_memory, validate_config
+from msgzoo.runtime.experiment import Experiment
+from msgzoo.runtime.nan_guard import NonFiniteError
+from msgzoo.training.methods import build_method
+from msgzoo.training.trainer import Trainer
 
 TINY = ["env.num_envs=64", "collector.total_frames=1280", "logger.use_wandb=false", "logger.log_interval=4", "seed=2"]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from msgzoo.config_validation import ConfigError, check_resume_config, validate_config
-from msgzoo.experiment import Experiment
-from msgzoo.methods import build_method
 from msgzoo.pipelines import one_step, reaching_goals
-from msgzoo.trainer import Trainer
+from msgzoo.runtime.config_validation import ConfigError, check_resume_config, validate_config
+from msgzoo.runtime.experiment import Experiment
+from msgzoo.training.methods import build_method
+from msgzoo.training.trainer import Trainer
 
 SEEDS = (3, 5, 8)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import RECIPES
-from msgzoo.checkpoint import load_checkpoint
 from msgzoo.pipelines.one_step import run
+from msgzoo.runtime.checkpoint import load_checkpoint
 
 COMMON = [
     "collector.total_frames=153600", "env.num_envs=256", "logger.use_wandb=false",

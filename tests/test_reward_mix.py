@@ -5,7 +5,8 @@ import pytest
 import torch
 from tensordict import TensorDict
 
-from msgzoo.methods import (
+from msgzoo.pipelines import one_step
+from msgzoo.training.methods import (
     SENDER_OBJECTIVE_KEY,
     LinearSchedule,
     RewardMix,
@@ -14,7 +15,6 @@ from msgzoo.methods import (
     joint_epsilon_from_config,
     reward_mix_from_config,
 )
-from msgzoo.pipelines import one_step
 
 
 def test_schedule_is_linear_then_constant():
@@ -50,8 +50,8 @@ def test_epsilon_schedule_from_config(loss, warmup_frames, expected):
 def test_the_trainer_moves_epsilon_on_each_seeds_env_steps(recipe_config, tmp_path):
     """4 batches of 32 students, epsilon 0.01 until 32 steps, 0 at 128: the sender updates (the 2nd and 4th batches)
     see the schedule's value at 32 and 96 env steps."""
-    from msgzoo.experiment import Experiment
-    from msgzoo.trainer import Trainer
+    from msgzoo.runtime.experiment import Experiment
+    from msgzoo.training.trainer import Trainer
 
     cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=32", "collector.total_frames=128",
                         "warmup.frames=32", "loss.epsilon=0.01", "loss.epsilon_final=0.0")

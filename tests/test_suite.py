@@ -6,9 +6,9 @@ import pytest
 
 from msgzoo.envs import BayesianPersuasionEnv
 from msgzoo.envs.persuasion_games import MARKOV_GAMES, ONE_STEP_GAMES, random_persuasion_game
-from msgzoo.metrics import obedience_violation
-from msgzoo.optimal_scheme import optimal_signaling_scheme
-from msgzoo.suite import MIN_GAIN, fraction_of_gain, persuasion_suite
+from msgzoo.game_theory.metrics import obedience_violation
+from msgzoo.game_theory.optimal_scheme import optimal_signaling_scheme
+from msgzoo.game_theory.suite import MIN_GAIN, fraction_of_gain, persuasion_suite
 
 
 @pytest.mark.parametrize("num_states, num_actions", [(2, 2), (3, 4), (5, 3)])
@@ -83,7 +83,7 @@ def test_recommendation_letter_in_the_suite(suite):
 
 
 def test_markov_games_are_scored_on_their_occupancy(suite):
-    from msgzoo.optimal_scheme import state_occupancy
+    from msgzoo.game_theory.optimal_scheme import state_occupancy
 
     game = next(g for g in suite if g.name == "weather_forecast")
     spec = MARKOV_GAMES["weather_forecast"]

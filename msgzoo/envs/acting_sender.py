@@ -29,7 +29,7 @@ class ActingSenderPersuasionEnv(EnvBase):
     ``sender_utility[s, b, a]`` and ``receiver_utility[s, b, a]``. Other keys are those of
     :class:`~msgzoo.envs.BayesianPersuasionEnv` (``("sender", "observation")``, ``("sender", "state")``, the empty
     ``("receiver", "observation")``, the message, the receiver's action, both rewards, the done flags). The exact
-    optimum is :func:`msgzoo.optimal_scheme.optimal_acting_sender_scheme`.
+    optimum is :func:`msgzoo.game_theory.optimal_scheme.optimal_acting_sender_scheme`.
 
     Args:
         prior: ``[|S|]`` state probabilities.

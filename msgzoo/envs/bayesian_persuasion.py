@@ -53,7 +53,8 @@ class BayesianPersuasionEnv(EnvBase):
     through the truncation). The receiver still sees only the message (not the time, not the state). An extra
     root key ``"step_count"`` (int64 ``[*batch_size, 1]``, TorchRL's ``StepCounter`` convention) counts the steps
     of the current episode; like the state it rides in the tensordict. The exact optimum per step is the
-    one-step LP on the state occupancy ``env.occupancy`` (see :func:`msgzoo.optimal_scheme.state_occupancy`).
+    one-step LP on the state occupancy ``env.occupancy`` (see
+    :func:`msgzoo.game_theory.optimal_scheme.state_occupancy`).
 
     Args:
         prior: probabilities of the |S| states (sums to 1).
@@ -78,13 +79,13 @@ class BayesianPersuasionEnv(EnvBase):
             ``("sender", "observation")`` is then one-hot(e) ``[*batch_size, |E|]`` and ``("sender", "emission")``
             (int64 ``[*batch_size]``) holds ``e``; ``("sender", "state")`` still carries the state (the rewards').
             None (default): the sender sees the state (the same behaviour and random draws as without the
-            argument). The exact optimum is :func:`msgzoo.optimal_scheme.optimal_signaling_scheme` with the same
-            ``sender_emission``.
+            argument). The exact optimum is :func:`msgzoo.game_theory.optimal_scheme.optimal_signaling_scheme` with
+            the same ``sender_emission``.
 
     Attributes:
         occupancy: ``[|S|]`` float tensor, the average state distribution over an episode,
             ``(1/T) sum_{t<T} prior P^t`` (``prior`` itself for a one-step game): the prior of the exact per-step
-            benchmarks (:func:`msgzoo.optimal_scheme.optimal_signaling_scheme` on ``occupancy``).
+            benchmarks (:func:`msgzoo.game_theory.optimal_scheme.optimal_signaling_scheme` on ``occupancy``).
         horizon: steps per episode (1 for a one-step game).
 
     Examples:
@@ -153,8 +154,9 @@ class BayesianPersuasionEnv(EnvBase):
         if transition is None:
             occupancy = prior
         else:
-            # imported here: msgzoo.optimal_scheme imports msgzoo.envs; it also validates transition and horizon
-            from msgzoo.optimal_scheme import state_occupancy
+            # imported here: msgzoo.game_theory.optimal_scheme imports msgzoo.envs; it also validates
+            # transition and horizon
+            from msgzoo.game_theory.optimal_scheme import state_occupancy
 
             occupancy = state_occupancy(prior, transition, int(horizon)).to(device=device, dtype=torch.float32)
             transition = as_float_tensor(transition, "transition", device)

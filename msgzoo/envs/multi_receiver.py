@@ -38,8 +38,9 @@ class MultiReceiverPersuasionEnv(EnvBase):
       root ``done`` / ``terminated`` / ``truncated`` bool ``[*B, 1]``.
 
     The exact optima of both signaling modes are
-    :func:`msgzoo.optimal_scheme_receivers.optimal_multi_receiver_scheme`; exact payoffs of tabular policies,
-    :func:`msgzoo.optimal_scheme_receivers.multi_receiver_payoffs`; SGOC on it: ``recipes/sgoc_voting.py``.
+    :func:`msgzoo.game_theory.optimal_scheme_receivers.optimal_multi_receiver_scheme`; exact payoffs of tabular
+    policies, :func:`msgzoo.game_theory.optimal_scheme_receivers.multi_receiver_payoffs`; SGOC on it:
+    ``recipes/sgoc_voting.py``.
 
     Args:
         prior: probabilities of the |S| states.
@@ -54,7 +55,7 @@ class MultiReceiverPersuasionEnv(EnvBase):
             :class:`~msgzoo.envs.bayesian_persuasion.BayesianPersuasionEnv`.
 
     Examples:
-        >>> from msgzoo.optimal_scheme_receivers import voting_game
+        >>> from msgzoo.game_theory.optimal_scheme_receivers import voting_game
         >>> env = MultiReceiverPersuasionEnv(*voting_game(), num_envs=4)
         >>> td = env.rand_step(env.reset())
         >>> td["receivers", "action"].shape, td["next", "receivers", "reward"].shape
@@ -75,8 +76,9 @@ class MultiReceiverPersuasionEnv(EnvBase):
         seed: int | None = None,
         validate_actions: bool = False,
     ):
-        # imported here: msgzoo.optimal_scheme_receivers imports msgzoo.envs (via msgzoo.exact_payoffs)
-        from msgzoo.optimal_scheme_receivers import SIGNALING as MODES, check_multi_receiver_game
+        # imported here: msgzoo.game_theory.optimal_scheme_receivers imports msgzoo.envs (via
+        # msgzoo.game_theory.exact_payoffs)
+        from msgzoo.game_theory.optimal_scheme_receivers import SIGNALING as MODES, check_multi_receiver_game
 
         require(signaling in MODES, "signaling", signaling, f"one of {MODES}")
         p, us, ur = check_multi_receiver_game(prior, sender_utility, receiver_utility)  # float64 numpy, validated

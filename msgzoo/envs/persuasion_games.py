@@ -4,7 +4,7 @@ Every entry of :data:`ONE_STEP_GAMES` holds ``prior`` ``[|S|]``, ``sender_utilit
 ``[|S|, |A|]`` (states are rows, receiver actions columns), ``state_names``, ``action_names`` and a
 one-paragraph ``description``. Besides the paper's Recommendation Letter there are three 3-state x 3-action
 games chosen so that persuasion matters: the sender-optimal obedient scheme (the LP of the paper's eq. 1,
-:func:`msgzoo.optimal_scheme.optimal_signaling_scheme`) is worth far more to the sender than revealing
+:func:`msgzoo.game_theory.optimal_scheme.optimal_signaling_scheme`) is worth far more to the sender than revealing
 nothing, and is strictly better for it than revealing everything. Their exact benchmark values (obedient
 receiver, ties to the sender; LP optimum unique in every game):
 
@@ -21,7 +21,8 @@ health_agency_citizens   (0.610, 0.000)    (0.000, 0.000)  (0.440, 0.160)
 Markov chain over the states that no action changes, and a ``horizon`` (steps per episode); ``prior`` is the
 first state's distribution. The receiver still sees only the message. Their exact benchmarks are per step: the
 one-step values above computed on the state occupancy ``d = (1/T) sum_{t<T} prior P^t``
-(:func:`msgzoo.optimal_scheme.state_occupancy`; why this is exact: :mod:`msgzoo.optimal_scheme`):
+(:func:`msgzoo.game_theory.optimal_scheme.state_occupancy`; why this is exact:
+:mod:`msgzoo.game_theory.optimal_scheme`):
 
 ================  =======  =====================  ==============  ==============  ================
 game              horizon  occupancy d            LP (send, rcv)  no information  full information
@@ -152,8 +153,8 @@ ONE_STEP_GAMES: dict[str, dict[str, Any]] = {
     "health_agency_citizens": _HEALTH_AGENCY_CITIZENS,
 }
 
-#: A sender that also acts (:func:`msgzoo.optimal_scheme.optimal_acting_sender_scheme`, issue 18): payoffs are
-#: ``[|S|, |B|, |A|]`` (state, sender action, receiver action).
+#: A sender that also acts (:func:`msgzoo.game_theory.optimal_scheme.optimal_acting_sender_scheme`, issue 18):
+#: payoffs are ``[|S|, |B|, |A|]`` (state, sender action, receiver action).
 COACHING_LETTER = dict(
     prior=[2 / 3, 1 / 3],
     # the professor: +1 per hire, coaching costs 0.2
@@ -290,7 +291,7 @@ def make_one_step_env(name: str, **env_kwargs: Any) -> BayesianPersuasionEnv:
 
 
 def random_persuasion_game(seed: int, num_states: int, num_actions: int) -> dict[str, Any]:
-    """A random one-step persuasion game: the generator of msgzoo's benchmark suite (:mod:`msgzoo.suite`).
+    """A random one-step persuasion game: the generator of msgzoo's benchmark suite (:mod:`msgzoo.game_theory.suite`).
 
     ``prior ~ Dirichlet(1, ..., 1)`` and both payoff matrices uniform in ``[-1, 1]``, rounded to 2 decimals
     (the prior to 4, then renormalised so it sums to 1), all drawn from ``numpy.random.default_rng(seed)``: the

@@ -21,7 +21,8 @@ from torchrl.objectives import SoftUpdate
 
 from msgzoo.envs import ActingSenderPersuasionEnv
 from msgzoo.envs.persuasion_games import COACHING_LETTER
-from msgzoo.exact_payoffs import tabulate_one_step_policies
+from msgzoo.game_theory.exact_payoffs import tabulate_one_step_policies
+from msgzoo.game_theory.optimal_scheme import optimal_acting_sender_scheme, optimal_signaling_scheme
 from msgzoo.modules import (
     ObservationMessageNet,
     VectorNet,
@@ -32,7 +33,6 @@ from msgzoo.modules import (
 )
 from msgzoo.modules.fast import FastTensorDictModule
 from msgzoo.objectives import ObedienceConstraintLoss, SignalingGradientLoss, make_receiver_a2c_loss
-from msgzoo.optimal_scheme import optimal_acting_sender_scheme, optimal_signaling_scheme
 from msgzoo.pipelines.multi_receiver import clamped_step, write_summary
 
 SENDER_ACTION = ("sender", "action")

@@ -23,6 +23,12 @@ from torchrl.objectives import SoftUpdate
 
 from msgzoo.envs import MultiReceiverPersuasionEnv
 from msgzoo.envs.common import require
+from msgzoo.game_theory.optimal_scheme_receivers import (
+    multi_receiver_payoffs,
+    optimal_multi_receiver_scheme,
+    played_action_profiles,
+    voting_game,
+)
 from msgzoo.modules import VectorNet, make_action_value_critic, make_signaling_scheme
 from msgzoo.modules.receivers_group import (
     MessageRouting,
@@ -32,12 +38,6 @@ from msgzoo.modules.receivers_group import (
     make_receivers_policy,
 )
 from msgzoo.objectives import ReceiversObedienceLoss, SignalingGradientLoss, make_receiver_a2c_loss
-from msgzoo.optimal_scheme_receivers import (
-    multi_receiver_payoffs,
-    optimal_multi_receiver_scheme,
-    played_action_profiles,
-    voting_game,
-)
 
 OBJECTIVE_KEY = ("sender", "objective_reward")
 
@@ -121,7 +121,7 @@ def clamped_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad:
 
 @torch.no_grad()
 def tables(agents: _Agents, env: MultiReceiverPersuasionEnv):
-    """``(phi, pi)`` for :func:`~msgzoo.optimal_scheme_receivers.multi_receiver_payoffs`."""
+    """``(phi, pi)`` for :func:`~msgzoo.game_theory.optimal_scheme_receivers.multi_receiver_payoffs`."""
     td = env.reset()[: env.num_states]
     td.set(("sender", "observation"), torch.eye(env.num_states))
     phi = torch.softmax(agents.scheme.logits_module(td).get(("sender", "logits")).double(), -1)

@@ -15,15 +15,15 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from msgzoo.config_validation import check_resume, validate_config
 from msgzoo.envs import BayesianPersuasionEnv
 from msgzoo.envs.common import is_int, require
 from msgzoo.envs.persuasion_games import MARKOV_GAMES, make_persuasion_env
-from msgzoo.evaluation import one_step_evaluator, one_step_tables
-from msgzoo.experiment import Experiment, config_seeds, seeds_summary
-from msgzoo.methods import build_method
-from msgzoo.optimal_scheme import no_information_value, optimal_signaling_scheme
-from msgzoo.trainer import Trainer
+from msgzoo.game_theory.optimal_scheme import no_information_value, optimal_signaling_scheme
+from msgzoo.runtime.config_validation import check_resume, validate_config
+from msgzoo.runtime.experiment import Experiment, config_seeds, seeds_summary
+from msgzoo.training.evaluation import one_step_evaluator, one_step_tables
+from msgzoo.training.methods import build_method
+from msgzoo.training.trainer import Trainer
 
 #: The sender value the issue's speed target counts students up to (the reference reaches 0.64).
 TARGET_SENDER_REWARD = 0.64
@@ -90,7 +90,7 @@ def run(cfg: DictConfig, method: str) -> dict:
     )
     no_info = no_information_value(env.occupancy, env.sender_utility, env.receiver_utility)
 
-    # 2. The method: networks (one copy per seed), losses, optimizers (msgzoo.methods).
+    # 2. The method: networks (one copy per seed), losses, optimizers (msgzoo.training.methods).
     agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
 
     # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).

@@ -11,12 +11,12 @@ import time
 import torch
 from omegaconf import DictConfig
 
-from msgzoo.config_validation import check_resume, validate_config
 from msgzoo.envs import ReachingGoalsEnv
-from msgzoo.evaluation import evaluate_episodes
-from msgzoo.experiment import Experiment, config_seeds, seeds_summary
-from msgzoo.methods import build_method
-from msgzoo.trainer import Trainer
+from msgzoo.runtime.config_validation import check_resume, validate_config
+from msgzoo.runtime.experiment import Experiment, config_seeds, seeds_summary
+from msgzoo.training.evaluation import evaluate_episodes
+from msgzoo.training.methods import build_method
+from msgzoo.training.trainer import Trainer
 
 #: The sender return per episode the issue's target counts episodes up to (the paper's SGOC reaches ~250 on 3x3).
 TARGET_SENDER_RETURN = 200.0
@@ -59,7 +59,7 @@ def run(cfg: DictConfig, method: str) -> dict:
     total_frames = budget_frames(cfg) * num_seeds
     frames_per_batch = env.num_envs * int(cfg.env.steps_per_batch)
 
-    # 2. The method: networks (one conv layer + MLP; one copy per seed), losses, optimizers (msgzoo.methods).
+    # 2. The method: networks (one conv layer + MLP; one copy per seed), losses, optimizers (msgzoo.training.methods).
     agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
 
     # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).
@@ -133,7 +133,7 @@ def _finish(cfg, method, exp, agents, trainer, history, cpu_time) -> dict:
 
     # 6. Figures: learning curves, signaling-scheme heatmaps, an episode GIF with the message.
     if cfg.figures:
-        from msgzoo.plotting import reaching_goals_figures
+        from msgzoo.report.plotting import reaching_goals_figures
 
         figure_env = make_env(cfg, num_envs=4, seed=int(cfg.eval.seed))
         figures = reaching_goals_figures(

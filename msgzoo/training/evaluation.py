@@ -1,7 +1,7 @@
 """Evaluation of trained policies: exact for one-step games, by rollouts for multi-step ones.
 
 How a method's policies are read (its one-step tables, its sender's message distribution) is the method's own
-declaration, a :class:`PolicyReadout` (:attr:`msgzoo.methods.Method.readout`): evaluation asks it, never the
+declaration, a :class:`PolicyReadout` (:attr:`msgzoo.training.methods.Method.readout`): evaluation asks it, never the
 method's name.
 """
 from __future__ import annotations
@@ -12,12 +12,12 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-from msgzoo.exact_payoffs import exact_payoffs, tabulate_one_step_policies
-from msgzoo.metrics import best_response_regret, honesty, mutual_information, obedience_violation
+from msgzoo.game_theory.exact_payoffs import exact_payoffs, tabulate_one_step_policies
+from msgzoo.game_theory.metrics import best_response_regret, honesty, mutual_information, obedience_violation
 from msgzoo.objectives.common import logits_module_of
 
 if TYPE_CHECKING:  # methods.py declares its readouts from here: the import runs one way only
-    from msgzoo.methods import Method
+    from msgzoo.training.methods import Method
 
 
 class PolicyReadout:

@@ -1,8 +1,9 @@
 """The sender's optimal signaling in a finite-horizon Markov signaling game: a linear program over occupancies.
 
-The one-step obedience LP (:mod:`msgzoo.optimal_scheme`, the paper's eq. 1) extends to a Markov signaling game of
-horizon ``T`` once the receiver is **myopic** (it best-responds to the immediate reward) and **blind to the time
-step**. By the revelation principle the sender recommends an action; its scheme is a time-dependent policy
+The one-step obedience LP (:mod:`msgzoo.game_theory.optimal_scheme`, the paper's eq. 1) extends to a Markov
+signaling game of horizon ``T`` once the receiver is **myopic** (it best-responds to the immediate reward) and
+**blind to the time step**. By the revelation principle the sender recommends an action; its scheme is a
+time-dependent policy
 ``phi_t(a | s)`` over the full state ``s`` it sees, and the obedient receiver plays the recommendation, so the pair
 is one Markov policy of the environment with occupancy ``x_t(s, a) = P(s_t = s, a_t = a)``. Everything is linear
 in ``x``:
@@ -21,7 +22,8 @@ The last family is obedience, aggregated over the states the receiver cannot tel
 ``o`` and recommendation ``a`` play ``a'``" changes its summed immediate reward by minus the left-hand side, while
 the states it will visit are held fixed (that is what myopic means). The optimum is an **upper bound** on what a
 sender can get from such a receiver: the LP lets the sender condition on ``t`` (msgzoo's sender sees the state
-only) and breaks the receiver's ties in the sender's favour (the LP convention of :mod:`msgzoo.optimal_scheme`).
+only) and breaks the receiver's ties in the sender's favour (the LP convention of
+:mod:`msgzoo.game_theory.optimal_scheme`).
 ``receiver_knows_time=True`` imposes obedience at every ``t`` separately instead (a receiver that sees the clock:
 fewer schemes are obedient, the value can only fall).
 

@@ -47,7 +47,7 @@ import torch
 from scipy.optimize import linprog
 
 from msgzoo.envs.common import is_int, require
-from msgzoo.exact_payoffs import (
+from msgzoo.game_theory.exact_payoffs import (
     _as_float64,
     _check_emission,
     _check_game,
@@ -152,7 +152,7 @@ def optimal_signaling_scheme(
     sender's favour, the LP convention). The solver's tiny negative entries are clipped and rows renormalised;
     the reported values are computed from the returned (cleaned) scheme.
 
-    A **prosocial sender** (``receiver_weight = w > 0``, the objective :class:`msgzoo.methods.RewardMix` trains
+    A **prosocial sender** (``receiver_weight = w > 0``, the objective :class:`msgzoo.training.methods.RewardMix` trains
     on) maximises ``(1 - w) U_s + w U_r``, i.e. the objective's utility becomes ``(1 - w) w^i + w w^j``; the
     obedience constraints are unchanged (the receiver is still selfish). ``w = 1`` gives the receiver's best
     value (full information's), ``w = 1/2`` half the welfare ``U_s + U_r``.

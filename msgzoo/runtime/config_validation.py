@@ -15,8 +15,8 @@ from typing import Any, Callable, Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from msgzoo.methods import METHODS, method_spec
 from msgzoo.objectives.obedience import COUNTERFACTUALS, MARGINS, MODES
+from msgzoo.training.methods import METHODS, method_spec
 
 
 class ConfigError(ValueError):
@@ -102,8 +102,8 @@ def check_resume_config(saved: Any, current: Any, overrides: Sequence[str] = (),
 def check_resume(cfg: DictConfig) -> None:
     """Refuses ``resume=`` a checkpoint that cannot be loaded safely or was made with another config, before anything
     is built or written (the pipelines call it right after :func:`validate_config`)."""
-    from msgzoo.checkpoint import load_checkpoint
-    from msgzoo.experiment import config_to_dict
+    from msgzoo.runtime.checkpoint import load_checkpoint
+    from msgzoo.runtime.experiment import config_to_dict
 
     if not _get(cfg, "resume"):
         return
@@ -153,7 +153,7 @@ def _probability(v) -> bool:
 
 
 #: The recipes' YAML files: their keys are the schema a composed config is checked against.
-RECIPE_CONFIGS = Path(__file__).resolve().parent.parent / "recipes" / "config"
+RECIPE_CONFIGS = Path(__file__).resolve().parents[2] / "recipes" / "config"
 #: Top-level keys a recipe config may carry beyond its YAML: the recipe's method, and where the run goes.
 EXTRA_KEYS = ("method", "run_dir")
 #: Fields read as booleans (a string such as "off" or "no" would be truthy).
@@ -277,7 +277,8 @@ def _check_dial_section(cfg: DictConfig) -> None:
     _check(cfg, "dial.annealing_frames", _positive_int, "a positive number of env steps", 1000000)
 
 
-#: The checks of the config sections a method declares as its own (:attr:`~msgzoo.methods.MethodSpec.sections`).
+#: The checks of the config sections a method declares as its own
+#: (:attr:`~msgzoo.training.methods.MethodSpec.sections`).
 SECTION_CHECKS: dict[str, Callable[[DictConfig], None]] = {"dial": _check_dial_section}
 
 

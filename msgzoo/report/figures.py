@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from msgzoo.report import find_runs, read_curve, save_figure
+from msgzoo.report.compare import find_runs, read_curve, save_figure
 
 #: Figure 3's panels: (curve metric, title). States 0 = weak, 1 = strong; actions 1 = hire.
 LANGUAGE_PANELS = [

@@ -8,7 +8,7 @@ A method declares what the shared code needs to know of it, so that no shared mo
 its :class:`MethodSpec` (registered in :data:`METHOD_SPECS`: the builder, the config sections only it reads, its
 memory footprint) and, once built, its :class:`Method`: the update phases (:class:`UpdatePhase`: which losses,
 which optimizer, what runs before the losses and after the step), the config fields that set its learning rates
-and how evaluation reads its policies (:class:`~msgzoo.evaluation.PolicyReadout`). A new method is one builder
+and how evaluation reads its policies (:class:`~msgzoo.training.evaluation.PolicyReadout`). A new method is one builder
 and one registry entry here.
 """
 from __future__ import annotations
@@ -24,7 +24,6 @@ from tensordict.nn import TensorDictSequential
 from torch import nn
 from torchrl.objectives import LossModule, SoftUpdate
 
-from msgzoo.evaluation import DRU_READOUT, SCHEME_READOUT, PolicyReadout
 from msgzoo.modules import (
     GridNet,
     ObservationMessageNet,
@@ -44,6 +43,7 @@ from msgzoo.objectives import (
     make_receiver_a2c_loss,
     make_sender_a2c_loss,
 )
+from msgzoo.training.evaluation import DRU_READOUT, SCHEME_READOUT, PolicyReadout
 
 RECEIVER_VALUE_KEY = ("receiver", "state_value")
 #: What the sender's losses learn from when its objective mixes in the receiver's reward (see :class:`RewardMix`).
@@ -279,7 +279,7 @@ class MethodSpec:
     Keyword Args:
         sections: the config sections only this method reads (checked for it alone).
         receiver_on_every_message: its losses run the receiver on every message of every sample (the largest
-            tensor of a big map, :func:`~msgzoo.config_validation.estimate_memory`).
+            tensor of a big map, :func:`~msgzoo.runtime.config_validation.estimate_memory`).
     """
 
     name: str
@@ -304,7 +304,7 @@ def build_method(
     holding one independent copy per seed, initialised as a separate run with that seed would be
     (``torch.manual_seed(seed)`` before ``build_method``); ``env`` must then have ``batch_size=[len(seeds),
     num_envs]``. The losses average over seeds: scale the total by ``num_seeds`` to give every seed its own
-    run's gradient (:class:`~msgzoo.trainer.Trainer` does).
+    run's gradient (:class:`~msgzoo.training.trainer.Trainer` does).
 
     ``cfg`` needs: ``network.hidden``; ``optim.{signaling_lr, sender_critic_lr, receiver_actor_lr,
     receiver_critic_lr}``; ``loss.{sender_gamma, receiver_gamma, receiver_coeff, lagrange_multiplier,

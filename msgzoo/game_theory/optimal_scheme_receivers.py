@@ -21,8 +21,8 @@ By the revelation principle the sender recommends an action to every receiver, d
   responds to the common posterior. With externalities it is the best public scheme whose every message is followed
   by a pure equilibrium of the posterior game (the recommended profile).
 
-As in :mod:`msgzoo.optimal_scheme`, an indifferent receiver obeys (ties in the sender's favour). Payoff arrays have
-one axis per receiver: ``sender_utility[s, a_1, ..., a_N]`` and ``receiver_utility[j, s, a_1, ..., a_N]``.
+As in :mod:`msgzoo.game_theory.optimal_scheme`, an indifferent receiver obeys (ties in the sender's favour). Payoff
+arrays have one axis per receiver: ``sender_utility[s, a_1, ..., a_N]`` and ``receiver_utility[j, s, a_1, ..., a_N]``.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ import torch
 from scipy.optimize import linprog
 
 from msgzoo.envs.common import require
-from msgzoo.exact_payoffs import _as_float64, _check_prior
+from msgzoo.game_theory.exact_payoffs import _as_float64, _check_prior
 
 __all__ = [
     "SIGNALING", "MultiReceiverScheme", "optimal_multi_receiver_scheme", "multi_receiver_payoffs", "voting_game",

@@ -245,12 +245,12 @@ def save_figure(fig, path: str | Path) -> Path:
 def run_optimum(run: dict) -> float | None:
     """The sender's optimal return per episode for a Reaching Goals run's game (its ``config.json``: map and
     receiver observation), or ``None`` (another task, no config, or too slow to solve here; see
-    :func:`msgzoo.plotting.reaching_goals_optimum_value`)."""
+    :func:`msgzoo.report.plotting.reaching_goals_optimum_value`)."""
     config = Path(run.get("run_dir", "")) / "config.json"
     if run.get("task") != "reaching_goals" or not config.exists():
         return None
     from msgzoo.envs import ReachingGoalsEnv
-    from msgzoo.plotting import reaching_goals_optimum_value
+    from msgzoo.report.plotting import reaching_goals_optimum_value
 
     env_cfg = json.loads(config.read_text()).get("env", {})
     keys = ("height", "width", "horizon", "reward_amplifier", "punish_amplifier", "bounded", "aligned",
@@ -262,9 +262,9 @@ def paper_units_table(rows: Sequence[dict], map_name: str, optimum: float | None
     """The final returns of :func:`summarise`'s rows in both units beside the paper's Figure 2 values.
 
     msgzoo's values are per episode after ``episodes`` real episodes; the paper's units are sums over ``k``
-    episodes (2; DIAL 1) at x = episodes / ``k`` (:mod:`msgzoo.paper_units`). ``optimum``: the sender's LP
-    optimum per episode (:mod:`msgzoo.optimal_scheme_markov`), reported with each method's share of it."""
-    from msgzoo.paper_units import EPISODES_PER_POINT, episodes_per_point, paper_points
+    episodes (2; DIAL 1) at x = episodes / ``k`` (:mod:`msgzoo.report.paper_units`). ``optimum``: the sender's LP
+    optimum per episode (:mod:`msgzoo.game_theory.optimal_scheme_markov`), reported with each method's share of it."""
+    from msgzoo.report.paper_units import EPISODES_PER_POINT, episodes_per_point, paper_points
 
     def cell(v, k):
         return "" if v is None else f"{v['mean']:.1f} ± {v['std']:.1f} / **{k * v['mean']:.1f} ± {k * v['std']:.1f}**"
@@ -272,7 +272,7 @@ def paper_units_table(rows: Sequence[dict], map_name: str, optimum: float | None
     lines = [
         f"Reaching Goals {map_name}: final returns, **per episode / in the paper's units** (sum over k episodes, "
         "k = 2, DIAL 1; plotted by the paper at x = real episodes / k); mean ± std over seeds. The paper's values "
-        "are Figure 2 read by eye (msgzoo.paper_units.FIGURE2), at the paper's budget.",
+        "are Figure 2 read by eye (msgzoo.report.paper_units.FIGURE2), at the paper's budget.",
         "",
         "| method | seeds | real episodes (paper's x) | sender | paper's sender | receiver | paper's receiver |"
         + (" sender / LP optimum |" if optimum is not None else ""),
@@ -315,7 +315,7 @@ def plot_paper_units(groups: dict[tuple[str, str], list[dict]], path: str | Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from msgzoo.paper_units import EPISODES_PER_POINT, paper_points, to_paper_units
+    from msgzoo.report.paper_units import EPISODES_PER_POINT, paper_points, to_paper_units
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     for (task, method), runs in sorted(groups.items(), key=lambda kv: _order(kv[0][1])):

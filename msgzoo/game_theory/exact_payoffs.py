@@ -12,7 +12,8 @@ which is the objective of the paper's eq. (1) when ``pi`` obeys the recommendati
 it exactly (:func:`exact_payoffs`) and turns the networks of a trained agent into the tables ``phi`` and
 ``pi`` (:func:`tabulate_one_step_policies`), so that evaluation needs no Monte-Carlo noise.
 
-Conventions shared by :mod:`msgzoo.exact_payoffs`, :mod:`msgzoo.optimal_scheme` and :mod:`msgzoo.metrics`:
+Conventions shared by :mod:`msgzoo.game_theory.exact_payoffs`, :mod:`msgzoo.game_theory.optimal_scheme` and
+:mod:`msgzoo.game_theory.metrics`:
 
 - states are rows and receiver actions columns of the utility matrices ``[|S|, |A|]``;
 - ``phi`` is ``[|S|, K]`` with ``phi[s, sigma] = phi(sigma | s)``; ``pi`` is ``[K, |A|]`` with
@@ -246,7 +247,7 @@ def tabulate_one_step_policies(
     observation and ``message_key = eye(num_messages)``; ``pi = softmax(logits)`` of
     ``receiver_logits_key``. Everything runs under ``torch.no_grad()``.
 
-    The two tables plug into :func:`exact_payoffs` and :mod:`msgzoo.metrics`, giving the exact payoffs
+    The two tables plug into :func:`exact_payoffs` and :mod:`msgzoo.game_theory.metrics`, giving the exact payoffs
     of the learned policies, e.g. ``V^i = sum_s P(s) sum_sigma phi(sigma|s) sum_a pi(a|sigma) w^i(s,a)``.
 
     Args:

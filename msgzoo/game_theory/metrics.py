@@ -1,6 +1,6 @@
 """Exact diagnostics of one-step signaling schemes: honesty, obedience (eq. 4), information, posteriors.
 
-Shapes follow :mod:`msgzoo.exact_payoffs`: ``prior`` ``[|S|]``, ``receiver_utility`` ``[|S|, |A|]``,
+Shapes follow :mod:`msgzoo.game_theory.exact_payoffs`: ``prior`` ``[|S|]``, ``receiver_utility`` ``[|S|, |A|]``,
 ``phi`` ``[|S|, K]`` with ``phi[s, sigma] = phi(sigma | s)`` and ``pi`` ``[K, |A|]`` with
 ``pi[sigma, a] = pi(a | sigma)``. Inputs may be tensors, numpy arrays or nested lists; tensors are computed in
 float64 on the device of the first tensor argument (CPU otherwise) without detaching, so the tensor-valued
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from msgzoo.envs.common import require
-from msgzoo.exact_payoffs import _check_prior, _check_stochastic, _check_utility, _device_of
+from msgzoo.game_theory.exact_payoffs import _check_prior, _check_stochastic, _check_utility, _device_of
 
 __all__ = [
     "honesty_recommendation_letter",

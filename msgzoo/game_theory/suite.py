@@ -2,7 +2,7 @@
 
 The suite is every named game of :data:`~msgzoo.envs.persuasion_games.ONE_STEP_GAMES` and
 :data:`~msgzoo.envs.persuasion_games.MARKOV_GAMES` (multi-step: their values are per step, on the state occupancy,
-see :func:`~msgzoo.optimal_scheme.state_occupancy`) plus ``num_random`` games
+see :func:`~msgzoo.game_theory.optimal_scheme.state_occupancy`) plus ``num_random`` games
 from :func:`~msgzoo.envs.persuasion_games.random_persuasion_game`: game ``i`` of the generator's stream has
 ``2 + i % 4`` states, ``2 + (i // 4) % 3`` actions and generator seed ``i``, and the stream is read until
 ``num_random`` games have an LP gain over no information of at least :data:`MIN_GAIN` (the others have
@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from msgzoo.envs.persuasion_games import MARKOV_GAMES, ONE_STEP_GAMES, random_persuasion_game
-from msgzoo.optimal_scheme import (
+from msgzoo.game_theory.optimal_scheme import (
     full_information_value,
     no_information_value,
     optimal_signaling_scheme,

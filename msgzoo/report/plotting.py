@@ -2,7 +2,7 @@
 
 Used by the Reaching Goals pipeline (``figures=true``); every function also works on its own::
 
-    from msgzoo.plotting import plot_learning_curves, plot_scheme_heatmaps, save_episode_gif
+    from msgzoo.report.plotting import plot_learning_curves, plot_scheme_heatmaps, save_episode_gif
     plot_learning_curves(trainer.history, "curves.png", horizon=50)
     plot_scheme_heatmaps(method, env, "scheme.png")
     save_episode_gif(method, env, "episode.gif")
@@ -66,15 +66,16 @@ def plot_learning_curves(
     map_name: str | None = None,
     optimum: float | None = None,
 ) -> Path:
-    """Sender, receiver and welfare returns per episode vs episodes, from a :class:`~msgzoo.trainer.Trainer`'s
+    """Sender, receiver and welfare returns per episode vs episodes, from a :class:`~msgzoo.training.trainer.Trainer`'s
     ``history`` (rows with ``frames``, ``train/sender_reward``, ``train/receiver_reward``, the latter already per
     episode). Raw values are drawn faintly, a moving average (``smooth`` points, default ~2% of the run) on top;
     ``final`` (e.g. ``{"sender_return": ..., "receiver_return": ...}``) adds the final evaluation as markers.
 
     With ``method`` and ``map_name`` (``"3x3"``, ``"5x5"``) a second panel draws the same curves in the paper's
-    units (:mod:`msgzoo.paper_units`: ``k``-episode sums against real episodes / ``k``, ``k = 2``, DIAL 1) and both
-    panels mark the paper's Figure 2 values for that method (stars). ``optimum`` (the sender's optimal return per
-    episode, :mod:`msgzoo.optimal_scheme_markov`) is drawn as a dashed line, in each panel's units."""
+    units (:mod:`msgzoo.report.paper_units`: ``k``-episode sums against real episodes / ``k``, ``k = 2``, DIAL 1)
+    and both panels mark the paper's Figure 2 values for that method (stars). ``optimum`` (the sender's optimal
+    return per episode, :mod:`msgzoo.game_theory.optimal_scheme_markov`) is drawn as a dashed line, in each panel's
+    units."""
     plt = _matplotlib()
     rows = [r for r in history if "train/sender_reward" in r and "train/receiver_reward" in r]
     episodes = np.array([r["frames"] / horizon for r in rows], dtype=np.float64)
@@ -119,7 +120,7 @@ def plot_learning_curves(
 
 def _paper_marks(ax, method: str, map_name: str, optimum: float | None, *, per_episode: bool) -> None:
     """The paper's Figure 2 values for ``method`` (stars) and the sender's optimum (dashed), in the axis' units."""
-    from msgzoo.paper_units import paper_points, to_paper_units
+    from msgzoo.report.paper_units import paper_points, to_paper_units
 
     for point in paper_points(map_name, method):
         for value, color in ((point.sender, "tab:red"), (point.receiver, "tab:green"), (point.welfare, "tab:blue")):
@@ -135,7 +136,7 @@ def _paper_marks(ax, method: str, map_name: str, optimum: float | None, *, per_e
 
 def _paper_panel(ax, episodes, series, window, method, map_name, optimum) -> None:
     """The curves in the paper's units: k-episode sums against real episodes / k."""
-    from msgzoo.paper_units import episodes_per_point, to_paper_units
+    from msgzoo.report.paper_units import episodes_per_point, to_paper_units
 
     for key, label, color in CURVES:
         y = series[key]
@@ -151,7 +152,7 @@ def _paper_panel(ax, episodes, series, window, method, map_name, optimum) -> Non
 
 def scheme_distribution(method, tensordict: TensorDictBase) -> tuple[torch.Tensor, str]:
     """What the sender sends on ``tensordict``'s states, one row per state, as the method's readout gives it
-    (:meth:`~msgzoo.evaluation.PolicyReadout.message_distribution`: ``phi(. | s)`` for a signaling scheme, the
+    (:meth:`~msgzoo.training.evaluation.PolicyReadout.message_distribution`: ``phi(. | s)`` for a signaling scheme, the
     noise-free DRU output for DIAL). Returns the ``[N, num_messages]`` tensor and a label."""
     return method.readout.message_distribution(method, tensordict)
 
@@ -222,10 +223,10 @@ def save_episode_gif(
 
 
 def reaching_goals_optimum_value(env) -> float | None:
-    """The sender's optimal return per episode on ``env``'s game (:func:`msgzoo.optimal_scheme_markov.
+    """The sender's optimal return per episode on ``env``'s game (:func:`msgzoo.game_theory.optimal_scheme_markov.
     optimal_markov_scheme`), where it solves in seconds: 3x3 maps, or a receiver that sees the message only or its
     goal; ``None`` otherwise (5x5 with the receiver's position: minutes, see scripts/markov_optimum.py)."""
-    from msgzoo.optimal_scheme_markov import optimal_markov_scheme, reaching_goals_game_of
+    from msgzoo.game_theory.optimal_scheme_markov import optimal_markov_scheme, reaching_goals_game_of
 
     if env.num_cells > 9 and env.receiver_observes not in ((), ("position", "goal")):
         return None
@@ -240,7 +241,7 @@ def reaching_goals_figures(
     returns their paths by name."""
     out = Path(run_dir) / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    from msgzoo.paper_units import EPISODES_PER_POINT
+    from msgzoo.report.paper_units import EPISODES_PER_POINT
 
     map_name = f"{env.height}x{env.width}"
     paper = method.name in EPISODES_PER_POINT  # the paper's methods: draw its units and values beside msgzoo's

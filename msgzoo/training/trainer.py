@@ -1,6 +1,6 @@
 """The training loop every recipe shares: collect with TorchRL's ``Collector``, update, log, checkpoint.
 
-Each collected batch goes to one of the method's update phases (:class:`~msgzoo.methods.UpdatePhase`), taken in
+Each collected batch goes to one of the method's update phases (:class:`~msgzoo.training.methods.UpdatePhase`), taken in
 turn: the reference's methods alternate two phases on fresh on-policy batches (collect a batch and update the
 receiver, collect another and update the sender); DIAL has one phase, both agents from every batch with one loss.
 The loop itself knows no method: the phases say which losses, which optimizer and what runs around the step.
@@ -25,7 +25,8 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
 
-from msgzoo.checkpoint import (
+from msgzoo.modules.fast import fuse_policy
+from msgzoo.runtime.checkpoint import (
     GracefulInterrupt,
     TrainingInterrupted,
     load_checkpoint,
@@ -33,15 +34,26 @@ from msgzoo.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from msgzoo.config_validation import check_resume_config
-from msgzoo.experiment import Experiment, to_jsonable
-from msgzoo.methods import Method, UpdatePhase
-from msgzoo.modules.fast import fuse_policy
-from msgzoo.nan_guard import NonFiniteError, check_finite
+from msgzoo.runtime.config_validation import check_resume_config
+from msgzoo.runtime.experiment import Experiment, to_jsonable
+from msgzoo.runtime.nan_guard import NonFiniteError, check_finite
+from msgzoo.training.methods import Method, UpdatePhase
 
 
 #: Version of the trainer's checkpoint layout (2: tensors and plain values only, with the run's config).
 CHECKPOINT_FORMAT = 2
+
+
+def collector_carrier(collector: Collector) -> TensorDictBase:
+    """The collector's pending inputs: the tensordict its next batch starts from (the environments' current
+    observations, as the last step left them). An exact resume saves and restores it.
+
+    TorchRL 0.14's ``Collector`` keeps it in the private ``_carrier`` and offers no public accessor:
+    ``Collector.state_dict()`` holds the env's and policy's state dicts and the frame counters, not the pending
+    inputs, and ``Collector.reset()`` draws new initial states. This function is the one place in msgzoo that
+    reads the private attribute; the trainer writes into the returned tensordict in place (``update_``).
+    """
+    return collector._carrier
 
 
 def _all_finite(tensors) -> torch.Tensor:
@@ -64,7 +76,7 @@ def _hyperparameters(method: Method) -> dict:
 
 def _apply_overrides(method: Method, fresh: dict, overrides: Sequence[str]) -> None:
     """Puts back the config's values of the ``resume_override`` fields over the checkpoint's (the other fields
-    equal the checkpoint's, :func:`~msgzoo.config_validation.check_resume_config` made sure)."""
+    equal the checkpoint's, :func:`~msgzoo.runtime.config_validation.check_resume_config` made sure)."""
     # an override names a learning rate's field or a section above it (optim, optim.signaling_lr)
     if any(f == o or f.startswith(o + ".") for o in overrides for f in method.learning_rate_fields):
         for k, opt in method.optimizers.items():
@@ -91,7 +103,7 @@ class Trainer:
 
     Args:
         env: a batched msgzoo environment (``batch_size=[num_envs]``).
-        method: from :func:`msgzoo.methods.build_method`.
+        method: from :func:`msgzoo.training.methods.build_method`.
         experiment: where logs, checkpoints and the summary go.
 
     Keyword Args:
@@ -255,13 +267,13 @@ class Trainer:
             "optimizers": {k: v.state_dict() for k, v in self.method.optimizers.items()},
             "rng": rng_state(self._generators()),
             # the collector's pending inputs (the next batch's first observations) make a resume exact
-            "carrier": self._carrier(),
+            "carrier": self._carrier_state(),
         }
 
-    def _carrier(self):
+    def _carrier_state(self):
         """The collector's pending inputs (live during training, the last ones kept after it) as a plain dict."""
         collector = getattr(self, "_collector", None)
-        carrier = collector._carrier if collector is not None else getattr(self, "_last_carrier", None)
+        carrier = collector_carrier(collector) if collector is not None else getattr(self, "_last_carrier", None)
         if carrier is None:
             return None
         return {"batch_size": list(carrier.batch_size), "data": carrier.to_dict()}
@@ -273,7 +285,7 @@ class Trainer:
     def load_state_dict(self, state: dict, resume_override: Sequence[str] = ()) -> None:
         """Restores a :meth:`state_dict`. ``resume_override``: the config fields whose values in the run's config
         replace the checkpoint's (learning rates, the Lagrange multiplier); see
-        :func:`~msgzoo.config_validation.check_resume_config`."""
+        :func:`~msgzoo.runtime.config_validation.check_resume_config`."""
         if state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(
                 f"this checkpoint has layout {state.get('format')!r}; this msgzoo reads layout {CHECKPOINT_FORMAT} "
@@ -315,7 +327,7 @@ class Trainer:
 
     def finish_if_interrupted(self) -> None:
         """After :meth:`train` stopped on a signal: writes the run's summaries with ``status: interrupted`` (no
-        final evaluation) and raises :class:`~msgzoo.checkpoint.TrainingInterrupted` (exit status 128 + signal,
+        final evaluation) and raises :class:`~msgzoo.runtime.checkpoint.TrainingInterrupted` (exit status 128 + signal,
         so schedulers and Hydra sweeps stop too). Does nothing after a run that was not interrupted."""
         if self.interrupted is None:
             return
@@ -358,7 +370,8 @@ class Trainer:
             set_rng_state(pending["rng"], self._generators())
             if pending.get("carrier") is not None:
                 carrier = TensorDict(pending["carrier"]["data"], batch_size=pending["carrier"]["batch_size"])
-                collector._carrier.update_(carrier.to(collector._carrier.device))
+                live = collector_carrier(collector)
+                live.update_(carrier.to(live.device))
             self._pending_restore = None
         pbar = self.exp.progress(total=self.total_frames, desc=self.exp.run_name)
         pbar.update(self.frames)
@@ -401,7 +414,8 @@ class Trainer:
                     save_checkpoint(self.checkpoint_path, last_good)
                 raise
             finally:
-                self._last_carrier = collector._carrier.clone()  # a checkpoint after train() continues exactly
+                # kept so that a checkpoint after train() continues exactly
+                self._last_carrier = collector_carrier(collector).clone()
                 collector.shutdown()
                 self._collector = None
                 self.exp.close_progress()
