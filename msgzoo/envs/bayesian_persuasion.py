@@ -17,6 +17,7 @@ from msgzoo.envs.common import (
     is_int,
     make_generator,
     require,
+    reset_flags,
     resolve_batch_size,
     signaling_action_spec,
 )
@@ -275,8 +276,7 @@ class BayesianPersuasionEnv(EnvBase):
                 if emission is not None:  # ... and what the sender saw of it
                     emission = torch.where(mask.squeeze(-1), emission, tensordict.get(("sender", "emission")))
         out = self._observe(state, step_count, emission)
-        done = torch.zeros(*self.batch_size, 1, dtype=torch.bool, device=self.device)
-        out.update({"done": done, "terminated": done.clone(), "truncated": done.clone()})
+        out.update(reset_flags(self.batch_size, self.device))
         return out
 
     def _step(self, tensordict: TensorDictBase) -> TensorDict:

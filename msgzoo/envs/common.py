@@ -133,6 +133,13 @@ def done_spec(batch: int | Sequence[int], device: torch.device) -> Composite:
     return Composite(done=flag, terminated=flag.clone(), truncated=flag.clone(), shape=b, device=device)
 
 
+def reset_flags(batch: int | Sequence[int], device: torch.device) -> dict[str, torch.Tensor]:
+    """The ``done`` / ``terminated`` / ``truncated`` flags of a fresh episode (all False, ``[*batch, 1]``), matching
+    :func:`done_spec`."""
+    done = torch.zeros(*_batch_shape(batch), 1, dtype=torch.bool, device=device)
+    return {"done": done, "terminated": done.clone(), "truncated": done.clone()}
+
+
 def signaling_action_spec(
     batch: int | Sequence[int], num_messages: int, num_actions: int, device: torch.device
 ) -> Composite:

@@ -14,6 +14,7 @@ from msgzoo.envs.common import (
     done_spec,
     make_generator,
     require,
+    reset_flags,
     resolve_batch_size,
 )
 
@@ -144,8 +145,7 @@ class MultiReceiverPersuasionEnv(EnvBase):
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDict:
         state = torch.multinomial(self.prior, self.num_envs, replacement=True, generator=self._generator)
         out = self._observe(state.view(self.batch_size))
-        done = torch.zeros(*self.batch_size, 1, dtype=torch.bool, device=self.device)
-        out.update({"done": done, "terminated": done.clone(), "truncated": done.clone()})
+        out.update(reset_flags(self.batch_size, self.device))
         return out
 
     def _step(self, tensordict: TensorDictBase) -> TensorDict:

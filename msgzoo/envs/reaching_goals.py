@@ -29,6 +29,7 @@ from msgzoo.envs.common import (
     is_int,
     make_generator,
     require,
+    reset_flags,
     resolve_batch_size,
     signaling_action_spec,
 )
@@ -282,8 +283,7 @@ class ReachingGoalsEnv(EnvBase):
                 mask = mask.reshape(n, 1)  # [*batch_size, 1] or [*batch_size] -> [N, 1]
                 state = torch.where(mask, state, old_state.reshape(n, 3))
                 step_count = torch.where(mask, step_count, old_count.reshape(n, 1))
-        done = torch.zeros(n, 1, dtype=torch.bool, device=self.device)
-        return self._observe(state, step_count, {"done": done, "terminated": done.clone(), "truncated": done.clone()})
+        return self._observe(state, step_count, reset_flags(n, self.device))
 
     def _step(self, tensordict: TensorDictBase) -> TensorDict:
         check_step_input(tensordict, self.batch_size, state_key=("sender", "state"), state_shape=(3,),
