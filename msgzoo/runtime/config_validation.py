@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from msgzoo.training.config_schema import (
     ConfigError,
+    fail as _fail,
     merge_fields,
     non_negative,
     number,
@@ -121,10 +122,6 @@ def check_resume(cfg: DictConfig) -> None:
     state = load_checkpoint(cfg.resume)
     check_resume_config(state.get("config"), config_to_dict(cfg), _get(cfg, "resume_override") or (),
                         checkpoint=cfg.resume)
-
-
-def _fail(field: str, value: Any, expected: str, fix: str) -> None:
-    raise ConfigError(f"{field}={value!r} is invalid: expected {expected}. Fix: {fix}")
 
 
 def _get(cfg: DictConfig, field: str) -> Any:
@@ -433,9 +430,10 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
         spec.check(field, _get(cfg, field))
 
     check_device(cfg.device)
-    if cfg.resume is not None and not Path(str(cfg.resume)).is_file():
-        _fail("resume", cfg.resume, "the path of an existing checkpoint.pt", "point resume= at <run_dir>/checkpoint.pt, or drop it.")
-    check_resume_override(cfg.resume_override)
+    resume = _get(cfg, "resume")
+    if resume is not None and not Path(str(resume)).is_file():
+        _fail("resume", resume, "the path of an existing checkpoint.pt", "point resume= at <run_dir>/checkpoint.pt, or drop it.")
+    check_resume_override(_get(cfg, "resume_override"))
     check_logger_backends(cfg.logger.backends)
     if task is ReachingGoalsConfig:
         if cfg.collector.total_episodes is None and cfg.collector.total_frames is None:

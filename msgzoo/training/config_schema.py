@@ -39,8 +39,12 @@ class Setting:
         expected = self.expected or " or ".join(TYPE_WORDS[t] for t in self.types)
         if self.nullable:
             expected += " (or null)"
-        raise ConfigError(f"{name}={value!r} is invalid: expected {expected}. Fix: set {name}={self.example} "
-                          "(on the command line or in the recipe's YAML).")
+        fail(name, value, expected, f"set {name}={self.example} (on the command line or in the recipe's YAML).")
+
+
+def fail(field: str, value: Any, expected: str, fix: str) -> None:
+    """Raises the :class:`ConfigError` of a bad ``field``: ``<field>=<value> is invalid: expected ... Fix: ...``."""
+    raise ConfigError(f"{field}={value!r} is invalid: expected {expected}. Fix: {fix}")
 
 
 def setting(ok: Callable[[Any], bool] | None = None, expected: str | None = None, example: Any = None) -> Any:
