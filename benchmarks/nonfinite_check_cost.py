@@ -25,7 +25,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "recipes" / "config"
 def main(recipe: str = "sgoc_reaching_goals") -> None:
     torch.set_num_threads(1)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name=recipe, overrides=["logger.use_wandb=false"])
+        cfg = compose(config_name=recipe, overrides=["logger.backends=[csv]"])
     pipeline = importlib.import_module("msgzoo.pipelines." + ("reaching_goals" if "reaching" in recipe else "one_step"))
     method = build_method(cfg.method, pipeline.make_env(cfg), cfg)
     for name, opt in method.optimizers.items():

@@ -46,7 +46,7 @@ def train_one(job: tuple[str, dict, int, list[str], str]) -> dict:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
             config_name=f"{method}_recommendation_letter",
-            overrides=[*game.overrides(), f"num_seeds={seeds}", "logger.use_wandb=false", f"+run_dir={run_dir}",
+            overrides=[*game.overrides(), f"num_seeds={seeds}", "logger.backends=[csv]", f"+run_dir={run_dir}",
                        *overrides],
         )
     cpu, wall = time.process_time(), time.perf_counter()

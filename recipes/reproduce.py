@@ -185,7 +185,7 @@ def run_panel_method(panel: Panel, method: str, args, runs_root: Path, timing: d
     checkpoint = next((run / "checkpoint.pt" for run in reversed(previous) if (run / "checkpoint.pt").exists()), None)
     run_dir = base if not previous else base.with_name(f"{base.name}.run{len(previous) + 1}")
     cmd = [sys.executable, str(ROOT / f"{method}_{panel.task}.py"), "seed=0", f"num_seeds={args.seeds}",
-           "logger.use_wandb=false", "figures=false", f"logger.checkpoint_interval={CHECKPOINT_INTERVAL}",
+           "logger.backends=[csv]", "figures=false", f"logger.checkpoint_interval={CHECKPOINT_INTERVAL}",
            f"hydra.run.dir={run_dir}", *panel.overrides, f"{panel.budget_key}={budget}", *args.overrides]
     if checkpoint is not None:
         cmd.append(f"resume={checkpoint}")
@@ -320,7 +320,7 @@ def main() -> None:
     if not args.skip_runs:
         for method in args.methods:
             script = [sys.executable, str(ROOT / f"{method}_{args.task}.py")]
-            common = ["logger.use_wandb=false", "figures=false"]
+            common = ["logger.backends=[csv]", "figures=false"]
             if args.together:
                 cmd = [*script, "seed=0", f"num_seeds={args.seeds}", *common, f"hydra.run.dir={runs / method}",
                        *args.overrides]

@@ -45,8 +45,14 @@ for task, method, *overrides in json.loads(sys.argv[2]):
 """
 
 
+def csv_only(code: Path) -> str:
+    """The override that keeps ``code``'s runs to CSV logs (before ``logger.backends``: ``logger.use_wandb``)."""
+    logger = (code / "recipes" / "config" / "recommendation_letter.yaml").read_text().split("\nlogger:", 1)[1]
+    return "logger.backends=[csv]" if "backends:" in logger else "logger.use_wandb=false"
+
+
 def run_all(code: Path, out: Path, methods: list[str], extra: list[str]) -> None:
-    jobs = [[task, method, *overrides, f"num_seeds={seeds}", "logger.use_wandb=false",
+    jobs = [[task, method, *overrides, f"num_seeds={seeds}", csv_only(code),
              f"+run_dir={out / f'{task}_{method}_{seeds}'}", *extra]
             for task, overrides in TASKS.items() for method in methods for seeds in (1, 2)]
     # cwd and PYTHONPATH: this version's msgzoo, not the caller's

@@ -59,7 +59,7 @@ def test_unknown_method_is_refused(recipe_config):
 def test_recipe_fails_fast_from_the_command_line(tmp_path):
     from conftest import run_recipe
 
-    proc = run_recipe("sgoc_recommendation_letter.py", "optim.signaling_lr=-1", "logger.use_wandb=false", cwd=tmp_path, timeout=120)
+    proc = run_recipe("sgoc_recommendation_letter.py", "optim.signaling_lr=-1", "logger.backends=[csv]", cwd=tmp_path, timeout=120)
     assert proc.returncode != 0
     assert "optim.signaling_lr=-1 is invalid" in proc.stderr and "Fix:" in proc.stderr
     assert not list(tmp_path.rglob("checkpoint.pt"))  # nothing was trained

@@ -28,7 +28,7 @@ CFG = {"lr": 1e-3, "seed": 0, "iterations": 10, "logger": {"mode": "offline"}, "
 
 
 def make_exp(tmp_path, seed=0, config=CFG, **kw):
-    kw.setdefault("use_wandb", False)
+    kw.setdefault("backends", ("csv",))
     kw.setdefault("run_dir", tmp_path / f"run_s{seed}")
     return Experiment(method="a2c", task="persuasion", seed=seed, config=config, **kw)
 
@@ -48,9 +48,9 @@ def wandb_warnings(record) -> list:
 # ----------------------------------------------------------------- Experiment
 def test_names_hash_and_run_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    e1 = Experiment(method="a2c", task="persuasion", seed=1, config={**CFG, "seed": 1}, use_wandb=False)
-    e2 = Experiment(method="a2c", task="persuasion", seed=2, config={**CFG, "seed": 2}, use_wandb=False)
-    e3 = Experiment(method="a2c", task="persuasion", seed=1, config={**CFG, "lr": 3e-4}, use_wandb=False)
+    e1 = Experiment(method="a2c", task="persuasion", seed=1, config={**CFG, "seed": 1}, backends=("csv",))
+    e2 = Experiment(method="a2c", task="persuasion", seed=2, config={**CFG, "seed": 2}, backends=("csv",))
+    e3 = Experiment(method="a2c", task="persuasion", seed=1, config={**CFG, "lr": 3e-4}, backends=("csv",))
     for e in (e1, e2, e3):
         e.close()
     h = e1.config_hash
@@ -74,7 +74,7 @@ def test_run_dir_from_hydra(tmp_path, monkeypatch):
     cfg = types.SimpleNamespace(runtime=types.SimpleNamespace(output_dir=str(out)))
     monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
     monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: cfg))
-    exp = Experiment(method="a2c", task="persuasion", seed=0, config=CFG, use_wandb=False)
+    exp = Experiment(method="a2c", task="persuasion", seed=0, config=CFG, backends=("csv",))
     exp.close()
     assert exp.run_dir == out.resolve() and out.is_dir()
 
@@ -106,7 +106,7 @@ def test_wandb_fails_to_start(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(tr_wandb.WandbLogger, "__init__", broken_init)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        exp = make_exp(tmp_path, use_wandb=True)
+        exp = make_exp(tmp_path, backends=("csv", "wandb"))
         exp.log({"loss": 1.0}, step=0)
         exp.log({"loss": 2.0}, step=1)
         path = exp.finish({"final": 2.0})
@@ -144,7 +144,7 @@ def test_wandb_fails_mid_log(tmp_path, monkeypatch):
     monkeypatch.setattr(tr_wandb.WandbLogger, "log_metrics", boom)
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
-        with make_exp(tmp_path, use_wandb=True) as exp:
+        with make_exp(tmp_path, backends=("csv", "wandb")) as exp:
             assert exp.wandb_logger is not None
             run = exp.wandb_logger.experiment
             for step in range(3):
@@ -286,7 +286,7 @@ def test_existing_csv_logs_warn(tmp_path):
 
 @pytest.mark.slow
 def test_real_offline_wandb(tmp_path, capsys):
-    with make_exp(tmp_path, use_wandb=True, wandb_mode="offline") as exp:
+    with make_exp(tmp_path, backends=("csv", "wandb"), wandb_mode="offline") as exp:
         assert exp.wandb_logger is not None
         exp.log({"loss": 1.0}, step=0)
         path = exp.finish({"ok": True})

@@ -12,7 +12,7 @@ from msgzoo.training.trainer import Trainer
 
 
 def _tiny(recipe_config, method):
-    cfg = recipe_config(f"{method}_recommendation_letter", "env.num_envs=32", "logger.use_wandb=false")
+    cfg = recipe_config(f"{method}_recommendation_letter", "env.num_envs=32", "logger.backends=[csv]")
     env = one_step.make_env(cfg)
     torch.manual_seed(0)
     return cfg, env, build_method(method, env, cfg)
@@ -34,7 +34,7 @@ def test_trainer_steps_only_what_the_phases_declare(recipe_config, tmp_path):
     _, env, m = _tiny(recipe_config, "sgoc")
     m.phases = (m.phases[1],)
     before = {k: [p.detach().clone() for p in getattr(m, k).parameters()] for k in ("scheme", "receiver")}
-    exp = Experiment(method="sgoc", task="t", seed=0, config={}, use_wandb=False, run_dir=tmp_path / "run")
+    exp = Experiment(method="sgoc", task="t", seed=0, config={}, backends=("csv",), run_dir=tmp_path / "run")
     with exp:
         Trainer(env, m, exp, total_frames=32 * 4, frames_per_batch=32, log_interval=2).train()
     moved = {k: any(not torch.equal(a, b) for a, b in zip(before[k], getattr(m, k).parameters())) for k in before}
@@ -49,7 +49,7 @@ def test_phases_run_their_hooks_in_order(recipe_config, tmp_path):
     phase.prepare = lambda batch, frames: calls.append(("prepare", frames))
     phase.after_step = (lambda: calls.append(("after_step",)) or step(),)
     phase.after_batch = lambda frames: calls.append(("after_batch", frames)) or batch_hook(frames)
-    exp = Experiment(method="dial", task="t", seed=0, config={}, use_wandb=False, run_dir=tmp_path / "run")
+    exp = Experiment(method="dial", task="t", seed=0, config={}, backends=("csv",), run_dir=tmp_path / "run")
     with exp:
         Trainer(env, m, exp, total_frames=32 * 2, frames_per_batch=32, log_interval=2).train()
     assert calls == [("prepare", 0), ("after_step",), ("after_batch", 32),

@@ -170,13 +170,13 @@ def test_schedules_count_each_seeds_own_steps(recipe_config, tmp_path):
 
     eps = {}
     for num_seeds in (1, 3):
-        cfg = recipe_config("dial_reaching_goals", "env.num_envs=8", f"num_seeds={num_seeds}", "logger.use_wandb=false",
+        cfg = recipe_config("dial_reaching_goals", "env.num_envs=8", f"num_seeds={num_seeds}", "logger.backends=[csv]",
                             "dial.annealing_frames=1000")
         env = reaching_goals.make_env(cfg, num_seeds=num_seeds)
         seeds = list(range(num_seeds)) if num_seeds > 1 else None
         method = build_method("dial", env, cfg, seeds=seeds)
         exp = Experiment(method="dial", task="reaching_goals", seed=0, config=cfg, run_dir=tmp_path / str(num_seeds),
-                         use_wandb=False, num_seeds=num_seeds)
+                         backends=("csv",), num_seeds=num_seeds)
         per_batch = env.num_envs * 4
         trainer = Trainer(env, method, exp, total_frames=5 * per_batch, frames_per_batch=per_batch,
                           seed_experiments=exp.seed_runs(cfg, "dial") if seeds else None)

@@ -15,10 +15,10 @@ from msgzoo.training.trainer import Trainer
 
 
 def test_nan_stops_run_and_keeps_last_good_checkpoint(recipe_config, tmp_path):
-    cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=256", "logger.use_wandb=false")
+    cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=256", "logger.backends=[csv]")
     env = make_env(cfg)
     method = build_method("sgoc", env, cfg)
-    with Experiment(method="sgoc", task="nan_test", seed=0, config=cfg, run_dir=str(tmp_path), use_wandb=False) as exp:
+    with Experiment(method="sgoc", task="nan_test", seed=0, config=cfg, run_dir=str(tmp_path), backends=("csv",)) as exp:
         trainer = Trainer(env, method, exp, total_frames=256 * 200, frames_per_batch=256, log_interval=4)
         update = trainer.update
 

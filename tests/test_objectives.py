@@ -1349,7 +1349,7 @@ def test_trainer_steps_the_dual_multipliers_after_the_loss(recipe_config, tmp_pa
                         "loss.epsilon=1.0")
     env = one_step.make_env(cfg)
     method = build_method("sgoc", env, cfg)
-    exp = Experiment(method="sgoc", task="t", seed=0, config={}, use_wandb=False, run_dir=tmp_path / "run")
+    exp = Experiment(method="sgoc", task="t", seed=0, config={}, backends=("csv",), run_dir=tmp_path / "run")
     trainer = Trainer(env, method, exp, total_frames=64, frames_per_batch=64)
     oc = method.sender_losses["obedience"]
     batch = collect(env, method.scheme, method.receiver)

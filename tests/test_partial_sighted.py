@@ -178,7 +178,7 @@ def test_obedience_estimate_is_unbiased_with_an_emission():
 
 def test_recipe_runs_a_partial_sighted_sender(recipe_config, tmp_path):
     cfg = recipe_config(
-        "sgoc_recommendation_letter", "collector.total_frames=4096", "env.num_envs=256", "logger.use_wandb=false",
+        "sgoc_recommendation_letter", "collector.total_frames=4096", "env.num_envs=256", "logger.backends=[csv]",
         "logger.log_interval=4", "num_seeds=2", "env.sender_emission=[[0.8,0.2],[0.2,0.8]]", f"+run_dir={tmp_path}",
     )
     summary = run(cfg, method="sgoc")
@@ -193,7 +193,7 @@ def test_recipe_runs_a_partial_sighted_sender(recipe_config, tmp_path):
 
 
 def test_recipe_rejects_a_bad_emission(recipe_config, tmp_path):
-    cfg = recipe_config("sgoc_recommendation_letter", "logger.use_wandb=false", "env.sender_emission=oops",
+    cfg = recipe_config("sgoc_recommendation_letter", "logger.backends=[csv]", "env.sender_emission=oops",
                         f"+run_dir={tmp_path}")
     with pytest.raises(ValueError, match="env.sender_emission"):
         run(cfg, method="sgoc")

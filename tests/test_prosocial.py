@@ -73,7 +73,7 @@ def test_bad_receiver_weight_names_the_argument(bad):
 
 def test_prosocial_run_reports_the_fraction_of_the_lp_gain(recipe_config, tmp_path):
     cfg = recipe_config(
-        "sgoc_recommendation_letter", "collector.total_frames=4096", "env.num_envs=256", "logger.use_wandb=false",
+        "sgoc_recommendation_letter", "collector.total_frames=4096", "env.num_envs=256", "logger.backends=[csv]",
         "logger.log_interval=4", "sender_objective.receiver_weight=1.0", "warmup.frames=0", "num_seeds=2",
         f"+run_dir={tmp_path}",
     )

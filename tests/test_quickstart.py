@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = ["collector.total_episodes=40", "env.num_envs=8", "eval.episodes=8", "logger.use_wandb=false"]
+TINY = ["collector.total_episodes=40", "env.num_envs=8", "eval.episodes=8", "logger.backends=[csv]"]
 
 
 def readme_block(heading: str) -> list[str]:

@@ -14,7 +14,7 @@ REQUIRED = [
     "method", "task", "seed", "env_steps", "wall_time_s", "env_steps_per_s", "sender_reward", "receiver_reward",
     "lp_sender_value", "no_info_sender_value", "scheme", "policy",
 ]
-TINY = ["collector.total_frames=4096", "env.num_envs=256", "logger.use_wandb=false", "logger.log_interval=4"]
+TINY = ["collector.total_frames=4096", "env.num_envs=256", "logger.backends=[csv]", "logger.log_interval=4"]
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -110,7 +110,7 @@ def test_any_markov_game_is_a_config_away(recipe_config, tmp_path):
 
 def test_markov_game_stopped_run_continues_exactly(recipe_config, tmp_path):
     """Stopped at half its budget and resumed, a Markov-game run ends where the uninterrupted run ends."""
-    small = ["env.num_envs=16", "logger.use_wandb=false", "logger.log_interval=5", "seed=1", *MARKOV]
+    small = ["env.num_envs=16", "logger.backends=[csv]", "logger.log_interval=5", "seed=1", *MARKOV]
 
     def cfg(name, budget, *extra):
         return recipe_config("sgoc_recommendation_letter", *small, f"collector.total_frames={budget}",

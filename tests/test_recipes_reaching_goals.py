@@ -22,7 +22,7 @@ REQUIRED = [
 ]
 TINY = [
     "collector.total_episodes=20", "env.num_envs=32", "env.steps_per_batch=4", "eval.episodes=40",
-    "logger.use_wandb=false", "logger.log_interval=2",
+    "logger.backends=[csv]", "logger.log_interval=2",
 ]
 FIGURES = ("learning_curves.png", "signaling_scheme.png", "episode.gif")
 

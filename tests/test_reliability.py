@@ -22,7 +22,7 @@ from msgzoo.runtime.nan_guard import NonFiniteError
 from msgzoo.training.methods import build_method
 from msgzoo.training.trainer import Trainer
 
-TINY = ["env.num_envs=64", "collector.total_frames=1280", "logger.use_wandb=false", "logger.log_interval=4", "seed=2"]
+TINY = ["env.num_envs=64", "collector.total_frames=1280", "logger.backends=[csv]", "logger.log_interval=4", "seed=2"]
 
 
 def _tiny_run(recipe_config, tmp_path, name, *extra, method="sgoc"):
@@ -43,9 +43,9 @@ def finished(tmp_path_factory):
 
 
 def _trainer(recipe_config, tmp_path, *, batches=40, log_interval=4, **kwargs):
-    cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=64", "logger.use_wandb=false")
+    cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=64", "logger.backends=[csv]")
     env = make_env(cfg)
-    exp = Experiment(method="sgoc", task="t", seed=0, config=cfg, run_dir=str(tmp_path), use_wandb=False)
+    exp = Experiment(method="sgoc", task="t", seed=0, config=cfg, run_dir=str(tmp_path), backends=("csv",))
     trainer = Trainer(env, build_method("sgoc", env, cfg), exp, total_frames=64 * batches, frames_per_batch=64,
                       log_interval=log_interval, **kwargs)
     return trainer, exp
@@ -157,7 +157,7 @@ def test_sigint_stops_with_status_interrupted_and_exit_status_130(recipe_config,
 
 def test_a_crash_writes_status_failed(tmp_path):
     with pytest.raises(RuntimeError):
-        with Experiment(method="m", task="t", seed=0, config={}, run_dir=tmp_path, use_wandb=False):
+        with Experiment(method="m", task="t", seed=0, config={}, run_dir=tmp_path, backends=("csv",)):
             raise RuntimeError("out of memory")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["status"] == "failed" and "out of memory" in summary["error"]
@@ -167,7 +167,7 @@ def test_sigterm_stops_a_hydra_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.Popen(
         [sys.executable, str(RECIPES / "sgoc_recommendation_letter.py"), "-m", "seed=0,1",
-         "collector.total_frames=2560000", "env.num_envs=256", "logger.use_wandb=false",
+         "collector.total_frames=2560000", "env.num_envs=256", "logger.backends=[csv]",
          "logger.checkpoint_interval=10", f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
@@ -294,7 +294,7 @@ def test_report_counts_finished_runs_once(tmp_path):
 
 
 # ------------------------------------------------------------ 5. yes/no fields and unknown keys
-@pytest.mark.parametrize("override", ["env.aligned=off", "env.bounded=no", "figures=nope", "logger.use_wandb=0"])
+@pytest.mark.parametrize("override", ["env.aligned=off", "env.bounded=no", "figures=nope"])
 def test_yes_no_fields_take_only_true_or_false(recipe_config, override):
     cfg = recipe_config("sgoc_reaching_goals", override)
     field, value = override.split("=")

@@ -28,7 +28,7 @@ def _setup(recipe_config, method, task, seeds, tmp_path, **trainer_kwargs):
     env = make_env(cfg, num_seeds=len(seeds) if seeds else 1, seed=0)
     torch.manual_seed(0)
     m = build_method(method, env, cfg, seeds=seeds)
-    exp, *runs = [Experiment(method=method, task=task, seed=s, config={}, use_wandb=False, run_dir=tmp_path / f"run{s}")
+    exp, *runs = [Experiment(method=method, task=task, seed=s, config={}, backends=("csv",), run_dir=tmp_path / f"run{s}")
                   for s in (0, *(seeds or ()))]
     trainer = Trainer(env, m, exp, total_frames=env.numel() * steps, frames_per_batch=env.numel() * steps,
                       seed_experiments=runs, **trainer_kwargs)
@@ -115,7 +115,7 @@ def test_checkpoints_made_before_the_fields_resume_with_one_epoch_one_minibatch(
 
 def test_a_resumed_minibatch_run_continues_exactly(recipe_config, tmp_path):
     """Each batch draws its permutations afresh: a run resumed from its checkpoint equals the uninterrupted one."""
-    common = ["env.num_envs=64", "logger.use_wandb=false", "logger.log_interval=2", "optim.epochs=2",
+    common = ["env.num_envs=64", "logger.backends=[csv]", "logger.log_interval=2", "optim.epochs=2",
               "optim.minibatches=4", "seed=4"]
     full = one_step.run(recipe_config("sgoc_recommendation_letter", *common, "collector.total_frames=1280",
                                       f"+run_dir={tmp_path / 'full'}"), method="sgoc")

@@ -9,7 +9,7 @@ from PIL import Image
 
 from msgzoo.pipelines.one_step import run
 
-TINY = ["collector.total_frames=8192", "env.num_envs=512", "logger.use_wandb=false", "logger.log_interval=2"]
+TINY = ["collector.total_frames=8192", "env.num_envs=512", "logger.backends=[csv]", "logger.log_interval=2"]
 
 
 def test_report_command_on_two_tiny_runs(recipe_config, tmp_path):

@@ -15,7 +15,7 @@ from msgzoo.pipelines.one_step import run
 from msgzoo.runtime.checkpoint import load_checkpoint
 
 COMMON = [
-    "collector.total_frames=153600", "env.num_envs=256", "logger.use_wandb=false",
+    "collector.total_frames=153600", "env.num_envs=256", "logger.backends=[csv]",
     "logger.log_interval=5", "logger.checkpoint_interval=10", "seed=3",
 ]
 COMPARED = ("sender_reward", "receiver_reward", "honesty", "scheme", "policy", "env_steps")
@@ -92,7 +92,7 @@ def test_stopped_run_continues_exactly(recipe_config, tmp_path, task, num_seeds)
     from msgzoo.pipelines import one_step, reaching_goals
 
     pipeline = {"recommendation_letter": one_step, "reaching_goals": reaching_goals}[task]
-    small = ["env.num_envs=16", "collector.total_frames={}", "logger.use_wandb=false", "logger.log_interval=5",
+    small = ["env.num_envs=16", "collector.total_frames={}", "logger.backends=[csv]", "logger.log_interval=5",
              f"num_seeds={num_seeds}", "seed=1", "figures=false"]
     if task == "reaching_goals":
         small += ["eval.episodes=8", "env.horizon=10"]

@@ -62,7 +62,7 @@ def test_the_trainer_moves_epsilon_on_each_seeds_env_steps(recipe_config, tmp_pa
     seen = []
     forward = obedience.forward
     obedience.forward = lambda td: seen.append(obedience.epsilon) or forward(td)
-    exp = Experiment(method="sgoc", task="t", seed=0, config={}, use_wandb=False, run_dir=tmp_path / "run")
+    exp = Experiment(method="sgoc", task="t", seed=0, config={}, backends=("csv",), run_dir=tmp_path / "run")
     with exp:
         Trainer(env, method, exp, total_frames=128, frames_per_batch=32, log_interval=2).train()
     assert seen == pytest.approx([0.01, 0.01 * (1 - (96 - 32) / 96)])

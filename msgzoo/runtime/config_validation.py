@@ -1,26 +1,38 @@
 """Checks a recipe's config before anything is built: every error names the field, the value and a fix.
 
-Hydra composes the YAML; this module is the type and range check on top of it, plus the cross-field
-checks a typo can break (a learning rate of 0, a discount of 1.5, an unknown obedience mode, a
-receiver that would read nothing, a CUDA device on a machine without one). It runs in the pipelines
-before the environment is made, so a week of sweeps is not lost to a typo found hours in.
+Hydra composes the YAML; this module checks it against the typed schemas (the task's here: :class:`OneStepConfig`,
+:class:`ReachingGoalsConfig`; the method's beside its spec: :attr:`~msgzoo.training.methods.MethodSpec.config`):
+unknown keys, types (a word for a boolean) and ranges (a learning rate of 0, a discount of 1.5, an unknown obedience
+mode), then the cross-field checks a typo can break (a receiver that would read nothing, a CUDA device on a machine
+without one, a map too large for memory). It runs in the pipelines before the environment is made, so a week of
+sweeps is not lost to a typo found hours in. A run is what its task and method read: :func:`method_config` is the
+config less the fields only other methods read, which the config hash and the resume check cover.
 """
 from __future__ import annotations
 
 import difflib
-import math
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from msgzoo.objectives.obedience import COUNTERFACTUALS, MARGINS, MODES
-from msgzoo.training.methods import METHODS, method_spec
-
-
-class ConfigError(ValueError):
-    """A config field with a bad value; the message names the field, the value and the fix."""
+from msgzoo.training.config_schema import (
+    ConfigError,
+    fail as _fail,
+    merge_fields,
+    non_negative,
+    number,
+    positive,
+    positive_int,
+    schema_fields,
+    setting,
+    under,
+)
+from msgzoo.training.methods import METHOD_SPECS, METHODS, method_spec
 
 
 #: Fields a resumed run may change freely: where and how it logs, runs and is evaluated, and its budget
@@ -35,10 +47,6 @@ RESUME_OVERRIDABLE = ("optim", "loss", "dial.lr")
 #: not the field ran with this value (what the code did before the field existed).
 ADDED_FIELDS = {"optim.epochs": 1, "optim.minibatches": 1}
 _MISSING = "<absent>"
-
-
-def _under(field: str, prefixes: Sequence[str]) -> bool:
-    return any(field == p or field.startswith(p + ".") for p in prefixes)
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
@@ -60,35 +68,39 @@ def check_resume_override(overrides: Any) -> list[str]:
     if isinstance(overrides, str) or not all(isinstance(o, str) for o in overrides):
         _fail("resume_override", overrides, "a list of config fields", "write resume_override=[optim.signaling_lr].")
     for field in overrides:
-        if not _under(field, RESUME_OVERRIDABLE):
+        if not under(field, RESUME_OVERRIDABLE):
             _fail("resume_override", list(overrides), f"fields under {list(RESUME_OVERRIDABLE)} ({field!r} is not: "
                   "it shapes the networks, the game or the random streams the checkpoint continues)",
                   "start a new run for a different method, task, seed, env or network.")
     return list(overrides)
 
 
-def check_resume_config(saved: Any, current: Any, overrides: Sequence[str] = (), *, checkpoint: Any = "") -> list[str]:
+def check_resume_config(
+    saved: Any, current: Any, overrides: Sequence[str] = (), *, checkpoint: Any = "", method: str | None = None
+) -> list[str]:
     """Refuses to resume a checkpoint made with another config.
 
-    ``saved`` is the config the checkpoint recorded, ``current`` the resumed run's (plain dicts). Fields in
-    :data:`RESUME_FREE` may differ; fields under ``overrides`` (within :data:`RESUME_OVERRIDABLE`) may differ and
-    take the current value. Any other difference raises :class:`ConfigError` listing every changed field with both
-    values. Returns the overridden fields that did change.
+    ``saved`` is the config the checkpoint recorded, ``current`` the resumed run's (plain dicts), both compared as
+    :func:`method_config` of ``method`` (default: the configs' ``method`` field): a field only other methods read is
+    irrelevant. Fields in :data:`RESUME_FREE` may differ; fields under ``overrides`` (within
+    :data:`RESUME_OVERRIDABLE`) may differ and take the current value. Any other difference raises
+    :class:`ConfigError` listing every changed field with both values. Returns the overridden fields that did change.
     """
     overrides = check_resume_override(list(overrides))
     if saved is None:
         raise ConfigError(f"checkpoint {checkpoint} records no config: it cannot be checked against this run's, "
                           "so it is not resumed. Fix: start a new run.")
-    old, new = _flatten(saved), _flatten(current)
+    method = method or current.get("method") or saved.get("method")
+    old, new = _flatten(method_config(saved, method)), _flatten(method_config(current, method))
     for field, value in ADDED_FIELDS.items():
         if any(k.startswith(field.rsplit(".", 1)[0] + ".") for k in old):
             old.setdefault(field, value)
     changed = sorted(k for k in old.keys() | new.keys()
-                     if not _under(k, RESUME_FREE) and old.get(k, _MISSING) != new.get(k, _MISSING))
-    refused = [k for k in changed if not _under(k, overrides)]
+                     if not under(k, RESUME_FREE) and old.get(k, _MISSING) != new.get(k, _MISSING))
+    refused = [k for k in changed if not under(k, overrides)]
     if refused:
         lines = "\n".join(f"  {k}: checkpoint {old.get(k, _MISSING)!r}, now {new.get(k, _MISSING)!r}" for k in refused)
-        allowed = [k for k in refused if _under(k, RESUME_OVERRIDABLE)]
+        allowed = [k for k in refused if under(k, RESUME_OVERRIDABLE)]
         fix = (f"resume with the checkpoint's values, or allow the change with "
                f"resume_override=[{','.join(allowed)}]" if allowed else "resume with the checkpoint's values")
         raise ConfigError(
@@ -112,64 +124,204 @@ def check_resume(cfg: DictConfig) -> None:
                         checkpoint=cfg.resume)
 
 
-def _fail(field: str, value: Any, expected: str, fix: str) -> None:
-    raise ConfigError(f"{field}={value!r} is invalid: expected {expected}. Fix: {fix}")
-
-
 def _get(cfg: DictConfig, field: str) -> Any:
     return OmegaConf.select(cfg, field, default=None)
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check(cfg: DictConfig, field: str, ok: Callable[[Any], bool], expected: str, example: Any, *, optional: bool = False) -> None:
-    value = _get(cfg, field)
-    if value is None and optional:
-        return
-    if value is None or not ok(value):
-        _fail(field, value, expected, f"set {field}={example} (on the command line or in the recipe's YAML).")
-
-
-def _matrix(v) -> bool:
-    rows = list(v) if not isinstance(v, (str, bytes)) and hasattr(v, "__iter__") else None
-    return bool(rows) and all(
-        not isinstance(r, (str, bytes)) and hasattr(r, "__iter__") and len(r) >= 1 and all(_number(x) for x in r)
-        for r in rows
-    )
-
-
-def _positive(v) -> bool:
-    return _number(v) and v > 0
-
-
-def _positive_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-def _probability(v) -> bool:
-    return _number(v) and 0 <= v <= 1
-
-
-#: The recipes' YAML files: their keys are the schema a composed config is checked against.
-RECIPE_CONFIGS = Path(__file__).resolve().parents[2] / "recipes" / "config"
-#: Top-level keys a recipe config may carry beyond its YAML: the recipe's method, and where the run goes.
-EXTRA_KEYS = ("method", "run_dir")
-#: Fields read as booleans (a string such as "off" or "no" would be truthy).
-BOOLEAN_FIELDS = ("figures", "env.bounded", "env.aligned", "logger.use_wandb")
 #: Largest seed: torch's generators take 64-bit seeds (the seeds trained together count up from ``seed``).
 MAX_SEED = 2**63 - 1
 #: Bytes per float of the largest table: the receiver's policy for every message of every sample.
 _FLOAT_BYTES = 4
+#: TorchRL's loggers a run may write to (``logger.backends``): :mod:`torchrl.record.loggers`.
+LOGGER_BACKENDS = ("csv", "wandb", "tensorboard")
+#: Fields that were renamed or replaced: setting one fails naming its replacement (nothing silently changes).
+#: The YAML keeps each as ``null`` so that an old command line still reaches this check.
+REMOVED_FIELDS = {
+    "logger.use_wandb": ("logger.backends lists TorchRL's loggers", "write logger.backends=[csv] for CSV logs only, "
+                         "logger.backends=[csv,wandb] for CSV and W&B (the default), and drop logger.use_wandb."),
+}
 
 
 def _seed(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED
 
 
-def _learning_rate(v) -> bool:
-    return _number(v) and 0 < v <= 1  # Adam: a step of more than 1 per update is a typo (1e38 overflows in Adam)
+def _matrix(v) -> bool:
+    rows = list(v) if not isinstance(v, (str, bytes)) and hasattr(v, "__iter__") else None
+    return bool(rows) and all(
+        not isinstance(r, (str, bytes)) and hasattr(r, "__iter__") and len(r) >= 1 and all(number(x) for x in r)
+        for r in rows
+    )
+
+
+def _backends(v) -> bool:
+    return all(b in LOGGER_BACKENDS for b in v) and len(set(v)) == len(v)
+
+
+def check_logger_backends(backends: Any) -> tuple[str, ...]:
+    """``logger.backends`` as a tuple of names of TorchRL loggers (else :class:`ConfigError`); a backend whose
+    package is missing (tensorboard) fails here, before anything runs."""
+    if backends is None or isinstance(backends, str) or not _backends(backends):
+        _fail("logger.backends", backends, f"a list drawn from {list(LOGGER_BACKENDS)} (no repeats)",
+              "write logger.backends=[csv,wandb] (or [csv] for CSV logs only).")
+    if "tensorboard" in backends and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError(f"logger.backends={list(backends)} selects tensorboard, but the tensorboard package is not "
+                          "installed (TorchRL's TensorboardLogger writes through torch.utils.tensorboard, which needs "
+                          "it; msgzoo does not depend on it). Fix: pip install tensorboard, or drop tensorboard from "
+                          "logger.backends.")
+    return tuple(str(b) for b in backends)
+
+
+# ---------------------------------------------------------------- the task schemas (the methods': methods.py)
+_COUNT = dict(ok=positive_int, expected="a positive integer", example=1)
+
+
+@dataclass(frozen=True)
+class Network:
+    hidden: list = setting(lambda v: all(positive_int(x) for x in v), "a list of positive layer widths", "[32,32]")
+
+
+@dataclass(frozen=True)
+class TrainerOptim:
+    """What the trainer reads of ``optim`` for every method (the learning rates are the methods')."""
+
+    max_grad: float = setting(positive, "a positive gradient clamp", 1.0)
+    epochs: int = setting(positive_int, "a positive number of passes over each batch", 1)
+    minibatches: int = setting(positive_int, "a positive number of minibatches per pass", 1)
+
+
+@dataclass(frozen=True)
+class Logger:
+    backends: list = setting(_backends, f"a list drawn from {list(LOGGER_BACKENDS)} (no repeats)", "[csv,wandb]")
+    log_interval: int = setting(positive_int, "a positive number of batches", 20)
+    checkpoint_interval: int = setting(lambda v: v >= 0, "a number of batches >= 0 (0: only at the end)", 0)
+    wandb_mode: str = setting(lambda v: v in ("offline", "online", "disabled"), "offline, online or disabled",
+                              "offline")
+    project: str = setting(example="msgzoo")
+    use_wandb: bool | None = setting(example="null")  # removed: REMOVED_FIELDS names its replacement
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The fields every recipe reads, whatever its task and method."""
+
+    method: str | None = setting(example="sgoc")
+    task: str = setting(example="reaching_goals")
+    seed: int = setting(_seed, f"an integer in [0, {MAX_SEED}]", 0)
+    num_seeds: int | None = setting(positive_int, "a positive number of seeds trained together", 1)
+    device: str = setting(expected="a torch device such as 'cpu' or 'cuda'", example="cpu")
+    threads: int = setting(**_COUNT)
+    resume: str | None = setting(expected="the path of an existing checkpoint.pt", example="null")
+    resume_override: list | None = setting(expected="a list of config fields", example="[optim.signaling_lr]")
+    figures: bool = setting(example="false")
+    run_dir: str | None = setting(expected="a directory", example="null")
+    network: Network
+    optim: TrainerOptim
+    logger: Logger
+
+
+@dataclass(frozen=True)
+class OneStepEnv:
+    """A one-step (or Markov) persuasion game: a registered ``game``, or ``prior`` and the two utilities."""
+
+    game: str = setting(example="recommendation_letter")
+    prior: list | None = setting(expected="a list of |S| probabilities", example="[0.5,0.5]")
+    sender_utility: list | None = setting(_matrix, "an |S| x |A| matrix of numbers", "[[1,0],[1,0]]")
+    receiver_utility: list | None = setting(_matrix, "an |S| x |A| matrix of numbers", "[[1,0],[0,1]]")
+    transition: list | None = setting(_matrix, "an |S| x |S| matrix of transition probabilities", "null")
+    horizon: int | None = setting(positive_int, "a positive number of steps per episode", "null")
+    num_messages: int | None = setting(
+        lambda v: v >= 2, "an integer >= 2 (the receiver reads one-hot messages of this size) or null (one message "
+        "per receiver action)", "null")
+    sender_emission: list | None = setting(_matrix, "null or an |S| x |E| matrix E(e | s) of numbers",
+                                           "[[0.8,0.2],[0.2,0.8]]")
+    num_envs: int = setting(positive_int, "a positive integer (environments played in parallel)", 64)
+
+
+@dataclass(frozen=True)
+class OneStepCollector:
+    total_frames: int = setting(positive_int, "a positive number of students (env steps)", 5000000)
+
+
+@dataclass(frozen=True)
+class OneStepConfig(RunConfig):
+    """The one-step recipes' fields (``recommendation_letter.yaml``) every method reads."""
+
+    env: OneStepEnv
+    collector: OneStepCollector
+
+
+_RECEIVER_OBSERVES = ("position", "goal")
+
+
+@dataclass(frozen=True)
+class ReachingGoalsEnv:
+    height: int = setting(lambda v: v >= 2, "an integer >= 2 (cells)", 3)
+    width: int = setting(lambda v: v >= 2, "an integer >= 2 (cells)", 3)
+    horizon: int = setting(positive_int, "a positive number of steps", 50)
+    reward_amplifier: float = setting(non_negative, "a finite non-negative number", 1.0)
+    punish_amplifier: float = setting(non_negative, "a finite non-negative number", 1.0)
+    bounded: bool = setting(example="true")
+    aligned: bool = setting(example="false")
+    receiver_observes: list = setting(lambda v: all(i in _RECEIVER_OBSERVES for i in v),
+                                      f"a list drawn from {list(_RECEIVER_OBSERVES)}", "[position]")
+    num_envs: int = setting(positive_int, "a positive integer (environments played in parallel)", 64)
+    steps_per_batch: int = setting(positive_int, "a positive number of steps per env per batch", 8)
+
+
+@dataclass(frozen=True)
+class ReachingGoalsCollector:
+    total_episodes: int | None = setting(positive_int, "a positive number of episodes", 100000)
+    total_frames: int | None = setting(positive_int, "a positive number of env steps", 5000000)
+
+
+@dataclass(frozen=True)
+class ReachingGoalsEval:
+    episodes: int | None = setting(positive_int, "a positive number of evaluation episodes", 1000)
+    seed: int | None = setting(_seed, f"an integer in [0, {MAX_SEED}] (the evaluation env's seed)", 12345)
+
+
+@dataclass(frozen=True)
+class ReachingGoalsConfig(RunConfig):
+    """The Reaching Goals recipes' fields (``reaching_goals.yaml`` and its ``map`` group) every method reads."""
+
+    env: ReachingGoalsEnv
+    collector: ReachingGoalsCollector
+    eval: ReachingGoalsEval
+
+
+def task_schema(cfg: Any) -> type:
+    """The task schema of a composed config: Reaching Goals has a map (``env.height``), the rest are one-step."""
+    return ReachingGoalsConfig if _get(cfg, "env.height") is not None else OneStepConfig
+
+
+@lru_cache(maxsize=None)
+def _fields_of_other_methods(method: str) -> frozenset[str]:
+    every = {f for spec in METHOD_SPECS.values() for f in schema_fields(spec.config)}
+    return frozenset(every - set(schema_fields(METHOD_SPECS[method].config)))
+
+
+def method_config(config: Mapping, method: str | None) -> dict:
+    """``config`` (a plain dict) less the fields that only other methods read: what a run of ``method`` is (its
+    config hash and resume check cover this). Unknown methods and fields no method declares are kept as they are."""
+    if method not in METHOD_SPECS:
+        return dict(config)
+    drop = _fields_of_other_methods(method)
+
+    def prune(node: Mapping, prefix: str) -> dict:
+        out = {}
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if name in drop:
+                continue
+            if isinstance(value, Mapping) and value:
+                value = prune(value, name + ".")
+                if not value:  # a section only other methods read (DIAL's ``dial``)
+                    continue
+            out[key] = value
+        return out
+
+    return prune(config, "")
 
 
 def _keys(config: Any, prefix: str = "") -> set[str]:
@@ -183,27 +335,15 @@ def _keys(config: Any, prefix: str = "") -> set[str]:
     return out
 
 
-def known_keys(family: str) -> set[str] | None:
-    """The key paths of ``recipes/config/<family>.yaml`` (with its map group for Reaching Goals), or None when the
-    recipes are not next to the package (an installed wheel)."""
-    root = RECIPE_CONFIGS
-    if not (root / f"{family}.yaml").is_file():
-        return None
-    files = [root / f"{family}.yaml", *sorted((root / "map").glob("*.yaml"))] if family == "reaching_goals" else [
-        root / f"{family}.yaml"]
-    keys = set(EXTRA_KEYS)
-    for f in files:
-        data = OmegaConf.to_container(OmegaConf.load(f), resolve=False)
-        data.pop("defaults", None)
-        keys |= _keys(data)
-    return keys
+def known_keys(task: type) -> set[str]:
+    """Every key path a config of ``task`` may hold: its fields, every method's, and their sections."""
+    leaves = set(schema_fields(task)) | {f for spec in METHOD_SPECS.values() for f in schema_fields(spec.config)}
+    return leaves | {leaf.rsplit(".", k)[0] for leaf in leaves for k in range(1, leaf.count(".") + 1)}
 
 
-def check_known_keys(cfg: DictConfig, family: str) -> None:
-    """Refuses keys the recipe does not read (a misspelt key added with ``+``, as Hydra suggests, would be ignored)."""
-    known = known_keys(family)
-    if known is None:
-        return
+def check_known_keys(cfg: DictConfig, task: type) -> None:
+    """Refuses keys no schema declares (a misspelt key added with ``+``, as Hydra suggests, would be ignored)."""
+    known = known_keys(task)
     given = _keys(OmegaConf.to_container(cfg, resolve=False))
     for key in sorted(given - known):
         parent = key.rsplit(".", 1)[0] if "." in key else ""
@@ -211,7 +351,15 @@ def check_known_keys(cfg: DictConfig, family: str) -> None:
             continue  # reported through its parent
         close = difflib.get_close_matches(key, sorted(known), n=1)
         fix = f"did you mean {close[0]}? Drop the key or fix its spelling." if close else "drop the key."
-        raise ConfigError(f"{key} is not a field of the {family} recipes, so it would be silently ignored. Fix: {fix}")
+        raise ConfigError(f"{key} is not a field of the recipes' config, so it would be silently ignored. Fix: {fix}")
+
+
+def check_removed_fields(cfg: DictConfig) -> None:
+    """Refuses a field that was replaced (:data:`REMOVED_FIELDS`), naming the replacement."""
+    for field, (replacement, fix) in REMOVED_FIELDS.items():
+        value = _get(cfg, field)
+        if value is not None:
+            raise ConfigError(f"{field}={value!r} is no longer read: {replacement}. Fix: {fix}")
 
 
 def estimate_memory(cfg: DictConfig, method: str) -> int:
@@ -269,104 +417,40 @@ def check_device(device: Any) -> None:
         _fail("device", device, "a device this machine has (MPS is not available)", "set device=cpu.")
 
 
-def _check_dial_section(cfg: DictConfig) -> None:
-    _check(cfg, "dial.noise_std", lambda v: _number(v) and v >= 0, "a non-negative noise scale", 0.5)
-    _check(cfg, "dial.lr", _learning_rate, "a learning rate in (0, 1]", 3e-4)
-    for eps in ("dial.eps_init", "dial.eps_end"):
-        _check(cfg, eps, _probability, "an exploration rate in [0, 1]", 0.05)
-    _check(cfg, "dial.annealing_frames", _positive_int, "a positive number of env steps", 1000000)
-
-
-#: The checks of the config sections a method declares as its own
-#: (:attr:`~msgzoo.training.methods.MethodSpec.sections`).
-SECTION_CHECKS: dict[str, Callable[[DictConfig], None]] = {"dial": _check_dial_section}
-
-
 def validate_config(cfg: DictConfig, *, method: str) -> None:
-    """Raises :class:`ConfigError` on the first bad field of a one-step or Reaching Goals config."""
+    """Raises :class:`ConfigError` on the first bad field of a one-step or Reaching Goals config: a removed or
+    unknown key, a field of the task's or ``method``'s schema with a wrong type or range (fields only other
+    methods read are not checked), then the cross-field checks."""
     if method not in METHODS:
         _fail("method", method, f"one of {METHODS}", "run one of the recipes in recipes/ (python -m msgzoo --help).")
-    reaching_goals = _get(cfg, "env.height") is not None
-    check_known_keys(cfg, "reaching_goals" if reaching_goals else "recommendation_letter")
-    _check(cfg, "seed", _seed, f"an integer in [0, {MAX_SEED}]", 0)
-    _check(cfg, "threads", _positive_int, "a positive integer", 1)
-    _check(cfg, "num_seeds", _positive_int, "a positive number of seeds trained together", 1, optional=True)
-    check_device(_get(cfg, "device"))
+    task = task_schema(cfg)
+    check_removed_fields(cfg)
+    check_known_keys(cfg, task)
+    for field, spec in merge_fields(task, method_spec(method).config).items():
+        spec.check(field, _get(cfg, field))
+
+    check_device(cfg.device)
     resume = _get(cfg, "resume")
     if resume is not None and not Path(str(resume)).is_file():
         _fail("resume", resume, "the path of an existing checkpoint.pt", "point resume= at <run_dir>/checkpoint.pt, or drop it.")
     check_resume_override(_get(cfg, "resume_override"))
-    for field in BOOLEAN_FIELDS:
-        _check(cfg, field, lambda v: isinstance(v, bool), "true or false (a word such as 'off' or 'no' is not "
-               "read as false)", "false", optional=True)
-    _check(cfg, "network.hidden", lambda v: not isinstance(v, str) and all(_positive_int(x) for x in v),
-           "a list of positive layer widths", "[32,32]")
-
-    _check(cfg, "env.num_envs", _positive_int, "a positive integer (environments played in parallel)", 64)
-    if reaching_goals:
-        for side in ("env.height", "env.width"):
-            _check(cfg, side, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2, "an integer >= 2 (cells)", 3)
-        _check(cfg, "env.horizon", _positive_int, "a positive number of steps", 50)
-        _check(cfg, "env.steps_per_batch", _positive_int, "a positive number of steps per env per batch", 8)
-        for amp in ("env.reward_amplifier", "env.punish_amplifier"):
-            _check(cfg, amp, lambda v: _number(v) and v >= 0, "a finite non-negative number", 1.0)
-        items = _get(cfg, "env.receiver_observes")
-        allowed = ("position", "goal")
-        if items is None or isinstance(items, str) or any(i not in allowed for i in items):
-            _fail("env.receiver_observes", items, f"a list drawn from {list(allowed)}",
-                  "use env.receiver_observes=[] (message only), [position] or [position,goal].")
-        _check(cfg, "collector.total_episodes", _positive_int, "a positive number of episodes", 100000, optional=True)
-        _check(cfg, "collector.total_frames", _positive_int, "a positive number of env steps", 5000000, optional=True)
-        if _get(cfg, "collector.total_episodes") is None and _get(cfg, "collector.total_frames") is None:
+    check_logger_backends(cfg.logger.backends)
+    if task is ReachingGoalsConfig:
+        if cfg.collector.total_episodes is None and cfg.collector.total_frames is None:
             _fail("collector.total_episodes", None, "a budget", "set collector.total_episodes=100000.")
-        _check(cfg, "eval.episodes", _positive_int, "a positive number of evaluation episodes", 1000, optional=True)
-        _check(cfg, "eval.seed", _seed, f"an integer in [0, {MAX_SEED}] (the evaluation env's seed)", 12345,
-               optional=True)
-    else:  # one-step persuasion
-        k = _get(cfg, "env.num_messages")
-        if k is not None and not (isinstance(k, int) and not isinstance(k, bool) and k >= 2):
-            _fail("env.num_messages", k, "an integer >= 2 (the receiver reads one-hot messages of this size) or null "
-                  "(one message per receiver action)", "set env.num_messages=null (or an integer >= 2).")
-        prior, us, ur = (_get(cfg, f"env.{f}") for f in ("prior", "sender_utility", "receiver_utility"))
-        if prior is not None and (us is None or ur is None):
-            _fail("env.sender_utility" if us is None else "env.receiver_utility", None,
-                  "both utility matrices when env.prior is given", "give env.sender_utility=[[..]] and env.receiver_utility=[[..]].")
-        if prior is None:
-            from msgzoo.envs.persuasion_games import MARKOV_GAMES, ONE_STEP_GAMES
-
-            game = _get(cfg, "env.game")
-            if game not in ONE_STEP_GAMES and game not in MARKOV_GAMES:
-                _fail("env.game", game, f"one of {sorted(ONE_STEP_GAMES | MARKOV_GAMES)}", "pick a registered game or give env.prior and the utilities.")
-        _check(cfg, "collector.total_frames", _positive_int, "a positive number of students (env steps)", 5000000)
-        # the env checks the rest (one row per state, rows that are distributions)
-        _check(cfg, "env.sender_emission", _matrix, "null or an |S| x |E| matrix E(e | s) of numbers",
-               "[[0.8,0.2],[0.2,0.8]]", optional=True)
-
-    for lr in ("optim.signaling_lr", "optim.sender_critic_lr", "optim.receiver_actor_lr", "optim.receiver_critic_lr"):
-        _check(cfg, lr, _learning_rate, "a learning rate in (0, 1]", 1e-3)
-    _check(cfg, "optim.max_grad", _positive, "a positive gradient clamp", 1.0)
-    _check(cfg, "optim.epochs", _positive_int, "a positive number of passes over each batch", 1)
-    _check(cfg, "optim.minibatches", _positive_int, "a positive number of minibatches per pass", 1)
-    if reaching_goals and cfg.env.num_envs % cfg.optim.minibatches:
-        _fail("optim.minibatches", cfg.optim.minibatches, f"a divisor of env.num_envs={cfg.env.num_envs} (each "
-              "minibatch takes an equal share of the batch's environments)", "set optim.minibatches=1, 2, 4, ...")
-    for gamma in ("loss.sender_gamma", "loss.receiver_gamma"):
-        _check(cfg, gamma, _probability, "a discount in [0, 1]", 0.99)
-    _check(cfg, "loss.lagrange_multiplier", lambda v: _number(v) and v >= 0, "lambda >= 0", 5.0)
-    _check(cfg, "loss.epsilon", _number, "a finite constraint right-hand side", 0.0)
-    _check(cfg, "loss.receiver_coeff", _number, "a finite weight", 2.0)
-    _check(cfg, "loss.obedience_mode", lambda v: v in MODES, f"one of {MODES}", "lagrangian")
-    _check(cfg, "loss.counterfactual", lambda v: v in COUNTERFACTUALS, f"one of {COUNTERFACTUALS}", "uniform")
-    _check(cfg, "loss.obedience_margin", lambda v: v in MARGINS, f"one of {MARGINS}", "posterior", optional=True)
-    _check(cfg, "loss.dual_lr", _positive, "a positive dual step", 0.01)
-    _check(cfg, "loss.target_tau", lambda v: _number(v) and 0 < v <= 1, "a soft-update weight in (0, 1]", 0.02)
-    for coeff in ("loss.receiver_entropy_coeff", "loss.sender_entropy_coeff"):
-        _check(cfg, coeff, lambda v: _number(v) and v >= 0, "a non-negative coefficient", 0.0)
-    for section in method_spec(method).sections:  # the sections only this method reads
-        SECTION_CHECKS[section](cfg)
-    _check(cfg, "logger.log_interval", _positive_int, "a positive number of batches", 20)
-    _check(cfg, "logger.checkpoint_interval", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
-           "a number of batches >= 0 (0: only at the end)", 0)
-    _check(cfg, "logger.wandb_mode", lambda v: v in ("offline", "online", "disabled"), "offline, online or disabled", "offline")
-    if reaching_goals:
+        if cfg.env.num_envs % cfg.optim.minibatches:
+            _fail("optim.minibatches", cfg.optim.minibatches, f"a divisor of env.num_envs={cfg.env.num_envs} (each "
+                  "minibatch takes an equal share of the batch's environments)", "set optim.minibatches=1, 2, 4, ...")
         check_memory(cfg, method)  # last: it reads the (now checked) map and batch sizes
+        return
+    # one-step persuasion: the env checks the rest (one row per state, rows that are distributions)
+    prior, us, ur = (_get(cfg, f"env.{f}") for f in ("prior", "sender_utility", "receiver_utility"))
+    if prior is not None and (us is None or ur is None):
+        _fail("env.sender_utility" if us is None else "env.receiver_utility", None,
+              "both utility matrices when env.prior is given", "give env.sender_utility=[[..]] and env.receiver_utility=[[..]].")
+    if prior is None:
+        from msgzoo.envs.persuasion_games import MARKOV_GAMES, ONE_STEP_GAMES
+
+        game = _get(cfg, "env.game")
+        if game not in ONE_STEP_GAMES and game not in MARKOV_GAMES:
+            _fail("env.game", game, f"one of {sorted(ONE_STEP_GAMES | MARKOV_GAMES)}", "pick a registered game or give env.prior and the utilities.")

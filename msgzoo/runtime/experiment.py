@@ -14,10 +14,11 @@ Typical use inside a recipe::
 Files written in ``exp.run_dir``:
 
 * ``config.yaml`` / ``config.json`` -- the run's configuration;
-* ``csv/scalars/<metric>.csv`` -- one ``step,value`` line per logged value
-  (TorchRL's :class:`~torchrl.record.loggers.CSVLogger`; flushed on every write,
+* ``csv/scalars/<metric>.csv`` -- one ``step,value`` line per logged value when ``"csv"`` is one
+  of the backends (TorchRL's :class:`~torchrl.record.loggers.CSVLogger`; flushed on every write,
   so the logs survive a crash);
-* ``wandb/`` -- the W&B run (offline by default) when ``use_wandb``;
+* ``wandb/`` -- the W&B run (offline by default) when ``"wandb"`` is one of the backends;
+* ``tensorboard/<run_name>/`` -- TensorBoard's event files when ``"tensorboard"`` is one of them;
 * ``summary.json`` -- written by :meth:`Experiment.write_summary` / :meth:`Experiment.finish`.
 """
 from __future__ import annotations
@@ -30,10 +31,12 @@ import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
-from torchrl.record.loggers import CSVLogger
+from torchrl.record.loggers import CSVLogger, TensorboardLogger
+
+from msgzoo.runtime.config_validation import check_logger_backends, method_config
 
 __all__ = ["Experiment", "config_hash", "config_seeds", "config_to_dict", "seeds_summary", "to_jsonable"]
 
@@ -43,6 +46,10 @@ HASH_EXCLUDED_KEYS = ("seed", "num_seeds", "run_dir", "resume", "resume_override
 
 #: Sub-directory of the run dir (``exp_name`` of the CSVLogger) holding the CSV logs.
 CSV_SUBDIR = "csv"
+#: Sub-directory of the run dir holding TensorBoard's event files (in ``<run_name>/``).
+TENSORBOARD_SUBDIR = "tensorboard"
+#: How messages name each logger backend.
+BACKEND_NAMES = {"csv": "CSV logs", "wandb": "W&B", "tensorboard": "TensorBoard"}
 
 
 def config_seeds(cfg: Any) -> list[int] | None:
@@ -138,14 +145,16 @@ def to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def config_hash(config: Any) -> str:
+def config_hash(config: Any, method: str | None = None) -> str:
     """First 8 hex digits of the sha1 of the JSON-dumped config (sorted keys).
 
     The top-level keys in :data:`HASH_EXCLUDED_KEYS` (``seed``, ``run_dir``,
     ``resume``, ``logger``) are removed first, so every seed of one configuration
-    gets the same hash.
+    gets the same hash; so are the fields only other methods than ``method`` read
+    (:func:`~msgzoo.runtime.config_validation.method_config`): a change to
+    ``loss.lagrange_multiplier`` changes SGOC's hash, not SG's.
     """
-    cfg = {k: v for k, v in config_to_dict(config).items() if k not in HASH_EXCLUDED_KEYS}
+    cfg = {k: v for k, v in method_config(config_to_dict(config), method).items() if k not in HASH_EXCLUDED_KEYS}
     blob = json.dumps(to_jsonable(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(blob.encode("utf-8")).hexdigest()[:8]
 
@@ -196,18 +205,20 @@ class Experiment:
             run is active, else ``./runs/<run_name>``. Created if needed.
         wandb_mode: ``"offline"`` (default), ``"online"`` or ``"disabled"``.
         wandb_project: W&B project.
-        use_wandb: also log to W&B (next to the CSV logs, which are always written).
-            W&B problems (import, start, logging) never stop the run: they are
-            reported by a single warning and the run goes on with CSV logs only.
+        backends: TorchRL's loggers to write to, drawn from ``"csv"``, ``"wandb"``,
+            ``"tensorboard"`` (``logger.backends`` of a recipe). W&B problems (import,
+            start, logging) never stop the run: they are reported by a single warning
+            and the run goes on with the other backends. A missing tensorboard package
+            fails at once (:func:`~msgzoo.runtime.config_validation.check_logger_backends`).
 
     Attributes:
         run_name: ``f"{method}_{task}_s{seed}_{config_hash}"``.
         group: ``f"{method}_{task}_{config_hash}"`` (all seeds of one config).
         tags: ``[method, task, f"seed={seed}", f"config={config_hash}"]``.
-        config_hash: see :func:`config_hash`.
+        config_hash: see :func:`config_hash` (of ``method``'s fields).
         run_dir: absolute :class:`~pathlib.Path` of the run directory.
         config: the config as a plain dict.
-        loggers: the active TorchRL loggers (CSV first, then W&B if it works).
+        loggers: the active TorchRL loggers, in the order of ``backends`` (W&B only if it started).
         last_metrics: the last metrics passed to :meth:`log` (as Python numbers).
 
     Use it as a context manager: if the body raises, the loggers are still closed
@@ -225,14 +236,15 @@ class Experiment:
         run_dir: str | os.PathLike | None = None,
         wandb_mode: str = "offline",
         wandb_project: str = "msgzoo",
-        use_wandb: bool = True,
+        backends: Sequence[str] = ("csv",),
         num_seeds: int = 1,
     ) -> None:
+        backends = check_logger_backends(backends)
         self.method = str(method)
         self.task = str(task)
         self.seed = int(seed)
         self.config = config_to_dict(config)
-        self.config_hash = config_hash(self.config)
+        self.config_hash = config_hash(self.config, self.method)
         # several seeds trained together (seeds seed .. seed + num_seeds - 1): one run for all of them
         seeds = f"s{self.seed}" if num_seeds == 1 else f"s{self.seed}-{self.seed + int(num_seeds) - 1}"
         self.run_name = f"{self.method}_{self.task}_{seeds}_{self.config_hash}"
@@ -259,10 +271,18 @@ class Experiment:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        self.csv_logger = CSVLogger(exp_name=CSV_SUBDIR, log_dir=str(self.run_dir))
-        self.wandb_logger = None
-        if use_wandb and wandb_mode != "disabled":
-            self.wandb_logger = self._start_wandb(wandb_mode, wandb_project)
+        # TorchRL's loggers, one per backend; scalars go to each (W&B may drop out, see _wandb_failed)
+        self._loggers: dict[str, Any] = {}
+        for backend in backends:
+            if backend == "csv":
+                self._loggers["csv"] = CSVLogger(exp_name=CSV_SUBDIR, log_dir=str(self.run_dir))
+            elif backend == "tensorboard":
+                self._loggers["tensorboard"] = TensorboardLogger(exp_name=self.run_name,
+                                                                 log_dir=str(self.run_dir / TENSORBOARD_SUBDIR))
+            elif wandb_mode != "disabled":
+                wandb_logger = self._start_wandb(wandb_mode, wandb_project)
+                if wandb_logger is not None:
+                    self._loggers["wandb"] = wandb_logger
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -272,13 +292,14 @@ class Experiment:
         logger = cfg.logger
         return cls(
             method=method, task=cfg.task, seed=cfg.seed, config=cfg, run_dir=cfg.get("run_dir"),
-            use_wandb=logger.use_wandb, wandb_mode=logger.wandb_mode, wandb_project=logger.project,
+            backends=tuple(logger.backends), wandb_mode=logger.wandb_mode, wandb_project=logger.project,
             num_seeds=int(cfg.get("num_seeds", 1) or 1),
         )
 
     def seed_runs(self, cfg: Any, method: str) -> list["Experiment"]:
         """One run per seed of a multi-seed config, in ``<run_dir>/seed<k>``, named, grouped and configured as
-        separate runs with ``seed=k`` would be (CSV logs only: W&B logs the seeds' curves in this run)."""
+        separate runs with ``seed=k`` would be (CSV logs only, if this run writes them: W&B and TensorBoard log
+        the seeds' curves in this run)."""
         from omegaconf import OmegaConf
 
         runs = []
@@ -286,7 +307,7 @@ class Experiment:
             seed_cfg = OmegaConf.merge(cfg, {"seed": k, "num_seeds": 1})
             runs.append(type(self)(
                 method=method, task=cfg.task, seed=k, config=seed_cfg, run_dir=self.run_dir / f"seed{k}",
-                use_wandb=False,
+                backends=[b for b in self._loggers if b == "csv"],
             ))
         return runs
 
@@ -323,11 +344,12 @@ class Experiment:
             return None
 
     def _wandb_failed(self, what: str, err: BaseException) -> None:
-        """Warn once, then drop W&B and keep going with the CSV logs."""
-        logger, self.wandb_logger = self.wandb_logger, None
+        """Warn once, then drop W&B and keep going with the other backends."""
+        logger = self._loggers.pop("wandb", None)
         warnings.warn(
             f"wandb {what} ({type(err).__name__}: {err}); W&B logging is disabled for "
-            f"this run, which continues with CSV logs only in {self.run_dir / CSV_SUBDIR}",
+            f"this run, which continues with {', '.join(BACKEND_NAMES[b] for b in self._loggers) or 'no loggers'} "
+            f"in {self.run_dir}",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -339,7 +361,15 @@ class Experiment:
 
     @property
     def loggers(self) -> list:
-        return [lg for lg in (self.csv_logger, self.wandb_logger) if lg is not None]
+        return list(self._loggers.values())
+
+    @property
+    def csv_logger(self) -> CSVLogger | None:
+        return self._loggers.get("csv")
+
+    @property
+    def wandb_logger(self):
+        return self._loggers.get("wandb")
 
     # ---------------------------------------------------------------- logging
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
@@ -368,11 +398,13 @@ class Experiment:
         self.last_metrics = values
         if not values:
             return
-        for name, v in values.items():
-            self.csv_logger.log_scalar(name, v, step=step)
-        if self.wandb_logger is not None:
+        for backend, logger in list(self._loggers.items()):
+            if backend != "wandb":
+                for name, v in values.items():
+                    logger.log_scalar(name, v, step=step)
+                continue
             try:
-                self.wandb_logger.log_metrics(values, step=step)
+                logger.log_metrics(values, step=step)
             except Exception as err:
                 self._wandb_failed("failed while logging", err)
 
@@ -454,23 +486,26 @@ class Experiment:
             return
         self._closed = True
         self.close_progress()
-        # CSV: every write is already flushed; close the files for good measure.
-        files = getattr(self.csv_logger.experiment, "files", {})
-        for fd in list(files.values()):
-            try:
-                fd.flush()
-                fd.close()
-            except Exception:
-                pass
-        files.clear()
-        if self.wandb_logger is not None:
-            logger, self.wandb_logger = self.wandb_logger, None
+        if self.csv_logger is not None:
+            # CSV: every write is already flushed; close the files for good measure.
+            files = getattr(self.csv_logger.experiment, "files", {})
+            for fd in list(files.values()):
+                try:
+                    fd.flush()
+                    fd.close()
+                except Exception:
+                    pass
+            files.clear()
+        if "tensorboard" in self._loggers:
+            self._loggers["tensorboard"].experiment.close()  # SummaryWriter: flush the event files
+        logger = self._loggers.pop("wandb", None)
+        if logger is not None:
             try:
                 logger.experiment.finish(exit_code=exit_code)
             except Exception as err:
                 warnings.warn(
                     f"wandb could not finish cleanly ({type(err).__name__}: {err}); "
-                    f"CSV logs are in {self.run_dir / CSV_SUBDIR}",
+                    f"the other logs are in {self.run_dir}",
                     RuntimeWarning,
                     stacklevel=2,
                 )

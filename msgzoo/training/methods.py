@@ -5,8 +5,8 @@ PGOC = PG + obedience; DIAL = DIAL's differentiable channel. The receiver is tra
 DIAL. :func:`build_method` returns everything a training loop needs, for any msgzoo environment.
 
 A method declares what the shared code needs to know of it, so that no shared module tests a method's name:
-its :class:`MethodSpec` (registered in :data:`METHOD_SPECS`: the builder, the config sections only it reads, its
-memory footprint) and, once built, its :class:`Method`: the update phases (:class:`UpdatePhase`: which losses,
+its :class:`MethodSpec` (registered in :data:`METHOD_SPECS`: the builder, the typed config of the fields it reads
+(``SGOCConfig``, ...), its memory footprint) and, once built, its :class:`Method`: the update phases (:class:`UpdatePhase`: which losses,
 which optimizer, what runs before the losses and after the step), the config fields that set its learning rates
 and how evaluation reads its policies (:class:`~msgzoo.training.evaluation.PolicyReadout`). A new method is one builder
 and one registry entry here.
@@ -42,6 +42,19 @@ from msgzoo.objectives import (
     attach_next_message,
     make_receiver_a2c_loss,
     make_sender_a2c_loss,
+)
+from msgzoo.objectives.obedience import COUNTERFACTUALS, MARGINS, MODES
+from msgzoo.training.config_schema import (
+    COEFFICIENT,
+    DISCOUNT,
+    LEARNING_RATE,
+    non_negative,
+    number,
+    one_of,
+    positive,
+    positive_int,
+    probability,
+    setting,
 )
 from msgzoo.training.evaluation import DRU_READOUT, SCHEME_READOUT, PolicyReadout
 
@@ -268,23 +281,181 @@ def _adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer
     return torch.optim.Adam(params)
 
 
+# ---------------------------------------------------------------- what each method reads from a recipe's config
+# One schema per method (as BenchMARL's per-algorithm configs): the fields its builder reads, with their types and
+# ranges. The recipes' YAML holds every method's values in one file; a run is checked, hashed and resumed on its
+# method's fields alone (plus its task's, msgzoo.runtime.config_validation).
+_TAU = dict(ok=lambda v: number(v) and 0 < v <= 1, expected="a soft-update weight in (0, 1]", example=0.02)
+
+
+@dataclass(frozen=True)
+class ReceiverA2CLoss:
+    """The A2C receiver's loss (SG, SGOC, PG, PGOC)."""
+
+    receiver_gamma: float = setting(**DISCOUNT)
+    receiver_entropy_coeff: float = setting(**COEFFICIENT)
+
+
+@dataclass(frozen=True)
+class ObedienceLoss:
+    """The obedience constraints (eq. 6-7) of SGOC and PGOC."""
+
+    lagrange_multiplier: float = setting(non_negative, "lambda >= 0", 5.0)
+    epsilon: float = setting(number, "a finite constraint right-hand side", 0.0)
+    epsilon_final: float | None = setting(number, "a finite constraint right-hand side", 0.0)
+    obedience_mode: str = setting(one_of(MODES), f"one of {MODES}", "lagrangian")
+    counterfactual: str = setting(one_of(COUNTERFACTUALS), f"one of {COUNTERFACTUALS}", "uniform")
+    obedience_margin: str | None = setting(one_of(MARGINS), f"one of {MARGINS}", "joint")
+    joint_epsilon: float = setting(number, "a finite bound on every message's surplus", 0.0)
+    dual_lr: float = setting(positive, "a positive dual step", 0.01)
+
+
+@dataclass(frozen=True)
+class SGLoss(ReceiverA2CLoss):
+    """The signaling gradient (eq. 4-5) with its critic's target network."""
+
+    sender_gamma: float = setting(**DISCOUNT)
+    receiver_coeff: float = setting(number, "a finite weight", 2.0)
+    sender_entropy_coeff: float = setting(**COEFFICIENT)
+    target_tau: float = setting(**_TAU)
+
+
+@dataclass(frozen=True)
+class SGOCLoss(SGLoss, ObedienceLoss):
+    """SG's loss plus the obedience constraints."""
+
+
+@dataclass(frozen=True)
+class PGLoss(ReceiverA2CLoss):
+    """The sender as an A2C actor over messages (no target network)."""
+
+    sender_gamma: float = setting(**DISCOUNT)
+    sender_entropy_coeff: float = setting(**COEFFICIENT)
+
+
+@dataclass(frozen=True)
+class PGOCLoss(PGLoss, ObedienceLoss):
+    """PG's loss plus the obedience constraints (whose critic has a target network)."""
+
+    target_tau: float = setting(**_TAU)
+
+
+@dataclass(frozen=True)
+class ReceiverSenderOptim:
+    """Adam's learning rates of the receiver-and-sender methods (:data:`_OPTIM_LEARNING_RATES`)."""
+
+    signaling_lr: float = setting(**LEARNING_RATE)
+    sender_critic_lr: float = setting(**LEARNING_RATE)
+    receiver_actor_lr: float = setting(**LEARNING_RATE)
+    receiver_critic_lr: float = setting(**LEARNING_RATE)
+
+
+@dataclass(frozen=True)
+class SenderObjective:
+    """The sender's training reward ``(1 - w) r^i + w r^j`` (:class:`RewardMix`)."""
+
+    receiver_weight: float = setting(probability, "a weight w in [0, 1]", 0.0)
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """The cooperative warm-up: ``w`` from ``receiver_weight`` over each seed's first ``frames`` env steps."""
+
+    frames: int = setting(lambda v: v >= 0, "a number of env steps >= 0 (0: no warm-up)", 0)
+    receiver_weight: float = setting(probability, "a weight w in [0, 1]", 0.0)
+
+
+@dataclass(frozen=True)
+class ObedienceWarmup(Warmup):
+    """The warm-up of SGOC and PGOC also moves ``loss.joint_epsilon``."""
+
+    joint_epsilon: float = setting(number, "a finite bound on every message's surplus", 0.0)
+
+
+@dataclass(frozen=True)
+class ReceiverSenderConfig:
+    """What SG, SGOC, PG and PGOC read beyond their losses: the learning rates and the sender's objective."""
+
+    optim: ReceiverSenderOptim
+    sender_objective: SenderObjective
+    warmup: Warmup
+
+
+@dataclass(frozen=True)
+class SGConfig(ReceiverSenderConfig):
+    """SG reads the signaling gradient's fields and the A2C receiver's."""
+
+    loss: SGLoss
+
+
+@dataclass(frozen=True)
+class SGOCConfig(ReceiverSenderConfig):
+    """SGOC adds the obedience constraints and their warm-up (``warmup.joint_epsilon``)."""
+
+    loss: SGOCLoss
+    warmup: ObedienceWarmup
+
+
+@dataclass(frozen=True)
+class PGConfig(ReceiverSenderConfig):
+    """PG reads no target-network or signaling-gradient field (``target_tau``, ``receiver_coeff``)."""
+
+    loss: PGLoss
+
+
+@dataclass(frozen=True)
+class PGOCConfig(ReceiverSenderConfig):
+    """PGOC adds the obedience constraints, their critic's ``target_tau`` and their warm-up."""
+
+    loss: PGOCLoss
+    warmup: ObedienceWarmup
+
+
+@dataclass(frozen=True)
+class DIALTDLoss:
+    """DIAL's TD loss and its target network."""
+
+    receiver_gamma: float = setting(**DISCOUNT)
+    target_tau: float = setting(**_TAU)
+
+
+@dataclass(frozen=True)
+class DIALSection:
+    """DIAL's own section: the DRU's noise, one learning rate, the receiver's epsilon-greedy schedule."""
+
+    noise_std: float = setting(non_negative, "a non-negative noise scale", 0.5)
+    lr: float = setting(**dict(LEARNING_RATE, example=3e-4))
+    eps_init: float = setting(probability, "an exploration rate in [0, 1]", 0.05)
+    eps_end: float = setting(probability, "an exploration rate in [0, 1]", 0.05)
+    annealing_frames: int = setting(positive_int, "a positive number of env steps", 1000000)
+
+
+@dataclass(frozen=True)
+class DIALConfig:
+    """DIAL reads its own section and the TD loss's fields: no ``optim`` learning rate, no sender objective."""
+
+    loss: DIALTDLoss
+    dial: DIALSection
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """What the shared code knows of a method before it is built (config checks, memory estimates).
+    """What the shared code knows of a method before it is built (config checks, hashes, memory estimates).
 
     Args:
         name: the method's name (``method=`` of a recipe).
         build: ``build(name, env, nets, cfg, device) -> Method``.
+        config: the schema of the config fields ``build`` reads (beyond the task's: ``network``, ``env``, ...);
+            a run is checked, hashed and resumed on these alone.
 
     Keyword Args:
-        sections: the config sections only this method reads (checked for it alone).
         receiver_on_every_message: its losses run the receiver on every message of every sample (the largest
             tensor of a big map, :func:`~msgzoo.runtime.config_validation.estimate_memory`).
     """
 
     name: str
     build: Callable[..., "Method"]
-    sections: tuple[str, ...] = ()
+    config: type
     receiver_on_every_message: bool = False
 
 
@@ -443,13 +614,13 @@ def _build_dial(name: str, env, nets: Networks, cfg, device) -> Method:
 
 #: Every method, by name: its builder and what the shared code must know of it before building.
 METHOD_SPECS: dict[str, MethodSpec] = {
-    "sgoc": MethodSpec("sgoc", partial(_build_receiver_and_sender, sender="signaling", obedience=True),
+    "sgoc": MethodSpec("sgoc", partial(_build_receiver_and_sender, sender="signaling", obedience=True), SGOCConfig,
                        receiver_on_every_message=True),
-    "sg": MethodSpec("sg", partial(_build_receiver_and_sender, sender="signaling", obedience=False),
+    "sg": MethodSpec("sg", partial(_build_receiver_and_sender, sender="signaling", obedience=False), SGConfig,
                      receiver_on_every_message=True),
     "pgoc": MethodSpec("pgoc", partial(_build_receiver_and_sender, sender="policy_gradient", obedience=True),
-                       receiver_on_every_message=True),
-    "pg": MethodSpec("pg", partial(_build_receiver_and_sender, sender="policy_gradient", obedience=False)),
-    "dial": MethodSpec("dial", _build_dial, sections=("dial",)),
+                       PGOCConfig, receiver_on_every_message=True),
+    "pg": MethodSpec("pg", partial(_build_receiver_and_sender, sender="policy_gradient", obedience=False), PGConfig),
+    "dial": MethodSpec("dial", _build_dial, DIALConfig),
 }
 METHODS = tuple(METHOD_SPECS)
