@@ -117,7 +117,7 @@ def test_the_trainer_moves_the_weight_on_each_seeds_env_steps(recipe_config, tmp
         forward = loss.forward
         loss.forward = lambda td, loss=loss, forward=forward, name=name: seen[name].append(
             loss.recommendation_weight) or forward(td)
-    exp = Experiment(method="sgoc", task="t", seed=0, config={}, use_wandb=False, run_dir=tmp_path / "run")
+    exp = Experiment(method="sgoc", task="t", seed=0, config={}, backends=("csv",), run_dir=tmp_path / "run")
     with exp:
         Trainer(env, method, exp, total_frames=128, frames_per_batch=32, log_interval=2).train()
     for name in seen:

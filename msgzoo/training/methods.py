@@ -151,6 +151,15 @@ class UpdatePhase:
     after_batch: Callable[[int], None] | None = None
 
 
+def budget_frames(cfg) -> int:
+    """A run's budget in env steps per seed: ``collector.total_frames`` if set, else ``total_episodes * env.horizon``
+    (Reaching Goals counts its budget in episodes)."""
+    c = cfg.collector
+    if c.get("total_frames") is not None:
+        return int(c.total_frames)
+    return int(c.total_episodes) * int(cfg.env.horizon)
+
+
 def epsilon_from_config(cfg) -> LinearSchedule | None:
     """``loss.epsilon`` until the warm-up ends, then linearly to ``loss.epsilon_final`` at the end of the one-step
     budget ``collector.total_frames`` (None: ``epsilon_final`` unset or equal to ``epsilon``, a constant)."""
@@ -169,7 +178,7 @@ def recommendation_from_config(cfg) -> LinearSchedule | None:
     start = float(cfg.warmup.get("recommendation_weight", final)) if cfg.get("warmup") is not None else final
     if start == final:
         return None
-    budget = int(cfg.collector.total_frames)
+    budget = budget_frames(cfg)
     return LinearSchedule(start, final, budget, begin=min(_warmup_frames(cfg), budget - 1))
 
 
@@ -319,6 +328,7 @@ class ObedienceLoss:
     obedience_margin: str | None = setting(one_of(MARGINS), f"one of {MARGINS}", "joint")
     joint_epsilon: float = setting(number, "a finite bound on every message's surplus", 0.0)
     dual_lr: float = setting(positive, "a positive dual step", 0.01)
+    recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
 
 
 @dataclass(frozen=True)
@@ -329,6 +339,7 @@ class SGLoss(ReceiverA2CLoss):
     receiver_coeff: float = setting(number, "a finite weight", 2.0)
     sender_entropy_coeff: float = setting(**COEFFICIENT)
     target_tau: float = setting(**_TAU)
+    recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
 
 
 @dataclass(frozen=True)
@@ -377,7 +388,14 @@ class Warmup:
 
 
 @dataclass(frozen=True)
-class ObedienceWarmup(Warmup):
+class RecommendationWarmup(Warmup):
+    """The warm-up of the methods whose losses read messages as recommendations (``loss.recommendation_weight``)."""
+
+    recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
+
+
+@dataclass(frozen=True)
+class ObedienceWarmup(RecommendationWarmup):
     """The warm-up of SGOC and PGOC also moves ``loss.joint_epsilon``."""
 
     joint_epsilon: float = setting(number, "a finite bound on every message's surplus", 0.0)
@@ -397,6 +415,7 @@ class SGConfig(ReceiverSenderConfig):
     """SG reads the signaling gradient's fields and the A2C receiver's."""
 
     loss: SGLoss
+    warmup: RecommendationWarmup
 
 
 @dataclass(frozen=True)
@@ -571,7 +590,7 @@ def _build_receiver_and_sender(
     reward_mix = reward_mix_from_config(cfg)
     joint_epsilon = joint_epsilon_from_config(cfg) if obedience else None
     epsilon = epsilon_from_config(cfg) if obedience else None
-    recommendation = recommendation_from_config(cfg)
+    recommendation = recommendation_from_config(cfg) if sender == "signaling" or obedience else None
     if reward_mix is not None:
         sender_losses[sender].set_keys(reward=SENDER_OBJECTIVE_KEY)
 
