@@ -122,6 +122,17 @@ def _all_messages_net(receiver: nn.Module, message_key: NestedKey, num_messages:
     return found
 
 
+def recommended(action_values: torch.Tensor, num_messages: int) -> torch.Tensor:
+    """``W(s, a_sigma)`` for every message sigma, where message ``k`` recommends action ``k`` (the revelation
+    principle's reading of a message space no larger than the action space): ``[*batch, num_messages]``."""
+    if num_messages > action_values.shape[-1]:
+        raise ValueError(
+            f"recommendation_weight > 0 reads message k as 'take action k', so it needs num_messages <= the "
+            f"{action_values.shape[-1]} actions (got {num_messages}): set env.num_messages=null or the weight to 0."
+        )
+    return action_values[..., :num_messages]
+
+
 def value_under_policies(phi: torch.Tensor, pi_all: torch.Tensor, action_values: torch.Tensor) -> torch.Tensor:
     """``V(s) = sum_sigma phi(sigma|s) sum_a pi(a|o,sigma) W(s,a)`` (paper, Lemma 4.1's baseline)."""
     return torch.einsum("...k,...ka,...a->...", phi, pi_all, action_values)

@@ -16,6 +16,7 @@ from msgzoo.objectives.common import (
     check_writes,
     logits_module_of,
     receiver_probs_all_messages,
+    recommended,
     scheme_logits,
 )
 
@@ -184,7 +185,10 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         ensemble_shape: tuple[int, ...] = (),
         margin: str = "joint",
         joint_epsilon: float = 0.0,
+        recommendation_weight: float = 0.0,
     ):
+        if not 0.0 <= recommendation_weight <= 1.0:
+            raise ValueError(f"recommendation_weight={recommendation_weight} is invalid: expected a weight in [0, 1].")
         if mode not in MODES:
             raise ValueError(f"mode={mode!r} is invalid: expected one of {MODES}.")
         if counterfactual not in COUNTERFACTUALS:
@@ -214,6 +218,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         self.convert_to_functional(critic_network, "critic_network", create_target_params=True)
         self.mode, self.counterfactual, self.margin = mode, counterfactual, margin
         self.joint_epsilon = float(joint_epsilon)
+        self.recommendation_weight = float(recommendation_weight)
         self.epsilon, self.dual_lr, self.gamma = float(epsilon), float(dual_lr), float(gamma)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
         size = {"dual": num_messages, "dual_pairwise": (num_messages or 0) * ((num_messages or 0) - 1)}.get(mode, 1)
@@ -245,7 +250,11 @@ class ObedienceConstraintLoss(SenderCriticLoss):
     def _message_values(self, tensordict: TensorDictBase, w: torch.Tensor, num_messages: int) -> torch.Tensor:
         """``q[t, sigma] = sum_a pi(a | o_t, sigma) W^j(s_t, a)``: what each message is worth to the receiver."""
         pi_all = receiver_probs_all_messages(self.receiver_network, tensordict, self.tensor_keys.message, num_messages)
-        return torch.einsum("...ka,...a->...k", pi_all, w)
+        q = torch.einsum("...ka,...a->...k", pi_all, w)
+        beta = self.recommendation_weight
+        if beta > 0:  # the receiver's policy mixed with obedience to the recommendation (eq. 3 at beta = 1)
+            q = (1.0 - beta) * q + beta * recommended(w, num_messages)
+        return q
 
     def constraint_matrix(self, tensordict: TensorDictBase) -> torch.Tensor:
         r"""The batch estimate of eq. 4 for every pair: ``[*ensemble_shape, sigma, sigma']``, with gradient

@@ -18,6 +18,7 @@ from msgzoo.objectives.common import (
     logits_module_of,
     receiver_dist,
     receiver_probs_all_messages,
+    recommended,
     scheme_logits,
     value_under_policies,
 )
@@ -135,7 +136,10 @@ class SignalingGradientLoss(SenderCriticLoss):
         loss_critic_type: str = "l2",
         num_messages: int | None = None,
         entropy_coeff: float = 0.0,
+        recommendation_weight: float = 0.0,
     ):
+        if not 0.0 <= recommendation_weight <= 1.0:
+            raise ValueError(f"recommendation_weight={recommendation_weight} is invalid: expected a weight in [0, 1].")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma={gamma} is invalid: expected a discount in [0, 1].")
         if entropy_coeff < 0:
@@ -149,6 +153,7 @@ class SignalingGradientLoss(SenderCriticLoss):
         self.receiver_coeff, self.gamma, self.temperature = float(receiver_coeff), float(gamma), float(temperature)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
         self.entropy_coeff = float(entropy_coeff)
+        self.recommendation_weight = float(recommendation_weight)
 
     def _extra_in_keys(self) -> list:
         return [self.tensor_keys.gumbel]
@@ -184,8 +189,14 @@ class SignalingGradientLoss(SenderCriticLoss):
             value = value_under_policies(torch.softmax(logits, -1), pi_all, w)
             advantage = (w * action.to(w.dtype)).sum(-1) - value
         surrogate = advantage * (log_phi + self.receiver_coeff * log_pi)
+        loss_signaling = -surrogate.mean()
+        beta = self.recommendation_weight
+        if beta > 0:
+            # the value of the scheme to a receiver that obeys it (message k = "take action k"), exactly in phi
+            obeyed = (torch.softmax(logits, -1) * recommended(w, num_messages)).sum(-1)
+            loss_signaling = (1.0 - beta) * loss_signaling - beta * obeyed.mean()
         out = {
-            "loss_signaling": -surrogate.mean(),
+            "loss_signaling": loss_signaling,
             "loss_critic": self.critic_coeff * loss_critic,
             "sender_value": value.mean(),
             "advantage": advantage.abs().mean(),

@@ -15,7 +15,7 @@ from msgzoo.envs import ReachingGoalsEnv
 from msgzoo.runtime.config_validation import check_resume, validate_config
 from msgzoo.runtime.experiment import Experiment, config_seeds, seeds_summary
 from msgzoo.training.evaluation import evaluate_episodes
-from msgzoo.training.methods import build_method
+from msgzoo.training.methods import budget_frames, build_method
 from msgzoo.training.trainer import Trainer
 
 #: The sender return per episode the issue's target counts episodes up to (the paper's SGOC reaches ~250 on 3x3).
@@ -36,14 +36,6 @@ def make_env(
         num_envs=n * num_seeds, batch_size=[num_seeds, n] if num_seeds > 1 else None,
         device=cfg.device, seed=cfg.seed if seed is None else seed,
     )
-
-
-def budget_frames(cfg: DictConfig) -> int:
-    """The budget in env steps (per seed): ``collector.total_frames`` if set, else ``total_episodes * horizon``."""
-    c = cfg.collector
-    if c.get("total_frames") is not None:
-        return int(c.total_frames)
-    return int(c.total_episodes) * int(cfg.env.horizon)
 
 
 def run(cfg: DictConfig, method: str) -> dict:

@@ -151,6 +151,15 @@ class UpdatePhase:
     after_batch: Callable[[int], None] | None = None
 
 
+def budget_frames(cfg) -> int:
+    """A run's budget in env steps per seed: ``collector.total_frames`` if set, else ``total_episodes * env.horizon``
+    (Reaching Goals counts its budget in episodes)."""
+    c = cfg.collector
+    if c.get("total_frames") is not None:
+        return int(c.total_frames)
+    return int(c.total_episodes) * int(cfg.env.horizon)
+
+
 def epsilon_from_config(cfg) -> LinearSchedule | None:
     """``loss.epsilon`` until the warm-up ends, then linearly to ``loss.epsilon_final`` at the end of the one-step
     budget ``collector.total_frames`` (None: ``epsilon_final`` unset or equal to ``epsilon``, a constant)."""
@@ -160,6 +169,17 @@ def epsilon_from_config(cfg) -> LinearSchedule | None:
     budget = int(cfg.collector.total_frames)
     begin = min(_warmup_frames(cfg), budget - 1)
     return LinearSchedule(float(cfg.loss.epsilon), float(final), budget, begin=begin)
+
+
+def recommendation_from_config(cfg) -> LinearSchedule | None:
+    """``warmup.recommendation_weight`` until the warm-up ends, then linearly to ``loss.recommendation_weight`` at the
+    end of the budget (None: both equal, a constant the losses are built with)."""
+    final = float(cfg.loss.get("recommendation_weight", 0.0))
+    start = float(cfg.warmup.get("recommendation_weight", final)) if cfg.get("warmup") is not None else final
+    if start == final:
+        return None
+    budget = budget_frames(cfg)
+    return LinearSchedule(start, final, budget, begin=min(_warmup_frames(cfg), budget - 1))
 
 
 @dataclass
@@ -308,6 +328,7 @@ class ObedienceLoss:
     obedience_margin: str | None = setting(one_of(MARGINS), f"one of {MARGINS}", "joint")
     joint_epsilon: float = setting(number, "a finite bound on every message's surplus", 0.0)
     dual_lr: float = setting(positive, "a positive dual step", 0.01)
+    recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
 
 
 @dataclass(frozen=True)
@@ -318,6 +339,7 @@ class SGLoss(ReceiverA2CLoss):
     receiver_coeff: float = setting(number, "a finite weight", 2.0)
     sender_entropy_coeff: float = setting(**COEFFICIENT)
     target_tau: float = setting(**_TAU)
+    recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
 
 
 @dataclass(frozen=True)
@@ -366,7 +388,14 @@ class Warmup:
 
 
 @dataclass(frozen=True)
-class ObedienceWarmup(Warmup):
+class RecommendationWarmup(Warmup):
+    """The warm-up of the methods whose losses read messages as recommendations (``loss.recommendation_weight``)."""
+
+    recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
+
+
+@dataclass(frozen=True)
+class ObedienceWarmup(RecommendationWarmup):
     """The warm-up of SGOC and PGOC also moves ``loss.joint_epsilon``."""
 
     joint_epsilon: float = setting(number, "a finite bound on every message's surplus", 0.0)
@@ -386,6 +415,7 @@ class SGConfig(ReceiverSenderConfig):
     """SG reads the signaling gradient's fields and the A2C receiver's."""
 
     loss: SGLoss
+    warmup: RecommendationWarmup
 
 
 @dataclass(frozen=True)
@@ -527,6 +557,7 @@ def _build_receiver_and_sender(
         sender_losses["signaling"] = SignalingGradientLoss(
             scheme, receiver, w_sender, receiver_coeff=L.receiver_coeff, gamma=L.sender_gamma, num_messages=k,
             entropy_coeff=getattr(L, "sender_entropy_coeff", 0.0),
+            recommendation_weight=L.get("recommendation_weight", 0.0),
         )
         sender_critics.append(w_sender)
     else:
@@ -543,6 +574,7 @@ def _build_receiver_and_sender(
             counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=k,
             margin=L.get("obedience_margin", "joint"), joint_epsilon=L.get("joint_epsilon", 0.0),
             ensemble_shape=() if nets.seeds is None else (len(nets.seeds),),
+            recommendation_weight=L.get("recommendation_weight", 0.0),
         ).to(device)
         sender_critics.append(w_receiver)
     optimizers = {
@@ -558,6 +590,7 @@ def _build_receiver_and_sender(
     reward_mix = reward_mix_from_config(cfg)
     joint_epsilon = joint_epsilon_from_config(cfg) if obedience else None
     epsilon = epsilon_from_config(cfg) if obedience else None
+    recommendation = recommendation_from_config(cfg) if sender == "signaling" or obedience else None
     if reward_mix is not None:
         sender_losses[sender].set_keys(reward=SENDER_OBJECTIVE_KEY)
 
@@ -568,7 +601,8 @@ def _build_receiver_and_sender(
     sender_phase = UpdatePhase(
         "sender", sender_losses,
         prepare=partial(_prepare_sender, reward_mix=reward_mix, joint_epsilon=joint_epsilon, epsilon=epsilon,
-                        obedience=sender_losses.get("obedience")),
+                        obedience=sender_losses.get("obedience"), recommendation=recommendation,
+                        losses=sender_losses),
         # dual ascent on this batch's estimates (dual modes only)
         after_loss={"obedience": sender_losses["obedience"].update_multipliers} if obedience else {},
         after_step=tuple(u.step for u in updaters),
@@ -581,7 +615,9 @@ def _build_receiver_and_sender(
     )
 
 
-def _prepare_sender(batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, epsilon, obedience) -> None:
+def _prepare_sender(
+    batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, epsilon, obedience, recommendation, losses
+) -> None:
     """The schedules, on each seed's own env steps: the sender's objective reward, the joint epsilon, epsilon."""
     if reward_mix is not None:
         reward_mix.write(batch, frames)
@@ -589,6 +625,10 @@ def _prepare_sender(batch: TensorDictBase, frames: int, *, reward_mix, joint_eps
         obedience.joint_epsilon = joint_epsilon.value(frames)
     if epsilon is not None:
         obedience.epsilon = epsilon.value(frames)
+    if recommendation is not None:
+        for loss in losses.values():
+            if hasattr(loss, "recommendation_weight"):
+                loss.recommendation_weight = recommendation.value(frames)
 
 
 def _build_dial(name: str, env, nets: Networks, cfg, device) -> Method:

@@ -1,0 +1,124 @@
+"""``recommendation_weight`` (beta): the sender's losses read message k as "take action k" (the revelation
+principle's obedient receiver) with weight beta, the learned receiver with weight 1 - beta."""
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from msgzoo.envs import recommendation_letter
+from msgzoo.objectives import ObedienceConstraintLoss, SignalingGradientLoss
+from msgzoo.training.methods import LinearSchedule, build_method, recommendation_from_config
+from msgzoo.pipelines import one_step
+from test_objectives import F64, U_RECEIVER, U_SENDER, W_RECEIVER_KEY, _scheme_grad, collect, tabular_modules
+
+PHI2 = torch.tensor([[0.7, 0.3], [0.2, 0.8]], dtype=F64)
+PI2 = torch.tensor([[0.9, 0.1], [0.35, 0.65]], dtype=F64)
+PI2_OTHER = torch.tensor([[0.2, 0.8], [0.6, 0.4]], dtype=F64)
+
+
+def _batch(pi=PI2, w=U_RECEIVER, w_key=W_RECEIVER_KEY, seed=0):
+    scheme, receiver, critic = tabular_modules(PHI2, pi, w, w_key=w_key)
+    torch.manual_seed(seed)
+    return scheme, receiver, critic, collect(recommendation_letter(num_envs=4096, seed=seed), scheme, receiver)
+
+
+def test_full_weight_gives_the_obedience_constraints_of_eq3():
+    """beta = 1: C[k, l] = mean_t phi(k|s_t) (W^j(s_t, k) - W^j(s_t, l)), whatever the receiver does."""
+    scheme, receiver, critic, batch = _batch()
+    loss = ObedienceConstraintLoss(scheme, receiver, critic, counterfactual="all", gamma=0.0, recommendation_weight=1.0)
+    got = loss.constraint_matrix(batch).detach().to(F64)
+    s = batch["sender", "state"]
+    phi, w = PHI2[s], U_RECEIVER[s]  # [T, K], [T, A] with K = A
+    expected = torch.einsum("tk,tkl->kl", phi, w[:, :, None] - w[:, None, :]) / s.numel()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    # the learned receiver no longer enters: another policy gives the same matrix
+    scheme2, receiver2, critic2 = tabular_modules(PHI2, PI2_OTHER, U_RECEIVER, w_key=W_RECEIVER_KEY)
+    other = ObedienceConstraintLoss(scheme2, receiver2, critic2, counterfactual="all", gamma=0.0, recommendation_weight=1.0)
+    torch.testing.assert_close(other.constraint_matrix(batch), loss.constraint_matrix(batch))
+
+
+def test_constraints_are_linear_in_the_weight():
+    scheme, receiver, critic, batch = _batch()
+
+    def matrix(beta):
+        loss = ObedienceConstraintLoss(scheme, receiver, critic, counterfactual="all", gamma=0.0,
+                                       recommendation_weight=beta)
+        return loss.constraint_matrix(batch).detach()
+
+    torch.testing.assert_close(matrix(0.25), 0.75 * matrix(0.0) + 0.25 * matrix(1.0), rtol=1e-4, atol=1e-5)  # float32 sums
+
+
+def test_full_weight_signaling_gradient_is_the_obedient_value_gradient():
+    """beta = 1: the scheme's gradient is that of mean_t sum_k phi(k|s_t) W^i(s_t, k), exactly in phi."""
+    scheme, receiver, critic, batch = _batch(w=U_SENDER, w_key=("sender", "action_value"))
+    loss = SignalingGradientLoss(scheme, receiver, critic, gamma=0.0, recommendation_weight=1.0)
+    got = -_scheme_grad(loss(batch), "loss_signaling", scheme).to(F64)
+    s = batch["sender", "state"]
+    phi, w = PHI2[s], U_SENDER[s]
+    per_sample = phi * (w - (phi * w).sum(-1, keepdim=True))  # d/dlogits sum_k phi_k w_k
+    expected = torch.zeros(2, 2, dtype=F64).index_add_(1, s, per_sample.T) / s.numel()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_signaling_loss_mixes_the_two_objectives():
+    scheme, receiver, critic, batch = _batch(w=U_SENDER, w_key=("sender", "action_value"))
+
+    def value(beta):
+        return SignalingGradientLoss(scheme, receiver, critic, gamma=0.0, recommendation_weight=beta)(batch)[
+            "loss_signaling"].detach()
+
+    torch.testing.assert_close(value(0.4), 0.6 * value(0.0) + 0.4 * value(1.0), rtol=1e-4, atol=1e-5)  # float32 sums
+
+
+@pytest.mark.parametrize("loss_cls", [SignalingGradientLoss, ObedienceConstraintLoss], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("beta", [-0.1, 1.5])
+def test_weight_outside_the_unit_interval_is_refused(loss_cls, beta):
+    scheme, receiver, critic = tabular_modules(PHI2, PI2, U_RECEIVER, w_key=W_RECEIVER_KEY)
+    with pytest.raises(ValueError, match="recommendation_weight"):
+        loss_cls(scheme, receiver, critic, recommendation_weight=beta)
+
+
+def test_more_messages_than_actions_is_refused_by_name():
+    phi3 = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.3, 0.6]], dtype=F64)
+    pi3 = torch.tensor([[0.8, 0.2], [0.4, 0.6], [0.1, 0.9]], dtype=F64)
+    scheme, receiver, critic = tabular_modules(phi3, pi3, U_RECEIVER, w_key=W_RECEIVER_KEY)
+    batch = collect(recommendation_letter(num_envs=64, num_messages=3, seed=0), scheme, receiver)
+    loss = ObedienceConstraintLoss(scheme, receiver, critic, counterfactual="all", gamma=0.0, recommendation_weight=0.5)
+    with pytest.raises(ValueError, match="num_messages"):
+        loss(batch)
+
+
+@pytest.mark.parametrize(
+    "loss, warmup, expected",
+    [
+        (dict(recommendation_weight=0.0), dict(frames=200, recommendation_weight=1.0), LinearSchedule(1.0, 0.0, 1000, 200)),
+        (dict(recommendation_weight=0.0), dict(frames=0, recommendation_weight=1.0), LinearSchedule(1.0, 0.0, 1000, 0)),
+        (dict(recommendation_weight=1.0), dict(frames=200, recommendation_weight=1.0), None),  # a constant
+        (dict(recommendation_weight=0.0), dict(frames=200), None),  # no start value: the final one throughout
+        (dict(), dict(frames=200), None),  # a config without the field: the paper's sender
+    ],
+)
+def test_recommendation_schedule_from_config(loss, warmup, expected):
+    cfg = OmegaConf.create({"loss": loss, "warmup": warmup, "collector": {"total_frames": 1000}})
+    assert recommendation_from_config(cfg) == expected
+
+
+def test_the_trainer_moves_the_weight_on_each_seeds_env_steps(recipe_config, tmp_path):
+    """beta 1 until 32 students, 0 at 128: the sender's two losses see it at 32 and 96 env steps."""
+    from msgzoo.runtime.experiment import Experiment
+    from msgzoo.training.trainer import Trainer
+
+    cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=32", "collector.total_frames=128",
+                        "warmup.frames=32", "warmup.recommendation_weight=1.0", "loss.recommendation_weight=0.0")
+    env = one_step.make_env(cfg)
+    method = build_method("sgoc", env, cfg)
+    seen = {name: [] for name in ("signaling", "obedience")}
+    for name in seen:
+        loss = method.sender_losses[name]
+        forward = loss.forward
+        loss.forward = lambda td, loss=loss, forward=forward, name=name: seen[name].append(
+            loss.recommendation_weight) or forward(td)
+    exp = Experiment(method="sgoc", task="t", seed=0, config={}, backends=("csv",), run_dir=tmp_path / "run")
+    with exp:
+        Trainer(env, method, exp, total_frames=128, frames_per_batch=32, log_interval=2).train()
+    for name in seen:
+        assert seen[name] == pytest.approx([1.0, 1.0 - (96 - 32) / 96])
