@@ -120,3 +120,64 @@ def test_signaling_entropy_bonus_is_optional():
     assert 0.0 < float(bonus["entropy"]) <= float(torch.log(torch.tensor(9.0))) + 1e-5
     with pytest.raises(ValueError, match="entropy_coeff"):
         SignalingGradientLoss(scheme, receiver, make_action_value_critic(GridNet(3, 3, 3, 4)), entropy_coeff=-1.0)
+
+
+def _sgoc_losses(share: bool):
+    """SG and obedience losses on one scheme and receiver (fresh networks from seed 0), optionally sharing a memo."""
+    from msgzoo.objectives import ObedienceConstraintLoss
+
+    torch.manual_seed(0)
+    scheme, receiver = _policy(None).module
+    sg = SignalingGradientLoss(scheme, receiver, make_action_value_critic(GridNet(3, 3, 3, 4)))
+    oc = ObedienceConstraintLoss(scheme, receiver, make_action_value_critic(
+        GridNet(3, 3, 3, 4), out_key=("sender", "receiver_action_value")), num_messages=9, counterfactual="all")
+    if share:
+        oc.share_memo(sg)
+    return scheme, receiver, sg, oc
+
+
+def test_shared_memo_computes_all_messages_once_with_the_same_numbers():
+    """Sharing the no-grad results of the SG and obedience losses: the receiver's all-message forward runs twice per
+    update (batch and next states) instead of four times, and losses and gradients are bitwise those without."""
+    results = []
+    for share in (False, True):
+        scheme, receiver, sg, oc = _sgoc_losses(share)
+        env = ReachingGoalsEnv(num_envs=16, seed=0)
+        torch.manual_seed(1)
+        td = env.step(receiver(scheme(env.reset())))
+        net = receiver.module[0].module
+        calls = []
+        original = net.forward_all_messages
+        net.forward_all_messages = lambda *a, **k: calls.append(1) or original(*a, **k)
+        out_sg, out_oc = sg(td), oc(td)
+        (out_sg["loss_signaling"] + out_sg["loss_critic"] + out_oc["loss_obedience"] + out_oc["loss_critic"]).backward()
+        grads = [p.grad.clone() for p in (*scheme.parameters(), *sg.critic_network.parameters(),
+                                          *oc.critic_network.parameters())]
+        results.append((len(calls), out_sg, out_oc, grads))
+    (calls_plain, *plain), (calls_shared, *shared) = results
+    assert (calls_plain, calls_shared) == (4, 2)
+    for a, b in zip(plain[:2], shared[:2]):
+        for key in a.keys():
+            assert torch.equal(a[key], b[key]), key
+    assert all(torch.equal(g, h) for g, h in zip(plain[2], shared[2]))
+
+
+def test_memo_serves_only_unchanged_inputs_and_parameters():
+    memo = common.NoGradMemo()
+    net = torch.nn.Linear(3, 2)
+    x = torch.rand(4, 3)
+    computed = []
+
+    def call(inputs):
+        return memo("f", inputs, [net], lambda: computed.append(1) or net(inputs[0]))
+
+    with torch.no_grad():
+        first = call([x])
+        assert call([x]) is first and len(computed) == 1  # a hit
+        assert torch.equal(call([x.clone()]), first) and len(computed) == 2  # another tensor: recomputed
+        net.weight.add_(0.5)  # an optimizer-like in-place step
+        assert not torch.equal(call([x]), first) and len(computed) == 3
+        x.mul_(2.0)  # an in-place change of the input
+        assert torch.equal(call([x]), net(x)) and len(computed) == 4
+    out = call([x])  # autograd on: computed afresh, with its graph, never cached
+    assert out.requires_grad and len(computed) == 5

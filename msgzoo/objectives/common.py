@@ -122,6 +122,49 @@ def _all_messages_net(receiver: nn.Module, message_key: NestedKey, num_messages:
     return found
 
 
+class NoGradMemo:
+    """Results of no-grad computations that the sender's losses of one update share: the receiver's policy over
+    every message on the batch and on the next states, and the scheme's ``phi`` on the next states (both
+    :class:`~msgzoo.objectives.SignalingGradientLoss` and :class:`~msgzoo.objectives.ObedienceConstraintLoss` need
+    them; see :meth:`SenderCriticLoss.share_memo`).
+
+    An entry is served again only for the very same input tensors (the same objects, with the same values) and the
+    same modules whose parameters and buffers hold the same values as when it was computed, so a hit returns what
+    the computation would return, bit for bit (CPU arithmetic is deterministic); an optimizer step or an in-place
+    change of an input makes it a miss. With autograd enabled nothing is cached (the results would carry graphs).
+    The checks cost a few element-wise comparisons of the inputs and parameters, far less than the all-messages
+    forward they save.
+    """
+
+    def __init__(self, size: int = 4):
+        self.size = int(size)
+        self._entries: list[tuple] = []
+
+    def __call__(self, tag: str, inputs: list[torch.Tensor], modules: list[nn.Module], compute):
+        """``compute()``, or its result for the same ``tag``, ``inputs`` and ``modules`` if still valid."""
+        if torch.is_grad_enabled():
+            return compute()
+        state = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+        for entry in self._entries:
+            if entry[0] == tag and _same(entry[1], entry[2], inputs) and _same(entry[3], entry[4], state):
+                return entry[5]
+        value = compute()
+        snapshot = [t.detach().clone() for t in inputs], [t.detach().clone() for t in state]
+        self._entries.insert(0, (tag, list(inputs), snapshot[0], state, snapshot[1], value))
+        del self._entries[self.size:]
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _same(objects: list[torch.Tensor], values: list[torch.Tensor], current: list[torch.Tensor]) -> bool:
+    """``current`` are the same tensor objects as ``objects``, still holding ``values``."""
+    return len(objects) == len(current) and all(
+        a is b and torch.equal(v, b) for a, v, b in zip(objects, values, current)
+    )
+
+
 def value_under_policies(phi: torch.Tensor, pi_all: torch.Tensor, action_values: torch.Tensor) -> torch.Tensor:
     """``V(s) = sum_sigma phi(sigma|s) sum_a pi(a|o,sigma) W(s,a)`` (paper, Lemma 4.1's baseline)."""
     return torch.einsum("...k,...ka,...a->...", phi, pi_all, action_values)
@@ -132,13 +175,32 @@ def state_value(loss_module, tensordict: TensorDictBase, params: TensorDictBase,
     ``loss_module`` run with ``params`` (its online or its target parameters) and its current scheme and receiver."""
     keys = loss_module.tensor_keys
     critic = loss_module.critic_network
-    phi = torch.softmax(scheme_logits(loss_module.scheme_network, tensordict, keys.logits), -1)
-    pi_all = receiver_probs_all_messages(loss_module.receiver_network, tensordict, keys.message, num_messages)
+    phi = _scheme_probs(loss_module, tensordict)
+    pi_all = memo_receiver_probs_all_messages(loss_module, tensordict, num_messages)
     # preserve_module_state=False: the (plain-tensor) target parameters are not turned into nn.Parameters that
     # require grad, which would make SoftUpdate refuse them (as TorchRL's own losses call to_module)
     with params.to_module(critic, preserve_module_state=False):
         w = critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(keys.action_value)
     return value_under_policies(phi, pi_all, w)
+
+
+def _scheme_probs(loss_module, tensordict: TensorDictBase) -> torch.Tensor:
+    """``phi(. | s)`` of ``loss_module``'s scheme on ``tensordict`` (through its memo, see :class:`NoGradMemo`)."""
+    scheme, key = loss_module.scheme_network, loss_module.tensor_keys.logits
+    compute = lambda: torch.softmax(scheme_logits(scheme, tensordict, key), -1)  # noqa: E731
+    if loss_module.memo is None:
+        return compute()
+    return loss_module.memo("phi", [tensordict.get(k) for k in scheme.in_keys], [scheme], compute)
+
+
+def memo_receiver_probs_all_messages(loss_module, tensordict: TensorDictBase, num_messages: int) -> torch.Tensor:
+    """:func:`receiver_probs_all_messages` of ``loss_module``'s receiver, through its memo (see :class:`NoGradMemo`)."""
+    receiver, message = loss_module.receiver_network, loss_module.tensor_keys.message
+    compute = lambda: receiver_probs_all_messages(receiver, tensordict, message, num_messages)  # noqa: E731
+    if loss_module.memo is None:
+        return compute()
+    inputs = [tensordict.get(k) for k in receiver.in_keys if k != message]
+    return loss_module.memo(f"pi_all/{num_messages}", inputs, [receiver], compute)
 
 
 def action_value_td_loss(
@@ -245,6 +307,20 @@ class SenderCriticLoss(LossModule):
     """
 
     default_value_estimator = ValueEstimators.TD0
+
+    #: The no-grad results this loss computes on a batch (see :class:`NoGradMemo`); :meth:`share_memo` gives two
+    #: losses of one update the same one.
+    memo: NoGradMemo | None = None
+
+    def share_memo(self, other: "SenderCriticLoss") -> "SenderCriticLoss":
+        """Lets this loss and ``other`` (e.g. the signaling gradient and the obedience constraints summed in one
+        update, on the same scheme and receiver) reuse each other's no-grad results on the same batch: the
+        receiver's policy over every message and the scheme's ``phi`` on the next states are then computed once per
+        update instead of once per loss, with the same values (see :class:`NoGradMemo`). Returns ``self``."""
+        if other.memo is None:
+            other.memo = NoGradMemo()
+        self.memo = other.memo
+        return self
 
     def named_parameters(self, prefix: str = "", recurse: bool = True):
         """The parameters this loss trains: the scheme's and its own critic's. The receiver's are left out (the

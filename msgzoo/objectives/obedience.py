@@ -15,7 +15,7 @@ from msgzoo.objectives.common import (
     check_reads,
     check_writes,
     logits_module_of,
-    receiver_probs_all_messages,
+    memo_receiver_probs_all_messages,
     scheme_logits,
 )
 
@@ -244,7 +244,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
 
     def _message_values(self, tensordict: TensorDictBase, w: torch.Tensor, num_messages: int) -> torch.Tensor:
         """``q[t, sigma] = sum_a pi(a | o_t, sigma) W^j(s_t, a)``: what each message is worth to the receiver."""
-        pi_all = receiver_probs_all_messages(self.receiver_network, tensordict, self.tensor_keys.message, num_messages)
+        pi_all = memo_receiver_probs_all_messages(self, tensordict, num_messages)
         return torch.einsum("...ka,...a->...k", pi_all, w)
 
     def constraint_matrix(self, tensordict: TensorDictBase) -> torch.Tensor:

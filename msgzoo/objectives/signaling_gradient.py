@@ -16,8 +16,8 @@ from msgzoo.objectives.common import (
     check_reads,
     frozen,
     logits_module_of,
+    memo_receiver_probs_all_messages,
     receiver_dist,
-    receiver_probs_all_messages,
     scheme_logits,
     value_under_policies,
 )
@@ -180,7 +180,7 @@ class SignalingGradientLoss(SenderCriticLoss):
             num_messages=num_messages, gamma=self.gamma, loss_type=self.loss_critic_type,
         )
         with torch.no_grad():
-            pi_all = receiver_probs_all_messages(self.receiver_network, tensordict, keys.message, num_messages)
+            pi_all = memo_receiver_probs_all_messages(self, tensordict, num_messages)
             value = value_under_policies(torch.softmax(logits, -1), pi_all, w)
             advantage = (w * action.to(w.dtype)).sum(-1) - value
         surrogate = advantage * (log_phi + self.receiver_coeff * log_pi)
