@@ -181,3 +181,21 @@ def test_memo_serves_only_unchanged_inputs_and_parameters():
         assert torch.equal(call([x]), net(x)) and len(computed) == 4
     out = call([x])  # autograd on: computed afresh, with its graph, never cached
     assert out.requires_grad and len(computed) == 5
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 3), (3, 5, 5), (2, 3, 4)])
+def test_conv_matrix_is_the_convolution_of_the_basis_images_bit_for_bit(shape):
+    """The gathered dense convolution equals ``conv2d`` of the basis images exactly, values and weight gradients."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    c, h, w = shape
+    net = GridNet(c, h, w, 4)
+    basis = torch.eye(c * h * w).view(-1, c, h, w)
+    plain = F.conv2d(basis, net.conv.weight, None, padding=net.conv.padding).flatten(1)
+    gathered = net.conv_matrix()
+    assert torch.equal(plain, gathered)
+    g = torch.randn_like(plain)
+    (grad_plain,) = torch.autograd.grad(plain, net.conv.weight, g)
+    (grad_gathered,) = torch.autograd.grad(gathered, net.conv.weight, g)
+    assert torch.equal(grad_plain, grad_gathered)
