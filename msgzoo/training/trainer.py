@@ -230,6 +230,12 @@ class Trainer:
         step's."""
         if phase.prepare is not None:
             phase.prepare(batch, self.frames // self.num_seeds)  # schedules run on each seed's own env steps
+        if self.epochs == 1 and self.minibatches == 1:
+            # the buffer's one minibatch would be the whole batch in collection order: the same values, less copying
+            self._step(phase, batch, metrics)
+            if phase.after_batch is not None:
+                phase.after_batch(batch.numel() // self.num_seeds)
+            return
         seeds = self.num_seeds > 1  # the seed dim goes behind the environments' dim, which the buffer indexes
         self.buffer.empty()  # a fresh permutation per batch: a resumed run draws what the uninterrupted one drew
         self.buffer.extend(batch.transpose(0, 1) if seeds else batch)
