@@ -199,3 +199,31 @@ def test_conv_matrix_is_the_convolution_of_the_basis_images_bit_for_bit(shape):
     (grad_plain,) = torch.autograd.grad(plain, net.conv.weight, g)
     (grad_gathered,) = torch.autograd.grad(gathered, net.conv.weight, g)
     assert torch.equal(grad_plain, grad_gathered)
+
+
+def test_receiver_log_prob_equals_the_distribution_bit_for_bit():
+    """The direct log-prob of a one-hot categorical receiver: the values and input gradients of ``get_dist``."""
+    torch.manual_seed(0)
+    receiver = make_receiver_actor(ObservationMessageNet(GridNet(2, 3, 3, 4), grid_shape=(3, 3)))
+    obs = torch.rand(6, 1, 3, 3)
+    action = torch.eye(4)[torch.randint(4, (6,))]
+    results = []
+    for direct in (False, True):
+        message = torch.rand(6, 9, requires_grad=True)
+        td = TensorDict({("receiver", "observation"): obs, ("sender", "message"): message}, [6])
+        log_pi = (common.receiver_log_prob(receiver, td, action) if direct
+                  else common.receiver_dist(receiver, td).log_prob(action))
+        (grad,) = torch.autograd.grad(log_pi.sum(), message)
+        results.append((log_pi.detach(), grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
+def test_module_output_only_takes_plain_modules():
+    from tensordict.nn import TensorDictModule, TensorDictSequential
+
+    net = torch.nn.Linear(3, 2)
+    td = TensorDict({"x": torch.rand(5, 3)}, [5])
+    plain = TensorDictModule(net, in_keys=["x"], out_keys=["y"])
+    assert torch.equal(common.module_output(plain, td, "y"), net(td["x"]))
+    assert common.module_output(plain, td, "z") is None  # another key: the caller's usual path (and its error)
+    assert common.module_output(TensorDictSequential(plain), td, "y") is None

@@ -13,11 +13,12 @@ from tensordict.nn import (
 )
 from tensordict.utils import NestedKey
 from torch import nn
-from torchrl.modules import OneHotCategorical, SafeModule
+from torchrl.modules import OneHotCategorical, SafeModule, ValueOperator
 from torchrl.objectives import LossModule
 from torchrl.objectives.utils import ValueEstimators, default_value_kwargs, distance_loss
 from torchrl.objectives.value import TD0Estimator, TD1Estimator, TDLambdaEstimator, ValueEstimatorBase
 
+from msgzoo.modules.fast import FastTensorDictModule, FastValueOperator
 from msgzoo.modules.signaling_scheme import SignalingScheme
 
 
@@ -49,7 +50,25 @@ def _check_key(module: nn.Module, attribute: str, key: NestedKey, problem: str, 
         raise ValueError(f"{problem} (its {attribute} are {list(keys)}): {fix}")
 
 
+#: TensorDict modules whose call is ``out_keys[0] <- module(*in_keys)`` and nothing else (msgzoo's networks are
+#: wrapped in these): :func:`module_output` calls their network directly.
+_PLAIN_MODULES = (TensorDictModule, FastTensorDictModule, ValueOperator, FastValueOperator)
+
+
+def module_output(module: nn.Module, tensordict: TensorDictBase, key: NestedKey) -> torch.Tensor | None:
+    """``module(tensordict)[key]``, where ``module`` is a plain one-output TensorDict module writing ``key``: its
+    network called on the tensors at its ``in_keys`` (the same computation, without copying the inputs into a new
+    tensordict). None for any other module (then call it the usual way)."""
+    if type(module) not in _PLAIN_MODULES or list(module.out_keys) != [key]:
+        return None
+    out = module.module(*[tensordict.get(k) for k in module.in_keys])
+    return out if type(out) is torch.Tensor else None
+
+
 def scheme_logits(scheme: TensorDictModule, tensordict: TensorDictBase, logits_key: NestedKey) -> torch.Tensor:
+    logits = module_output(scheme, tensordict, logits_key)
+    if logits is not None:
+        return logits
     td = scheme(tensordict.select(*scheme.in_keys, strict=False).copy())
     if logits_key not in td.keys(include_nested=True):
         raise KeyError(
@@ -62,6 +81,34 @@ def scheme_logits(scheme: TensorDictModule, tensordict: TensorDictBase, logits_k
 def receiver_dist(receiver: nn.Module, tensordict: TensorDictBase):
     """The receiver's action distribution (``ProbabilisticActor.get_dist``) on ``tensordict``'s inputs."""
     return receiver.get_dist(tensordict.select(*receiver.in_keys, strict=False).copy())
+
+
+def receiver_log_prob(receiver: nn.Module, tensordict: TensorDictBase, action: torch.Tensor) -> torch.Tensor:
+    """``log pi(action | inputs)`` of the receiver on ``tensordict``'s inputs: ``receiver_dist(...).log_prob(action)``.
+
+    For ``ProbabilisticActor(TensorDictModule(net) -> logits, OneHotCategorical)`` (what
+    :func:`~msgzoo.modules.make_receiver_actor` builds) it is computed as ``torch.distributions.OneHotCategorical``
+    computes it (the logits less their ``logsumexp``, at the action's ``max`` index), without building the
+    distribution: the same values and gradients.
+    """
+    modules = getattr(receiver, "module", None)
+    if isinstance(receiver, ProbabilisticTensorDictSequential) and isinstance(modules, nn.ModuleList) and len(modules) == 2:
+        body, head = modules
+        if (
+            type(body) in _PLAIN_MODULES and len(body.out_keys) == 1
+            and isinstance(head, ProbabilisticTensorDictModule)
+            and getattr(head, "distribution_class", None) is torch.distributions.OneHotCategorical
+            and not getattr(head, "distribution_kwargs", None)
+            and tuple(getattr(head, "dist_keys", ())) == ("logits",)
+            and list(head.in_keys) == [body.out_keys[0]]
+        ):
+            logits = module_output(body, tensordict, body.out_keys[0])
+            if logits is not None:
+                normalized = logits - logits.logsumexp(dim=-1, keepdim=True)
+                index = action.max(-1)[1].long().unsqueeze(-1)
+                index, normalized = torch.broadcast_tensors(index, normalized)
+                return normalized.gather(-1, index[..., :1]).squeeze(-1)
+    return receiver_dist(receiver, tensordict).log_prob(action)
 
 
 def receiver_probs_all_messages(
@@ -180,8 +227,16 @@ def state_value(loss_module, tensordict: TensorDictBase, params: TensorDictBase,
     # preserve_module_state=False: the (plain-tensor) target parameters are not turned into nn.Parameters that
     # require grad, which would make SoftUpdate refuse them (as TorchRL's own losses call to_module)
     with params.to_module(critic, preserve_module_state=False):
-        w = critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(keys.action_value)
+        w = critic_output(critic, tensordict, keys.action_value)
     return value_under_policies(phi, pi_all, w)
+
+
+def critic_output(critic: nn.Module, tensordict: TensorDictBase, key: NestedKey) -> torch.Tensor:
+    """``critic(tensordict)[key]`` (through :func:`module_output` when the critic is a plain module)."""
+    out = module_output(critic, tensordict, key)
+    if out is None:
+        out = critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(key)
+    return out
 
 
 def _scheme_probs(loss_module, tensordict: TensorDictBase) -> torch.Tensor:
@@ -242,7 +297,7 @@ def action_value_td_loss(
         else:
             target = reward
     with loss_module.critic_network_params.to_module(critic, preserve_module_state=False):
-        w = critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(keys.action_value)
+        w = critic_output(critic, tensordict, keys.action_value)
     w_taken = (w * action.to(w.dtype)).sum(-1)
     return distance_loss(w_taken, target.to(w_taken.dtype), loss_type).mean(), w.detach()
 

@@ -14,6 +14,7 @@ from msgzoo.objectives.common import (
     action_value_td_loss,
     check_reads,
     check_writes,
+    critic_output,
     logits_module_of,
     memo_receiver_probs_all_messages,
     scheme_logits,
@@ -273,7 +274,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         critic = self.critic_network
         check_writes(critic, self.tensor_keys.action_value, "action_value", "critic_network")
         with self.critic_network_params.to_module(critic, preserve_module_state=False):
-            return critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(self.tensor_keys.action_value)
+            return critic_output(critic, tensordict, self.tensor_keys.action_value)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = self.tensor_keys

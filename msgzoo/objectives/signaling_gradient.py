@@ -17,7 +17,7 @@ from msgzoo.objectives.common import (
     frozen,
     logits_module_of,
     memo_receiver_probs_all_messages,
-    receiver_dist,
+    receiver_log_prob,
     scheme_logits,
     value_under_policies,
 )
@@ -173,7 +173,7 @@ class SignalingGradientLoss(SenderCriticLoss):
         inputs = tensordict.select(*self.receiver_network.in_keys, strict=False).copy()
         inputs.set(keys.message, st_message)
         with frozen(self.receiver_network):
-            log_pi = receiver_dist(self.receiver_network, inputs).log_prob(action)
+            log_pi = receiver_log_prob(self.receiver_network, inputs, action)
 
         loss_critic, w = action_value_td_loss(
             self, tensordict, scheme=self.scheme_network, receiver=self.receiver_network,
