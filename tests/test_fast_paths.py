@@ -207,9 +207,10 @@ def test_receiver_log_prob_equals_the_distribution_bit_for_bit():
     receiver = make_receiver_actor(ObservationMessageNet(GridNet(2, 3, 3, 4), grid_shape=(3, 3)))
     obs = torch.rand(6, 1, 3, 3)
     action = torch.eye(4)[torch.randint(4, (6,))]
+    soft_message = torch.rand(6, 9)
     results = []
     for direct in (False, True):
-        message = torch.rand(6, 9, requires_grad=True)
+        message = soft_message.clone().requires_grad_()
         td = TensorDict({("receiver", "observation"): obs, ("sender", "message"): message}, [6])
         log_pi = (common.receiver_log_prob(receiver, td, action) if direct
                   else common.receiver_dist(receiver, td).log_prob(action))
