@@ -228,3 +228,19 @@ def test_module_output_only_takes_plain_modules():
     assert torch.equal(common.module_output(plain, td, "y"), net(td["x"]))
     assert common.module_output(plain, td, "z") is None  # another key: the caller's usual path (and its error)
     assert common.module_output(TensorDictSequential(plain), td, "y") is None
+
+
+def test_online_params_skip_only_the_modules_own_parameters():
+    import contextlib
+
+    torch.manual_seed(0)
+    scheme, receiver = _policy(None).module
+    loss = SignalingGradientLoss(scheme, receiver, make_action_value_critic(GridNet(3, 3, 3, 4)))
+    critic = loss.critic_network
+    assert isinstance(common.online_params(loss.critic_network_params, critic), contextlib.nullcontext)
+    target = loss.target_critic_network_params
+    x = torch.rand(5, 3, 3, 3)
+    with common.online_params(target, critic):  # another set of values: put in place for the call
+        out = critic.module(x)
+    with target.to_module(critic, preserve_module_state=False):
+        assert torch.equal(out, critic.module(x))

@@ -1,6 +1,7 @@
 """Pieces shared by msgzoo's losses: policy tabulation over messages, expected values, critic TD targets."""
 from __future__ import annotations
 
+import contextlib
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -231,6 +232,16 @@ def state_value(loss_module, tensordict: TensorDictBase, params: TensorDictBase,
     return value_under_policies(phi, pi_all, w)
 
 
+def online_params(params: TensorDictBase, module: nn.Module):
+    """``params.to_module(module)`` as a context, or nothing to do when ``params`` are the module's own parameters
+    (the online parameters of ``LossModule.convert_to_functional`` are: putting them in place changes nothing)."""
+    own = list(module.parameters())
+    leaves = list(params.values(include_nested=True, leaves_only=True))
+    if len(own) == len(leaves) and all(a is b for a, b in zip(own, leaves)) and not list(module.buffers()):
+        return contextlib.nullcontext()
+    return params.to_module(module, preserve_module_state=False)
+
+
 def critic_output(critic: nn.Module, tensordict: TensorDictBase, key: NestedKey) -> torch.Tensor:
     """``critic(tensordict)[key]`` (through :func:`module_output` when the critic is a plain module)."""
     out = module_output(critic, tensordict, key)
@@ -296,7 +307,7 @@ def action_value_td_loss(
             target = reward + gamma * (~terminated).to(reward.dtype) * v_next
         else:
             target = reward
-    with loss_module.critic_network_params.to_module(critic, preserve_module_state=False):
+    with online_params(loss_module.critic_network_params, critic):
         w = critic_output(critic, tensordict, keys.action_value)
     w_taken = (w * action.to(w.dtype)).sum(-1)
     return distance_loss(w_taken, target.to(w_taken.dtype), loss_type).mean(), w.detach()

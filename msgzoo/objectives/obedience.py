@@ -17,6 +17,7 @@ from msgzoo.objectives.common import (
     critic_output,
     logits_module_of,
     memo_receiver_probs_all_messages,
+    online_params,
     scheme_logits,
 )
 
@@ -273,7 +274,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
     def _critic_values(self, tensordict: TensorDictBase) -> torch.Tensor:
         critic = self.critic_network
         check_writes(critic, self.tensor_keys.action_value, "action_value", "critic_network")
-        with self.critic_network_params.to_module(critic, preserve_module_state=False):
+        with online_params(self.critic_network_params, critic):
             return critic_output(critic, tensordict, self.tensor_keys.action_value)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
