@@ -17,6 +17,20 @@ def _mlp(in_features: int, hidden: Sequence[int], out_features: int, *, bias: bo
     return nn.Sequential(*layers)
 
 
+def run_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``mlp(x)`` for an :func:`_mlp` (``Linear`` and ``ReLU`` layers), calling each layer's function directly: the
+    same operations, without the per-module call machinery, which costs more than these small layers (module hooks
+    on the layers are not run)."""
+    for layer in mlp:
+        if type(layer) is nn.Linear:
+            x = F.linear(x, layer.weight, layer.bias)
+        elif type(layer) is nn.ReLU and not layer.inplace:
+            x = torch.relu(x)
+        else:
+            x = layer(x)
+    return x
+
+
 class VectorNet(nn.Module):
     """An MLP over a flat vector (one-hot states or messages). ``hidden=()`` is a single linear map.
 
@@ -29,7 +43,7 @@ class VectorNet(nn.Module):
         self.net = _mlp(in_features, hidden, out_features, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return run_mlp(self.net, x)
 
     def forward_all_one_hot(self, x: torch.Tensor, num_one_hot: int) -> torch.Tensor:
         """``forward(cat([x, e_k]))`` for every one-hot ``e_k`` of size ``num_one_hot`` at once: ``[..., K, out]``.
@@ -45,9 +59,7 @@ class VectorNet(nn.Module):
         h = h.unsqueeze(-2) + first.weight[:, d:].transpose(0, 1)  # [..., K, F]
         if first.bias is not None:
             h = h + first.bias
-        for layer in self.net[1:]:
-            h = layer(h)
-        return h
+        return run_mlp(self.net[1:], h)
 
 
 class GridNet(nn.Module):
@@ -117,7 +129,7 @@ class GridNet(nn.Module):
             h = torch.relu(torch.addmm(bias, flat.flatten(1), self.conv_matrix()))
         else:
             h = torch.relu(self.conv(flat)).flatten(1)
-        return self.head(h).reshape(*batch, self.out_features)
+        return run_mlp(self.head, h).reshape(*batch, self.out_features)
 
     def forward_all_cells(self, x: torch.Tensor) -> torch.Tensor:
         """``forward(cat([x, onehot_plane(k)], channel))`` for every cell ``k`` at once: ``[..., H*W, out]``.
@@ -149,7 +161,7 @@ class GridNet(nn.Module):
             else:
                 base = conv.bias.repeat_interleave(h * w).expand(batch.numel(), -1)
         hidden = torch.relu(base.unsqueeze(1) + planes)  # [B, K, F*H*W]
-        out = self.head(hidden.reshape(-1, planes.shape[-1]))  # [B * K, out]: 2-D inputs keep the matmuls fast
+        out = run_mlp(self.head, hidden.reshape(-1, planes.shape[-1]))  # [B * K, out]: 2-D inputs keep matmuls fast
         return out.reshape(*batch, h * w, self.out_features)
 
 
