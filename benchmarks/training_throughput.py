@@ -25,6 +25,7 @@ Usage::
         [--num-envs 64 256 1024] [--batches 60] [--methods sgoc sg pgoc pg dial] [--no-profile]
         [--num-seeds 1 15]    # seeds trained together in one process (num_envs games each)
     python benchmarks/training_throughput.py --against 106decf [--rounds 3] [--against-batches 150 400]
+    python benchmarks/training_throughput.py --split [--batches 200] --out ...   # CPU time per batch, by phase
 """
 from __future__ import annotations
 
@@ -160,6 +161,34 @@ def profile(batches: int, top: int) -> dict:
             "wall_s": trainer.wall_time, "top_cumulative": rows, "top_tottime_text": text.getvalue()}
 
 
+def phase_split(task: str, batches: int) -> dict:
+    """Where the CPU time of the default SGOC loop on ``task`` goes: milliseconds per collected batch of each update
+    phase (``Trainer.update_phase``, timed with ``time.process_time``) and of the rest (collection by the TorchRL
+    ``Collector`` and the loop's own work), averaged over all batches (the phases alternate, one per batch)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        num_envs = int(_compose(task, "sgoc", []).env.num_envs)
+        trainer, exp, cfg, _ = _build(task, "sgoc", num_envs, batches, tmp, [])
+        trainer.exp.progress = _silent_progress
+        spent: dict[str, float] = {}
+        update_phase = trainer.update_phase
+
+        def timed(phase, batch, metrics):  # the trainer's own method, timed
+            t0 = time.process_time()
+            update_phase(phase, batch, metrics)
+            spent[phase.name] = spent.get(phase.name, 0.0) + time.process_time() - t0
+
+        trainer.update_phase = timed
+        cpu0 = time.process_time()
+        trainer.train()
+        cpu = time.process_time() - cpu0
+        exp.close()
+    n = trainer.iteration
+    ms = {f"update_{k}": 1e3 * v / n for k, v in spent.items()}
+    ms["collection_and_loop"] = 1e3 * (cpu - sum(spent.values())) / n
+    return {"task": task, "num_envs": num_envs, "batches": n, "env_steps_per_cpu_s": trainer.frames / cpu,
+            "ms_per_batch": ms, "share": {k: v / (1e3 * cpu / n) for k, v in ms.items()}}
+
+
 def _subprocess(args: list[str], root: Path = ROOT) -> dict:
     """``--single args`` of the copy of this script in ``root``, with ``root``'s msgzoo (not an installed one)."""
     cmd = [sys.executable, str(root / "benchmarks" / Path(__file__).name), "--single", *args]
@@ -238,8 +267,11 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="--against: measurements per side and task, alternated")
     parser.add_argument("--against-batches", nargs=2, type=int, default=[150, 400], metavar=("RG", "LETTER"),
                         help="--against: collected batches per measurement, Reaching Goals and Recommendation Letter")
+    parser.add_argument("--split", action="store_true",
+                        help="only the CPU time per batch of collection and of each update phase, default SGOC loops")
     parser.add_argument("--single", nargs="+", help=argparse.SUPPRESS)  # internal: task method num_envs batches
     args, extra = parser.parse_known_args(argv)
+    sys.path.insert(0, str(ROOT))  # this checkout's msgzoo, as in the subprocesses (not an installed copy)
 
     if args.single:
         task, method, num_envs, batches, num_seeds = args.single[:5]
@@ -247,6 +279,17 @@ def main(argv=None) -> int:
         return 0
 
     start = time.perf_counter()
+    if args.split:
+        splits = []
+        for task in AGAINST_TASKS:
+            r = phase_split(task, args.batches)
+            splits.append(r)
+            parts = ", ".join(f"{k} {v:.2f} ms ({100 * r['share'][k]:.0f}%)" for k, v in r["ms_per_batch"].items())
+            print(f"{task} sgoc num_envs={r['num_envs']}: {r['env_steps_per_cpu_s']:,.0f} env steps per CPU-second; "
+                  f"per batch: {parts}", flush=True)
+        _write(Path(args.out), {"what": "CPU time per collected batch of the default SGOC loops, by update phase",
+                                "phase_split": splits}, argv, start)
+        return 0
     if args.against:
         if args.rounds < 1 or min(args.against_batches) < 1:
             raise SystemExit("--rounds and --against-batches must be positive integers.")
