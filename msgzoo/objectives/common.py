@@ -179,9 +179,9 @@ class NoGradMemo:
     An entry is served again only for the very same input tensors (the same objects, with the same values) and the
     same modules whose parameters and buffers hold the same values as when it was computed, so a hit returns what
     the computation would return, bit for bit (CPU arithmetic is deterministic); an optimizer step or an in-place
-    change of an input makes it a miss. With autograd enabled nothing is cached (the results would carry graphs).
-    The checks cost a few element-wise comparisons of the inputs and parameters, far less than the all-messages
-    forward they save.
+    change of an input makes it a miss. With autograd enabled nothing is cached (the results would carry graphs), nor
+    off the CPU (there the comparisons would be host syncs inside the training loop). The checks cost a few
+    element-wise comparisons of the inputs and parameters, far less than the all-messages forward they save.
     """
 
     def __init__(self, size: int = 4):
@@ -190,9 +190,9 @@ class NoGradMemo:
 
     def __call__(self, tag: str, inputs: list[torch.Tensor], modules: list[nn.Module], compute):
         """``compute()``, or its result for the same ``tag``, ``inputs`` and ``modules`` if still valid."""
-        if torch.is_grad_enabled():
-            return compute()
         state = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+        if torch.is_grad_enabled() or any(t.device.type != "cpu" for t in (*inputs, *state)):
+            return compute()
         for entry in self._entries:
             if entry[0] == tag and _same(entry[1], entry[2], inputs) and _same(entry[3], entry[4], state):
                 return entry[5]
