@@ -244,3 +244,15 @@ def test_online_params_skip_only_the_modules_own_parameters():
         out = critic.module(x)
     with target.to_module(critic, preserve_module_state=False):
         assert torch.equal(out, critic.module(x))
+
+
+def test_memo_caches_nothing_off_the_cpu():
+    """Off the CPU the memo would need host syncs to compare values: it computes every time (meta tensors here)."""
+    memo = common.NoGradMemo()
+    net = torch.nn.Linear(3, 2, device="meta")
+    x = torch.empty(4, 3, device="meta")
+    computed = []
+    with torch.no_grad():
+        for _ in range(2):
+            memo("f", [x], [net], lambda: computed.append(1) or net(x))
+    assert len(computed) == 2
