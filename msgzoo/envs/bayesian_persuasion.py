@@ -229,10 +229,12 @@ class BayesianPersuasionEnv(EnvBase):
         return torch.multinomial(rows, 1, generator=self._generator).view(self.batch_size)
 
     def _observe(
-        self, state: torch.Tensor, step_count: torch.Tensor | None = None, emission: torch.Tensor | None = None
+        self, state: torch.Tensor, step_count: torch.Tensor | None = None, emission: torch.Tensor | None = None,
+        rewards: tuple[torch.Tensor, torch.Tensor] | None = None, flags: dict | None = None,
     ) -> TensorDict:
         """The observation tensordict of ``state`` (``[*batch_size]`` state indices), for a partial-sighted
-        sender of ``emission`` (same shape) and, for a Markov game, ``step_count`` (``[*batch_size, 1]``)."""
+        sender of ``emission`` (same shape) and, for a Markov game, ``step_count`` (``[*batch_size, 1]``); with
+        the step's ``rewards`` (sender, receiver: ``[*batch_size, 1]``) and done ``flags`` when given."""
         b = self.batch_size
         if emission is None:
             sender = {"observation": torch.nn.functional.one_hot(state, self.num_states).float(), "state": state}
@@ -242,19 +244,14 @@ class BayesianPersuasionEnv(EnvBase):
                 "state": state,
                 "emission": emission,
             }
-        out = TensorDict(
-            {
-                "sender": TensorDict(sender, batch_size=b),
-                "receiver": TensorDict(
-                    {"observation": torch.empty(*b, 0, device=self.device)}, batch_size=b
-                ),
-            },
-            batch_size=b,
-            device=self.device,
-        )
+        receiver = {"observation": torch.empty(*b, 0, device=self.device)}
+        if rewards is not None:
+            sender["reward"], receiver["reward"] = rewards
+        source = {"sender": sender, "receiver": receiver, **(flags or {})}
         if step_count is not None:
-            out.set("step_count", step_count)
-        return out
+            source["step_count"] = step_count
+        # Shapes are right by construction: skip TensorDict's per-leaf checks (as ReachingGoalsEnv does).
+        return TensorDict._new_unsafe(source, batch_size=b, device=self.device)
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDict:
         # One draw for the flat batch of num_envs games, shaped to the env's batch shape (a view).
@@ -275,9 +272,7 @@ class BayesianPersuasionEnv(EnvBase):
                 step_count = torch.where(mask, step_count, old_count)
                 if emission is not None:  # ... and what the sender saw of it
                     emission = torch.where(mask.squeeze(-1), emission, tensordict.get(("sender", "emission")))
-        out = self._observe(state, step_count, emission)
-        out.update(reset_flags(self.batch_size, self.device))
-        return out
+        return self._observe(state, step_count, emission, flags=reset_flags(self.batch_size, self.device))
 
     def _step(self, tensordict: TensorDictBase) -> TensorDict:
         check_step_input(tensordict, self.batch_size, state_key=("sender", "state"), state_shape=(),
@@ -295,12 +290,9 @@ class BayesianPersuasionEnv(EnvBase):
         if self.is_markov:
             return self._markov_step(tensordict, state, r_sender, r_receiver)
         # the terminal observation repeats the state it ended in (and what the sender saw of it)
-        out = self._observe(state, emission=self._input_emission(tensordict))
-        out.set(("sender", "reward"), r_sender)
-        out.set(("receiver", "reward"), r_receiver)
         done = torch.ones(*self.batch_size, 1, dtype=torch.bool, device=self.device)
-        out.update({"done": done, "terminated": done.clone(), "truncated": torch.zeros_like(done)})
-        return out
+        return self._observe(state, emission=self._input_emission(tensordict), rewards=(r_sender, r_receiver),
+                             flags={"done": done, "terminated": done.clone(), "truncated": torch.zeros_like(done)})
 
     def _markov_step(
         self, tensordict: TensorDictBase, state: torch.Tensor, r_sender: torch.Tensor, r_receiver: torch.Tensor
@@ -314,12 +306,11 @@ class BayesianPersuasionEnv(EnvBase):
         next_state = torch.multinomial(rows, 1, generator=self._generator).view(self.batch_size)
         step_count = step_count + 1
         emission = None if self.sender_emission is None else self._emit(next_state)
-        out = self._observe(next_state, step_count, emission)  # the last step too: critics bootstrap through truncation
-        out.set(("sender", "reward"), r_sender)
-        out.set(("receiver", "reward"), r_receiver)
         truncated = step_count >= self.horizon
-        out.update({"done": truncated.clone(), "terminated": torch.zeros_like(truncated), "truncated": truncated})
-        return out
+        # the last step too: critics bootstrap through truncation
+        return self._observe(next_state, step_count, emission, rewards=(r_sender, r_receiver),
+                             flags={"done": truncated.clone(), "terminated": torch.zeros_like(truncated),
+                                    "truncated": truncated})
 
     def _set_seed(self, seed: int | None) -> None:
         self._generator.manual_seed(int(seed) if seed is not None else 0)

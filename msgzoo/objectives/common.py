@@ -1,6 +1,7 @@
 """Pieces shared by msgzoo's losses: policy tabulation over messages, expected values, critic TD targets."""
 from __future__ import annotations
 
+import contextlib
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -13,11 +14,12 @@ from tensordict.nn import (
 )
 from tensordict.utils import NestedKey
 from torch import nn
-from torchrl.modules import OneHotCategorical, SafeModule
+from torchrl.modules import OneHotCategorical, SafeModule, ValueOperator
 from torchrl.objectives import LossModule
 from torchrl.objectives.utils import ValueEstimators, default_value_kwargs, distance_loss
 from torchrl.objectives.value import TD0Estimator, TD1Estimator, TDLambdaEstimator, ValueEstimatorBase
 
+from msgzoo.modules.fast import FastTensorDictModule, FastValueOperator
 from msgzoo.modules.signaling_scheme import SignalingScheme
 
 
@@ -49,7 +51,25 @@ def _check_key(module: nn.Module, attribute: str, key: NestedKey, problem: str, 
         raise ValueError(f"{problem} (its {attribute} are {list(keys)}): {fix}")
 
 
+#: TensorDict modules whose call is ``out_keys[0] <- module(*in_keys)`` and nothing else (msgzoo's networks are
+#: wrapped in these): :func:`module_output` calls their network directly.
+_PLAIN_MODULES = (TensorDictModule, FastTensorDictModule, ValueOperator, FastValueOperator)
+
+
+def module_output(module: nn.Module, tensordict: TensorDictBase, key: NestedKey) -> torch.Tensor | None:
+    """``module(tensordict)[key]``, where ``module`` is a plain one-output TensorDict module writing ``key``: its
+    network called on the tensors at its ``in_keys`` (the same computation, without copying the inputs into a new
+    tensordict). None for any other module (then call it the usual way)."""
+    if type(module) not in _PLAIN_MODULES or list(module.out_keys) != [key]:
+        return None
+    out = module.module(*[tensordict.get(k) for k in module.in_keys])
+    return out if type(out) is torch.Tensor else None
+
+
 def scheme_logits(scheme: TensorDictModule, tensordict: TensorDictBase, logits_key: NestedKey) -> torch.Tensor:
+    logits = module_output(scheme, tensordict, logits_key)
+    if logits is not None:
+        return logits
     td = scheme(tensordict.select(*scheme.in_keys, strict=False).copy())
     if logits_key not in td.keys(include_nested=True):
         raise KeyError(
@@ -62,6 +82,34 @@ def scheme_logits(scheme: TensorDictModule, tensordict: TensorDictBase, logits_k
 def receiver_dist(receiver: nn.Module, tensordict: TensorDictBase):
     """The receiver's action distribution (``ProbabilisticActor.get_dist``) on ``tensordict``'s inputs."""
     return receiver.get_dist(tensordict.select(*receiver.in_keys, strict=False).copy())
+
+
+def receiver_log_prob(receiver: nn.Module, tensordict: TensorDictBase, action: torch.Tensor) -> torch.Tensor:
+    """``log pi(action | inputs)`` of the receiver on ``tensordict``'s inputs: ``receiver_dist(...).log_prob(action)``.
+
+    For ``ProbabilisticActor(TensorDictModule(net) -> logits, OneHotCategorical)`` (what
+    :func:`~msgzoo.modules.make_receiver_actor` builds) it is computed as ``torch.distributions.OneHotCategorical``
+    computes it (the logits less their ``logsumexp``, at the action's ``max`` index), without building the
+    distribution: the same values and gradients.
+    """
+    modules = getattr(receiver, "module", None)
+    if isinstance(receiver, ProbabilisticTensorDictSequential) and isinstance(modules, nn.ModuleList) and len(modules) == 2:
+        body, head = modules
+        if (
+            type(body) in _PLAIN_MODULES and len(body.out_keys) == 1
+            and isinstance(head, ProbabilisticTensorDictModule)
+            and getattr(head, "distribution_class", None) is torch.distributions.OneHotCategorical
+            and not getattr(head, "distribution_kwargs", None)
+            and tuple(getattr(head, "dist_keys", ())) == ("logits",)
+            and list(head.in_keys) == [body.out_keys[0]]
+        ):
+            logits = module_output(body, tensordict, body.out_keys[0])
+            if logits is not None:
+                normalized = logits - logits.logsumexp(dim=-1, keepdim=True)
+                index = action.max(-1)[1].long().unsqueeze(-1)
+                index, normalized = torch.broadcast_tensors(index, normalized)
+                return normalized.gather(-1, index[..., :1]).squeeze(-1)
+    return receiver_dist(receiver, tensordict).log_prob(action)
 
 
 def receiver_probs_all_messages(
@@ -133,6 +181,49 @@ def recommended(action_values: torch.Tensor, num_messages: int) -> torch.Tensor:
     return action_values[..., :num_messages]
 
 
+class NoGradMemo:
+    """Results of no-grad computations that the sender's losses of one update share: the receiver's policy over
+    every message on the batch and on the next states, and the scheme's ``phi`` on the next states (both
+    :class:`~msgzoo.objectives.SignalingGradientLoss` and :class:`~msgzoo.objectives.ObedienceConstraintLoss` need
+    them; see :meth:`SenderCriticLoss.share_memo`).
+
+    An entry is served again only for the very same input tensors (the same objects, with the same values) and the
+    same modules whose parameters and buffers hold the same values as when it was computed, so a hit returns what
+    the computation would return, bit for bit (CPU arithmetic is deterministic); an optimizer step or an in-place
+    change of an input makes it a miss. With autograd enabled nothing is cached (the results would carry graphs), nor
+    off the CPU (there the comparisons would be host syncs inside the training loop). The checks cost a few
+    element-wise comparisons of the inputs and parameters, far less than the all-messages forward they save.
+    """
+
+    def __init__(self, size: int = 4):
+        self.size = int(size)
+        self._entries: list[tuple] = []
+
+    def __call__(self, tag: str, inputs: list[torch.Tensor], modules: list[nn.Module], compute):
+        """``compute()``, or its result for the same ``tag``, ``inputs`` and ``modules`` if still valid."""
+        state = [t for m in modules for t in (*m.parameters(), *m.buffers())]
+        if torch.is_grad_enabled() or any(t.device.type != "cpu" for t in (*inputs, *state)):
+            return compute()
+        for entry in self._entries:
+            if entry[0] == tag and _same(entry[1], entry[2], inputs) and _same(entry[3], entry[4], state):
+                return entry[5]
+        value = compute()
+        snapshot = [t.detach().clone() for t in inputs], [t.detach().clone() for t in state]
+        self._entries.insert(0, (tag, list(inputs), snapshot[0], state, snapshot[1], value))
+        del self._entries[self.size:]
+        return value
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+def _same(objects: list[torch.Tensor], values: list[torch.Tensor], current: list[torch.Tensor]) -> bool:
+    """``current`` are the same tensor objects as ``objects``, still holding ``values``."""
+    return len(objects) == len(current) and all(
+        a is b and torch.equal(v, b) for a, v, b in zip(objects, values, current)
+    )
+
+
 def value_under_policies(phi: torch.Tensor, pi_all: torch.Tensor, action_values: torch.Tensor) -> torch.Tensor:
     """``V(s) = sum_sigma phi(sigma|s) sum_a pi(a|o,sigma) W(s,a)`` (paper, Lemma 4.1's baseline)."""
     return torch.einsum("...k,...ka,...a->...", phi, pi_all, action_values)
@@ -143,13 +234,50 @@ def state_value(loss_module, tensordict: TensorDictBase, params: TensorDictBase,
     ``loss_module`` run with ``params`` (its online or its target parameters) and its current scheme and receiver."""
     keys = loss_module.tensor_keys
     critic = loss_module.critic_network
-    phi = torch.softmax(scheme_logits(loss_module.scheme_network, tensordict, keys.logits), -1)
-    pi_all = receiver_probs_all_messages(loss_module.receiver_network, tensordict, keys.message, num_messages)
+    phi = _scheme_probs(loss_module, tensordict)
+    pi_all = memo_receiver_probs_all_messages(loss_module, tensordict, num_messages)
     # preserve_module_state=False: the (plain-tensor) target parameters are not turned into nn.Parameters that
     # require grad, which would make SoftUpdate refuse them (as TorchRL's own losses call to_module)
     with params.to_module(critic, preserve_module_state=False):
-        w = critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(keys.action_value)
+        w = critic_output(critic, tensordict, keys.action_value)
     return value_under_policies(phi, pi_all, w)
+
+
+def online_params(params: TensorDictBase, module: nn.Module):
+    """``params.to_module(module)`` as a context, or nothing to do when ``params`` are the module's own parameters
+    (the online parameters of ``LossModule.convert_to_functional`` are: putting them in place changes nothing)."""
+    own = list(module.parameters())
+    leaves = list(params.values(include_nested=True, leaves_only=True))
+    if len(own) == len(leaves) and all(a is b for a, b in zip(own, leaves)) and not list(module.buffers()):
+        return contextlib.nullcontext()
+    return params.to_module(module, preserve_module_state=False)
+
+
+def critic_output(critic: nn.Module, tensordict: TensorDictBase, key: NestedKey) -> torch.Tensor:
+    """``critic(tensordict)[key]`` (through :func:`module_output` when the critic is a plain module)."""
+    out = module_output(critic, tensordict, key)
+    if out is None:
+        out = critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(key)
+    return out
+
+
+def _scheme_probs(loss_module, tensordict: TensorDictBase) -> torch.Tensor:
+    """``phi(. | s)`` of ``loss_module``'s scheme on ``tensordict`` (through its memo, see :class:`NoGradMemo`)."""
+    scheme, key = loss_module.scheme_network, loss_module.tensor_keys.logits
+    compute = lambda: torch.softmax(scheme_logits(scheme, tensordict, key), -1)  # noqa: E731
+    if loss_module.memo is None:
+        return compute()
+    return loss_module.memo("phi", [tensordict.get(k) for k in scheme.in_keys], [scheme], compute)
+
+
+def memo_receiver_probs_all_messages(loss_module, tensordict: TensorDictBase, num_messages: int) -> torch.Tensor:
+    """:func:`receiver_probs_all_messages` of ``loss_module``'s receiver, through its memo (see :class:`NoGradMemo`)."""
+    receiver, message = loss_module.receiver_network, loss_module.tensor_keys.message
+    compute = lambda: receiver_probs_all_messages(receiver, tensordict, message, num_messages)  # noqa: E731
+    if loss_module.memo is None:
+        return compute()
+    inputs = [tensordict.get(k) for k in receiver.in_keys if k != message]
+    return loss_module.memo(f"pi_all/{num_messages}", inputs, [receiver], compute)
 
 
 def action_value_td_loss(
@@ -190,8 +318,8 @@ def action_value_td_loss(
             target = reward + gamma * (~terminated).to(reward.dtype) * v_next
         else:
             target = reward
-    with loss_module.critic_network_params.to_module(critic, preserve_module_state=False):
-        w = critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(keys.action_value)
+    with online_params(loss_module.critic_network_params, critic):
+        w = critic_output(critic, tensordict, keys.action_value)
     w_taken = (w * action.to(w.dtype)).sum(-1)
     return distance_loss(w_taken, target.to(w_taken.dtype), loss_type).mean(), w.detach()
 
@@ -257,6 +385,20 @@ class SenderCriticLoss(LossModule):
 
     default_value_estimator = ValueEstimators.TD0
 
+    #: The no-grad results this loss computes on a batch (see :class:`NoGradMemo`); :meth:`share_memo` gives two
+    #: losses of one update the same one.
+    memo: NoGradMemo | None = None
+
+    def share_memo(self, other: "SenderCriticLoss") -> "SenderCriticLoss":
+        """Lets this loss and ``other`` (e.g. the signaling gradient and the obedience constraints summed in one
+        update, on the same scheme and receiver) reuse each other's no-grad results on the same batch: the
+        receiver's policy over every message and the scheme's ``phi`` on the next states are then computed once per
+        update instead of once per loss, with the same values (see :class:`NoGradMemo`). Returns ``self``."""
+        if other.memo is None:
+            other.memo = NoGradMemo()
+        self.memo = other.memo
+        return self
+
     def named_parameters(self, prefix: str = "", recurse: bool = True):
         """The parameters this loss trains: the scheme's and its own critic's. The receiver's are left out (the
         loss reads the receiver but never trains it), so that ``Adam(loss.parameters())`` holds exactly these."""
@@ -313,8 +455,8 @@ class SenderCriticLoss(LossModule):
 
     def _check_in_keys(self, tensordict: TensorDictBase) -> None:
         """Fails fast, naming every key of :attr:`in_keys` that ``tensordict`` lacks."""
-        present = set(tensordict.keys(include_nested=True, leaves_only=True))
-        missing = [k for k in self.in_keys if k not in present]
+        # a lookup per key (the set of all leaves of a large batch costs more)
+        missing = [k for k in self.in_keys if not isinstance(tensordict.get(k, None), torch.Tensor)]
         if missing:
             raise KeyError(
                 f"{type(self).__name__} needs the keys {missing}, missing from the batch: collect them, or tell the "

@@ -14,8 +14,10 @@ from msgzoo.objectives.common import (
     action_value_td_loss,
     check_reads,
     check_writes,
+    critic_output,
     logits_module_of,
-    receiver_probs_all_messages,
+    memo_receiver_probs_all_messages,
+    online_params,
     recommended,
     scheme_logits,
 )
@@ -249,7 +251,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
 
     def _message_values(self, tensordict: TensorDictBase, w: torch.Tensor, num_messages: int) -> torch.Tensor:
         """``q[t, sigma] = sum_a pi(a | o_t, sigma) W^j(s_t, a)``: what each message is worth to the receiver."""
-        pi_all = receiver_probs_all_messages(self.receiver_network, tensordict, self.tensor_keys.message, num_messages)
+        pi_all = memo_receiver_probs_all_messages(self, tensordict, num_messages)
         q = torch.einsum("...ka,...a->...k", pi_all, w)
         beta = self.recommendation_weight
         if beta > 0:  # the receiver's policy mixed with obedience to the recommendation (eq. 3 at beta = 1)
@@ -281,8 +283,8 @@ class ObedienceConstraintLoss(SenderCriticLoss):
     def _critic_values(self, tensordict: TensorDictBase) -> torch.Tensor:
         critic = self.critic_network
         check_writes(critic, self.tensor_keys.action_value, "action_value", "critic_network")
-        with self.critic_network_params.to_module(critic, preserve_module_state=False):
-            return critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(self.tensor_keys.action_value)
+        with online_params(self.critic_network_params, critic):
+            return critic_output(critic, tensordict, self.tensor_keys.action_value)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = self.tensor_keys

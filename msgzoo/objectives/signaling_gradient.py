@@ -16,8 +16,8 @@ from msgzoo.objectives.common import (
     check_reads,
     frozen,
     logits_module_of,
-    receiver_dist,
-    receiver_probs_all_messages,
+    memo_receiver_probs_all_messages,
+    receiver_log_prob,
     recommended,
     scheme_logits,
     value_under_policies,
@@ -178,14 +178,14 @@ class SignalingGradientLoss(SenderCriticLoss):
         inputs = tensordict.select(*self.receiver_network.in_keys, strict=False).copy()
         inputs.set(keys.message, st_message)
         with frozen(self.receiver_network):
-            log_pi = receiver_dist(self.receiver_network, inputs).log_prob(action)
+            log_pi = receiver_log_prob(self.receiver_network, inputs, action)
 
         loss_critic, w = action_value_td_loss(
             self, tensordict, scheme=self.scheme_network, receiver=self.receiver_network,
             num_messages=num_messages, gamma=self.gamma, loss_type=self.loss_critic_type,
         )
         with torch.no_grad():
-            pi_all = receiver_probs_all_messages(self.receiver_network, tensordict, keys.message, num_messages)
+            pi_all = memo_receiver_probs_all_messages(self, tensordict, num_messages)
             value = value_under_policies(torch.softmax(logits, -1), pi_all, w)
             advantage = (w * action.to(w.dtype)).sum(-1) - value
         surrogate = advantage * (log_phi + self.receiver_coeff * log_pi)

@@ -577,6 +577,8 @@ def _build_receiver_and_sender(
             recommendation_weight=L.get("recommendation_weight", 0.0),
         ).to(device)
         sender_critics.append(w_receiver)
+        if sender == "signaling":  # one update sums both: their shared no-grad results are computed once
+            sender_losses["obedience"].share_memo(sender_losses["signaling"])
     optimizers = {
         "receiver": _adam([(receiver, O.receiver_actor_lr), (receiver_critic, O.receiver_critic_lr)]),
         "sender": _adam([(scheme, O.signaling_lr)] + [(c, O.sender_critic_lr) for c in sender_critics]),
