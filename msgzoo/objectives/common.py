@@ -310,7 +310,7 @@ def action_value_td_loss(
     reward = tensordict.get(("next", *_as_tuple(keys.reward))).squeeze(-1)
     terminated = tensordict.get(("next", *_as_tuple(keys.terminated))).squeeze(-1)
     with torch.no_grad():
-        estimator = loss_module._value_estimator
+        estimator = loss_module.explicit_value_estimator()
         if estimator is not None:
             target = estimator.value_estimate(tensordict.copy()).squeeze(-1)
         elif gamma > 0:
@@ -442,6 +442,11 @@ class SenderCriticLoss(LossModule):
         super().make_value_estimator(value_type, **hyperparams)
         self._forward_value_estimator_keys()
         return self
+
+    def explicit_value_estimator(self) -> ValueEstimatorBase | None:
+        """The estimator :meth:`make_value_estimator` set, or None: the critic's built-in TD(0) expected-SARSA target
+        (TorchRL's ``value_estimator`` property would build a default one instead of reporting that none was set)."""
+        return self._value_estimator
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         if self._value_estimator is not None:
