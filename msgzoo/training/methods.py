@@ -38,11 +38,13 @@ from msgzoo.modules.seed_ensemble import SeedEnsemble, seed_members
 from msgzoo.objectives import (
     DIALLoss,
     ObedienceConstraintLoss,
+    SarsaPolicyGradientLoss,
     SignalingGradientLoss,
     attach_next_message,
     make_receiver_a2c_loss,
     make_sender_a2c_loss,
 )
+from msgzoo.objectives.actor_critic import PG_LOOKUPS
 from msgzoo.training.evaluation import DRU_READOUT, SCHEME_READOUT, PolicyReadout
 
 RECEIVER_VALUE_KEY = ("receiver", "state_value")
@@ -358,6 +360,14 @@ def _build_receiver_and_sender(
             entropy_coeff=getattr(L, "sender_entropy_coeff", 0.0),
         )
         sender_critics.append(w_sender)
+    elif pg_critic_from_config(cfg) == "sarsa_q":
+        # the authors' PG sender: Q(s, sigma) by SARSA from a target copy (a SoftUpdate below)
+        q_sender = make_action_value_critic(nets.sender(k), out_key=("sender", "message_value")).to(device)
+        sender_losses["policy_gradient"] = SarsaPolicyGradientLoss(
+            scheme, q_sender, gamma=L.sender_gamma, lookup=L.get("pg_lookup", "message"),
+            entropy_coeff=L.sender_entropy_coeff,
+        )
+        sender_critics.append(q_sender)
     else:
         v_sender = make_value_critic(nets.sender(1), in_keys=[("sender", "observation")], out_key=("sender", "state_value")).to(device)
         sender_losses["policy_gradient"] = make_sender_a2c_loss(
@@ -382,7 +392,7 @@ def _build_receiver_and_sender(
     updaters = [
         SoftUpdate(loss, tau=L.target_tau)
         for loss in sender_losses.values()
-        if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss))
+        if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss, SarsaPolicyGradientLoss))
     ]
     reward_mix = reward_mix_from_config(cfg)
     joint_epsilon = joint_epsilon_from_config(cfg) if obedience else None
@@ -397,7 +407,8 @@ def _build_receiver_and_sender(
     sender_phase = UpdatePhase(
         "sender", sender_losses,
         prepare=partial(_prepare_sender, reward_mix=reward_mix, joint_epsilon=joint_epsilon, epsilon=epsilon,
-                        obedience=sender_losses.get("obedience")),
+                        obedience=sender_losses.get("obedience"),
+                        next_message=scheme if isinstance(sender_losses.get(sender), SarsaPolicyGradientLoss) else None),
         # dual ascent on this batch's estimates (dual modes only)
         after_loss={"obedience": sender_losses["obedience"].update_multipliers} if obedience else {},
         after_step=tuple(u.step for u in updaters),
@@ -410,8 +421,32 @@ def _build_receiver_and_sender(
     )
 
 
-def _prepare_sender(batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, epsilon, obedience) -> None:
-    """The schedules, on each seed's own env steps: the sender's objective reward, the joint epsilon, epsilon."""
+#: ``loss.pg_critic``: the PG sender's critic (``value``: TorchRL's A2C with V(s); ``sarsa_q``: the authors' Q(s, sigma)).
+PG_CRITICS = ("value", "sarsa_q")
+
+
+def pg_critic_from_config(cfg) -> str:
+    """``loss.pg_critic`` (``value`` where the config has no such field), checked with ``loss.pg_lookup``."""
+    critic, lookup = cfg.loss.get("pg_critic", "value"), cfg.loss.get("pg_lookup", "message")
+    if critic not in PG_CRITICS:
+        raise ValueError(f"loss.pg_critic={critic!r} is invalid: expected one of {PG_CRITICS}.")
+    if lookup not in PG_LOOKUPS:
+        raise ValueError(f"loss.pg_lookup={lookup!r} is invalid: expected one of {PG_LOOKUPS}.")
+    if lookup != "message" and critic != "sarsa_q":
+        raise ValueError(
+            f"loss.pg_lookup={lookup!r} needs loss.pg_critic=sarsa_q (the V(s) critic has no Q(s, .) to look up): "
+            f"set loss.pg_critic=sarsa_q or loss.pg_lookup=message."
+        )
+    return critic
+
+
+def _prepare_sender(
+    batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, epsilon, obedience, next_message=None
+) -> None:
+    """The schedules, on each seed's own env steps: the sender's objective reward, the joint epsilon, epsilon; and
+    with ``next_message`` (a scheme) the next step's message that a SARSA critic bootstraps on."""
+    if next_message is not None:
+        attach_next_message(batch, next_message)
     if reward_mix is not None:
         reward_mix.write(batch, frames)
     if joint_epsilon is not None:
