@@ -289,3 +289,15 @@ def test_the_authors_pg_trains_end_to_end(recipe_config, tmp_path):
     returns = summary["sender_return"]["per_seed"]
     assert len(returns) == 2 and all(torch.isfinite(torch.tensor(returns)))
     assert json.loads((tmp_path / "seed1" / "summary.json").read_text())["status"] == "complete"
+
+
+def test_paper_units_table_keeps_every_config_of_a_method():
+    """An ablation's rows are one method under several configs ("pg (hash)"): each gets its paper-units row."""
+    from msgzoo.report.compare import paper_units_table
+
+    value = {"mean": 40.0, "std": 10.0, "min": 30.0, "max": 50.0}
+    rows = [{"method": f"pg ({h})", "seeds": 5, "episodes": 1e5, "sender_return": value, "receiver_return": value}
+            for h in ("1d6ac618", "798a1046")]
+    table = paper_units_table(rows, "3x3")
+    assert "| PG (1D6AC618) | 5 |" in table and "| PG (798A1046) | 5 |" in table
+    assert "40.0 ± 10.0 / **80.0 ± 20.0**" in table and "-50 / **-100**" in table
