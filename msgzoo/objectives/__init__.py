@@ -1,5 +1,10 @@
 """Loss modules for Markov signaling games (TorchRL ``LossModule`` subclasses and factories)."""
-from msgzoo.objectives.actor_critic import attach_next_message, make_receiver_a2c_loss, make_sender_a2c_loss
+from msgzoo.objectives.actor_critic import (
+    SarsaPolicyGradientLoss,
+    attach_next_message,
+    make_receiver_a2c_loss,
+    make_sender_a2c_loss,
+)
 from msgzoo.objectives.common import ExpectedStateValue
 from msgzoo.objectives.dial import DIALLoss
 from msgzoo.objectives.obedience import ObedienceConstraintLoss
@@ -11,6 +16,7 @@ __all__ = [
     "ExpectedStateValue",
     "ObedienceConstraintLoss",
     "ReceiversObedienceLoss",
+    "SarsaPolicyGradientLoss",
     "SignalingGradientLoss",
     "attach_next_message",
     "make_receiver_a2c_loss",

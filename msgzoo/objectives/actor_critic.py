@@ -1,14 +1,20 @@
-"""A2C for the receiver and for the policy-gradient sender baseline, on TorchRL's own ``A2CLoss``."""
+"""A2C for the receiver and for the policy-gradient sender baseline, on TorchRL's own ``A2CLoss``; and the
+authors' variant of that baseline (:class:`SarsaPolicyGradientLoss`: a ``Q(s, sigma)`` critic trained by SARSA)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase, TensorDictParams
+from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
-from torchrl.objectives import A2CLoss
+from torchrl.objectives import A2CLoss, LossModule
+from torchrl.objectives.utils import distance_loss
 from torchrl.objectives.value import TD0Estimator
 
 from msgzoo.modules.signaling_scheme import SignalingScheme, scheme_as_actor
+from msgzoo.objectives.common import _as_tuple, check_writes, logits_module_of, scheme_logits
 
 
 def make_receiver_a2c_loss(
@@ -99,6 +105,199 @@ def make_sender_a2c_loss(
         done_key=done_key,
         terminated_key=terminated_key,
     )
+
+
+#: ``SarsaPolicyGradientLoss(lookup=...)``: which index of ``Q(s, .)`` the advantage reads.
+PG_LOOKUPS = ("message", "action")
+
+
+class SarsaPolicyGradientLoss(LossModule):
+    r"""The PG baseline as the authors' code builds it: the sender is an actor over messages with a critic
+    ``Q(s, sigma)`` (one value per message) trained by SARSA from a target copy, and no receiver term.
+
+    .. math::
+
+        \mathcal{L}_\text{critic} = \big(Q(s, \sigma) - [r^i + \gamma (1 - d) Q_\text{target}(s', \sigma')]\big)^2,
+        \qquad
+        \mathcal{L}_\text{objective} = -\mathbb{E}\big[(Q(s, k) - \textstyle\sum_{\sigma''} \varphi(\sigma''|s)
+            Q(s, \sigma'')) \log \varphi(\sigma | s)\big],
+
+    with :math:`\sigma'` the message sent at the next step (``("next", message)``, written by
+    :func:`attach_next_message`: SARSA, not expected SARSA), :math:`d` the terminated flag (a truncated step
+    bootstraps) and the looked-up index :math:`k`:
+
+    - ``lookup="message"`` (default): :math:`k = \sigma`, the message sent, the advantage of the action the
+      policy took;
+    - ``lookup="action"``: :math:`k = a`, the *receiver's action index* read as a message index (the authors'
+      code does this; with |A| = 4 actions and 9 messages it reads one of ``Q(s, 0..3)`` whatever was sent). It is
+      here for fidelity only: the advantage is then unrelated to the message whose log-probability it weights.
+
+    The baseline :math:`\sum \varphi Q` leaves the expectation of the message-index gradient unchanged.
+    Update the target copy with :class:`torchrl.objectives.SoftUpdate` after each step (the authors: tau 0.02).
+    The default sender PG (:func:`make_sender_a2c_loss`) is TorchRL's A2C with a ``V(s)`` critic instead.
+
+    Trains (``loss.parameters()``): the scheme's logits network and the critic.
+
+    Args:
+        scheme_network: the signaling scheme (a :class:`~msgzoo.modules.SignalingScheme` or a module that
+            writes the logits).
+        critic_network: ``Q(s, .)``, writes one value per message at ``message_value`` (e.g.
+            ``make_action_value_critic(net, out_key=("sender", "message_value"))``).
+
+    Keyword Args:
+        gamma (float): the sender's discount. Default 0.99.
+        lookup (str): ``"message"`` or ``"action"`` (above). Default ``"message"``.
+        entropy_coeff (float): weight of an entropy bonus on the scheme (``loss_entropy``; the authors' has none).
+            Default 0.0.
+        critic_coeff (float): weight of ``loss_critic``. Default 1.0.
+        loss_critic_type (str): ``"l2"`` (the authors' MSE), ``"l1"`` or ``"smooth_l1"``. Default ``"l2"``.
+
+    Returns, from ``forward``, a TensorDict with ``loss_objective``, ``loss_critic`` (and ``loss_entropy``,
+    ``entropy`` with a bonus) and the detached diagnostics ``sender_value`` (mean ``sum phi Q``) and ``advantage``
+    (its mean absolute value).
+
+    Examples:
+        >>> from msgzoo.envs import recommendation_letter
+        >>> from msgzoo.modules import VectorNet, make_action_value_critic, make_signaling_scheme
+        >>> env = recommendation_letter(num_envs=8, seed=0)
+        >>> scheme = make_signaling_scheme(VectorNet(2, 2, bias=False))
+        >>> q = make_action_value_critic(VectorNet(2, 2), out_key=("sender", "message_value"))
+        >>> loss = SarsaPolicyGradientLoss(scheme, q, gamma=0.0)
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Tensordict keys the loss reads; change them with :meth:`set_keys`.
+
+        Attributes:
+            logits (NestedKey): the scheme's logits. Defaults to ``("sender", "logits")``.
+            message (NestedKey): the sent one-hot message; under ``"next"``, the next step's message (SARSA).
+                Defaults to ``("sender", "message")``.
+            action (NestedKey): the receiver's one-hot action (read with ``lookup="action"`` only).
+                Defaults to ``("receiver", "action")``.
+            reward (NestedKey): the sender's reward (under ``"next"``). Defaults to ``("sender", "reward")``.
+            message_value (NestedKey): where the critic writes ``Q(s, .)``.
+                Defaults to ``("sender", "message_value")``.
+            done (NestedKey): done flag (under ``"next"``). Defaults to ``"done"``.
+            terminated (NestedKey): terminated flag (under ``"next"``). Defaults to ``"terminated"``.
+        """
+
+        logits: NestedKey = ("sender", "logits")
+        message: NestedKey = ("sender", "message")
+        action: NestedKey = ("receiver", "action")
+        reward: NestedKey = ("sender", "reward")
+        message_value: NestedKey = ("sender", "message_value")
+        done: NestedKey = "done"
+        terminated: NestedKey = "terminated"
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+
+    scheme_network: TensorDictModule
+    critic_network: TensorDictModule
+    critic_network_params: TensorDictParams
+    target_critic_network_params: TensorDictParams
+
+    def __init__(
+        self,
+        scheme_network: nn.Module,
+        critic_network: TensorDictModule,
+        *,
+        gamma: float = 0.99,
+        lookup: str = "message",
+        entropy_coeff: float = 0.0,
+        critic_coeff: float = 1.0,
+        loss_critic_type: str = "l2",
+    ):
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma={gamma} is invalid: expected a discount in [0, 1].")
+        if lookup not in PG_LOOKUPS:
+            raise ValueError(f"lookup={lookup!r} is invalid: expected one of {PG_LOOKUPS}.")
+        if entropy_coeff < 0:
+            raise ValueError(f"entropy_coeff={entropy_coeff} is invalid: expected a bonus >= 0.")
+        super().__init__()
+        self.scheme_network = logits_module_of(scheme_network)
+        self.convert_to_functional(critic_network, "critic_network", create_target_params=True)
+        self.gamma, self.lookup, self.entropy_coeff = float(gamma), lookup, float(entropy_coeff)
+        self.critic_coeff, self.loss_critic_type = float(critic_coeff), loss_critic_type
+
+    @property
+    def in_keys(self) -> list:
+        keys = self.tensor_keys
+        nets = list(dict.fromkeys([*self.scheme_network.in_keys, *self.critic_network.in_keys]))
+        root = [*nets, keys.message] + ([keys.action] if self.lookup == "action" else [])
+        nxt = [keys.reward, keys.terminated] + ([*self.critic_network.in_keys, keys.message] if self.gamma > 0 else [])
+        return list(dict.fromkeys([*root, *(("next", *_as_tuple(k)) for k in nxt)]))
+
+    @property
+    def out_keys(self) -> list:
+        keys = ["loss_objective", "loss_critic", "sender_value", "advantage"]
+        return keys + ["loss_entropy", "entropy"] if self.entropy_coeff > 0 else keys
+
+    def _q(self, tensordict: TensorDictBase, params: TensorDictParams) -> torch.Tensor:
+        critic = self.critic_network
+        with params.to_module(critic, preserve_module_state=False):
+            return critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(self.tensor_keys.message_value)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        keys = self.tensor_keys
+        check_writes(self.critic_network, keys.message_value, "message_value", "critic_network")
+        missing = [k for k in self.in_keys if k not in tensordict.keys(include_nested=True)]
+        if missing:
+            raise KeyError(
+                f"SarsaPolicyGradientLoss needs the keys {missing}, missing from the batch: the next step's message "
+                f"is written by attach_next_message(batch, scheme); other names go to loss.set_keys(...)."
+            )
+        logits = scheme_logits(self.scheme_network, tensordict, keys.logits)
+        log_phi_all = torch.log_softmax(logits, -1)
+        message = tensordict.get(keys.message).to(logits.dtype)
+        log_phi = (log_phi_all * message).sum(-1)
+
+        q = self._q(tensordict, self.critic_network_params)
+        if q.shape[-1] != logits.shape[-1]:
+            raise ValueError(
+                f"critic_network writes {q.shape[-1]} values at {keys.message_value!r}, the scheme has "
+                f"{logits.shape[-1]} messages: build the critic with one output per message."
+            )
+        nxt = tensordict.get("next")
+        reward = nxt.get(keys.reward).squeeze(-1)
+        with torch.no_grad():
+            if self.gamma > 0:
+                # SARSA: the target critic at the next state and the message actually sent there
+                q_next = self._q(nxt, self.target_critic_network_params)
+                q_next = (q_next * nxt.get(keys.message).to(q_next.dtype)).sum(-1)
+                alive = (~nxt.get(keys.terminated).squeeze(-1)).to(q_next.dtype)
+                target = reward + self.gamma * alive * q_next
+            else:
+                target = reward
+        q_sent = (q * message).sum(-1)
+        loss_critic = distance_loss(q_sent, target.to(q_sent.dtype), self.loss_critic_type).mean()
+
+        with torch.no_grad():
+            q = q.detach()
+            if self.lookup == "message":
+                q_looked_up = q_sent.detach()
+            else:
+                index = tensordict.get(keys.action).to(q.dtype).argmax(-1, keepdim=True)
+                if int(index.max()) >= q.shape[-1]:
+                    raise ValueError(
+                        f"lookup='action' reads Q(s, .) at the receiver's action index, but an action index "
+                        f"{int(index.max())} is >= the {q.shape[-1]} messages: use lookup='message'."
+                    )
+                q_looked_up = q.gather(-1, index).squeeze(-1)
+            value = (log_phi_all.exp() * q).sum(-1)
+            advantage = q_looked_up - value
+        out = {
+            "loss_objective": -(advantage * log_phi).mean(),
+            "loss_critic": self.critic_coeff * loss_critic,
+            "sender_value": value.mean(),
+            "advantage": advantage.abs().mean(),
+        }
+        if self.entropy_coeff > 0:
+            entropy = -(log_phi_all.exp() * log_phi_all).sum(-1).mean()
+            out["loss_entropy"] = -self.entropy_coeff * entropy
+            out["entropy"] = entropy.detach()
+        return TensorDict(out, batch_size=[])
 
 
 @torch.no_grad()

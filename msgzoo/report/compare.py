@@ -217,7 +217,7 @@ def plot_comparison(groups: dict[tuple[str, str], list[dict]], path: str | Path,
                 grid = np.linspace(min(c[0][0] for c in curves), end, points)
                 ys = np.stack([np.interp(grid, s, v) for s, v in curves])
                 mean, std = ys.mean(0), ys.std(0)
-                color = COLORS.get(method.split(" ")[0])
+                color = COLORS.get(method)  # "pg (hash)": one config of several, each its own colour
                 ax.plot(grid * scale, mean, color=color, label=f"{method.upper()} (n={len(curves)})")
                 ax.fill_between(grid * scale, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
             ax.set_title(f"{task}: {title}", fontsize=10)
@@ -280,10 +280,11 @@ def paper_units_table(rows: Sequence[dict], map_name: str, optimum: float | None
     ]
     for r in rows:
         method = r["method"]
-        if method not in EPISODES_PER_POINT:  # not a method of the paper: no paper units to compare with
+        base = method.split(" ")[0]  # "pg (hash)": one config of several
+        if base not in EPISODES_PER_POINT:  # not a method of the paper: no paper units to compare with
             continue
-        k = episodes_per_point(method)
-        paper = paper_points(map_name, method)
+        k = episodes_per_point(base)
+        paper = paper_points(map_name, base)
         p = paper[0] if paper else None
         sender, receiver = r.get("sender_return"), r.get("receiver_return")
         episodes = r.get("episodes")
@@ -319,7 +320,8 @@ def plot_paper_units(groups: dict[tuple[str, str], list[dict]], path: str | Path
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     for (task, method), runs in sorted(groups.items(), key=lambda kv: _order(kv[0][1])):
-        if method not in EPISODES_PER_POINT:
+        base = method.split(" ")[0]  # "pg (hash)": one config of several, each its own colour
+        if base not in EPISODES_PER_POINT:
             continue
         curves = [c for c in (read_curve(r["run_dir"], PANELS["episodic"][0][1]) for r in runs) if c is not None]
         color = COLORS.get(method)
@@ -330,11 +332,11 @@ def plot_paper_units(groups: dict[tuple[str, str], list[dict]], path: str | Path
                 ys = np.stack([np.interp(grid, st, v) for st, v in curves])
                 x, mean, std = grid * scale, ys.mean(0), ys.std(0)
                 if paper:
-                    (x, mean), std = to_paper_units(x, mean, method), to_paper_units(0, std, method)[1]
+                    (x, mean), std = to_paper_units(x, mean, base), to_paper_units(0, std, base)[1]
                 ax.plot(x, mean, color=color, label=f"{method.upper()} (n={len(curves)})")
                 ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
-            for p in paper_points(map_name, method):
-                x, y = to_paper_units(p.real_episodes, p.sender, method) if paper else (p.real_episodes, p.sender)
+            for p in paper_points(map_name, base):
+                x, y = to_paper_units(p.real_episodes, p.sender, base) if paper else (p.real_episodes, p.sender)
                 ax.plot([x], [y], marker="*", ms=14, color=color, mec="black", zorder=5)
     for ax, paper in ((axes[0], False), (axes[1], True)):
         ax.plot([], [], ls="", marker="*", ms=10, color="gray", mec="black", label="paper, Figure 2 (read by eye)")

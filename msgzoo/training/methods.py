@@ -38,6 +38,7 @@ from msgzoo.modules.seed_ensemble import SeedEnsemble, seed_members
 from msgzoo.objectives import (
     DIALLoss,
     ObedienceConstraintLoss,
+    SarsaPolicyGradientLoss,
     SignalingGradientLoss,
     attach_next_message,
     make_receiver_a2c_loss,
@@ -47,6 +48,7 @@ from msgzoo.objectives.obedience import COUNTERFACTUALS, MARGINS, MODES
 from msgzoo.training.config_schema import (
     COEFFICIENT,
     DISCOUNT,
+    fail,
     LEARNING_RATE,
     non_negative,
     number,
@@ -56,9 +58,12 @@ from msgzoo.training.config_schema import (
     probability,
     setting,
 )
+from msgzoo.objectives.actor_critic import PG_LOOKUPS
 from msgzoo.training.evaluation import DRU_READOUT, SCHEME_READOUT, PolicyReadout
 
 RECEIVER_VALUE_KEY = ("receiver", "state_value")
+#: ``loss.pg_critic``: the PG sender's critic (``value``: TorchRL's A2C with V(s); ``sarsa_q``: the authors' Q(s, sigma)).
+PG_CRITICS = ("value", "sarsa_q")
 #: What the sender's losses learn from when its objective mixes in the receiver's reward (see :class:`RewardMix`).
 SENDER_OBJECTIVE_KEY = ("sender", "objective_reward")
 
@@ -349,10 +354,12 @@ class SGOCLoss(SGLoss, ObedienceLoss):
 
 @dataclass(frozen=True)
 class PGLoss(ReceiverA2CLoss):
-    """The sender as an A2C actor over messages (no target network)."""
+    """The sender as an A2C actor over messages (no target network), or the authors' SARSA Q(s, sigma) sender."""
 
     sender_gamma: float = setting(**DISCOUNT)
     sender_entropy_coeff: float = setting(**COEFFICIENT)
+    pg_critic: str = setting(one_of(PG_CRITICS), f"one of {PG_CRITICS}", "value")
+    pg_lookup: str = setting(one_of(PG_LOOKUPS), f"one of {PG_LOOKUPS}", "message")
 
 
 @dataclass(frozen=True)
@@ -560,6 +567,14 @@ def _build_receiver_and_sender(
             recommendation_weight=L.get("recommendation_weight", 0.0),
         )
         sender_critics.append(w_sender)
+    elif pg_critic_from_config(cfg) == "sarsa_q":
+        # the authors' PG sender: Q(s, sigma) by SARSA from a target copy (a SoftUpdate below)
+        q_sender = make_action_value_critic(nets.sender(k), out_key=("sender", "message_value")).to(device)
+        sender_losses["policy_gradient"] = SarsaPolicyGradientLoss(
+            scheme, q_sender, gamma=L.sender_gamma, lookup=L.get("pg_lookup", "message"),
+            entropy_coeff=L.sender_entropy_coeff,
+        )
+        sender_critics.append(q_sender)
     else:
         v_sender = make_value_critic(nets.sender(1), in_keys=[("sender", "observation")], out_key=("sender", "state_value")).to(device)
         sender_losses["policy_gradient"] = make_sender_a2c_loss(
@@ -587,7 +602,7 @@ def _build_receiver_and_sender(
     updaters = [
         SoftUpdate(loss, tau=L.target_tau)
         for loss in sender_losses.values()
-        if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss))
+        if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss, SarsaPolicyGradientLoss))
     ]
     reward_mix = reward_mix_from_config(cfg)
     joint_epsilon = joint_epsilon_from_config(cfg) if obedience else None
@@ -604,7 +619,8 @@ def _build_receiver_and_sender(
         "sender", sender_losses,
         prepare=partial(_prepare_sender, reward_mix=reward_mix, joint_epsilon=joint_epsilon, epsilon=epsilon,
                         obedience=sender_losses.get("obedience"), recommendation=recommendation,
-                        losses=sender_losses),
+                        losses=sender_losses,
+                        next_message=scheme if isinstance(sender_losses.get(sender), SarsaPolicyGradientLoss) else None),
         # dual ascent on this batch's estimates (dual modes only)
         after_loss={"obedience": sender_losses["obedience"].update_multipliers} if obedience else {},
         after_step=tuple(u.step for u in updaters),
@@ -617,10 +633,28 @@ def _build_receiver_and_sender(
     )
 
 
+def pg_critic_from_config(cfg) -> str:
+    """``loss.pg_critic`` (``value`` where the config has no such field), checked with ``loss.pg_lookup``."""
+    critic, lookup = cfg.loss.get("pg_critic", "value"), cfg.loss.get("pg_lookup", "message")
+    if critic not in PG_CRITICS:
+        fail("loss.pg_critic", critic, f"one of {PG_CRITICS}", "loss.pg_critic=value (msgzoo) or sarsa_q (the authors')")
+    if lookup not in PG_LOOKUPS:
+        fail("loss.pg_lookup", lookup, f"one of {PG_LOOKUPS}", "loss.pg_lookup=message")
+    if lookup != "message" and critic != "sarsa_q":
+        fail("loss.pg_lookup", lookup, "message with loss.pg_critic=value (the V(s) critic has no Q(s, .) to look up)",
+             "set loss.pg_critic=sarsa_q or loss.pg_lookup=message")
+    return critic
+
+
 def _prepare_sender(
-    batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, epsilon, obedience, recommendation, losses
+    batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, epsilon, obedience, recommendation, losses,
+    next_message=None,
 ) -> None:
-    """The schedules, on each seed's own env steps: the sender's objective reward, the joint epsilon, epsilon."""
+    """The schedules, on each seed's own env steps: the sender's objective reward, the joint epsilon, epsilon, the
+    recommendation weight; and with ``next_message`` (a scheme) the next step's message that a SARSA critic
+    bootstraps on."""
+    if next_message is not None:
+        attach_next_message(batch, next_message)
     if reward_mix is not None:
         reward_mix.write(batch, frames)
     if joint_epsilon is not None:
