@@ -14,7 +14,7 @@ from torchrl.objectives.utils import distance_loss
 from torchrl.objectives.value import TD0Estimator
 
 from msgzoo.modules.signaling_scheme import SignalingScheme, scheme_as_actor
-from msgzoo.objectives.common import _as_tuple, check_writes, logits_module_of, scheme_logits
+from msgzoo.objectives.common import _as_tuple, check_writes, critic_output, logits_module_of, scheme_logits
 
 
 def make_receiver_a2c_loss(
@@ -237,12 +237,13 @@ class SarsaPolicyGradientLoss(LossModule):
     def _q(self, tensordict: TensorDictBase, params: TensorDictParams) -> torch.Tensor:
         critic = self.critic_network
         with params.to_module(critic, preserve_module_state=False):
-            return critic(tensordict.select(*critic.in_keys, strict=False).copy()).get(self.tensor_keys.message_value)
+            return critic_output(critic, tensordict, self.tensor_keys.message_value)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = self.tensor_keys
         check_writes(self.critic_network, keys.message_value, "message_value", "critic_network")
-        missing = [k for k in self.in_keys if k not in tensordict.keys(include_nested=True)]
+        # a lookup per key (the set of all leaves of a large batch costs more), as SenderCriticLoss._check_in_keys
+        missing = [k for k in self.in_keys if not isinstance(tensordict.get(k, None), torch.Tensor)]
         if missing:
             raise KeyError(
                 f"SarsaPolicyGradientLoss needs the keys {missing}, missing from the batch: the next step's message "

@@ -166,14 +166,12 @@ def budget_frames(cfg) -> int:
 
 
 def epsilon_from_config(cfg) -> LinearSchedule | None:
-    """``loss.epsilon`` until the warm-up ends, then linearly to ``loss.epsilon_final`` at the end of the one-step
-    budget ``collector.total_frames`` (None: ``epsilon_final`` unset or equal to ``epsilon``, a constant)."""
+    """``loss.epsilon`` until the warm-up ends, then linearly to ``loss.epsilon_final`` at the end of the budget
+    (:func:`budget_frames`) (None: ``epsilon_final`` unset or equal to ``epsilon``, a constant)."""
     final = cfg.loss.get("epsilon_final")
     if final is None or float(final) == float(cfg.loss.epsilon):
         return None
-    budget = int(cfg.collector.total_frames)
-    begin = min(_warmup_frames(cfg), budget - 1)
-    return LinearSchedule(float(cfg.loss.epsilon), float(final), budget, begin=begin)
+    return _after_warmup(cfg, float(cfg.loss.epsilon), float(final))
 
 
 def recommendation_from_config(cfg) -> LinearSchedule | None:
@@ -183,8 +181,14 @@ def recommendation_from_config(cfg) -> LinearSchedule | None:
     start = float(cfg.warmup.get("recommendation_weight", final)) if cfg.get("warmup") is not None else final
     if start == final:
         return None
+    return _after_warmup(cfg, start, final)
+
+
+def _after_warmup(cfg, start: float, end: float) -> LinearSchedule:
+    """``start`` until the warm-up ends (or one step before the budget's end), then linearly to ``end`` at the end of
+    the run's budget (:func:`budget_frames`, per seed)."""
     budget = budget_frames(cfg)
-    return LinearSchedule(start, final, budget, begin=min(_warmup_frames(cfg), budget - 1))
+    return LinearSchedule(start, end, budget, begin=min(_warmup_frames(cfg), budget - 1))
 
 
 @dataclass
