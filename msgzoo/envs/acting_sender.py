@@ -12,8 +12,10 @@ from msgzoo.envs.common import (
     agent_reward_spec,
     as_float_tensor,
     check_one_hot,
+    check_prior,
     check_step_input,
     done_spec,
+    draw_states,
     make_generator,
     require,
     reset_flags,
@@ -63,11 +65,7 @@ class ActingSenderPersuasionEnv(EnvBase):
     ):
         batch_size, num_envs = resolve_batch_size(num_envs, batch_size)
         device = torch.device(device)
-        prior = as_float_tensor(prior, "prior", device)
-        require(
-            prior.ndim == 1 and prior.numel() >= 2 and bool((prior >= 0).all()) and abs(float(prior.sum()) - 1) < 1e-5,
-            "prior", prior.tolist(), "a 1-d list of at least 2 non-negative probabilities that sum to 1",
-        )
+        prior = check_prior(prior, device)
         us = as_float_tensor(sender_utility, "sender_utility", device)
         ur = as_float_tensor(receiver_utility, "receiver_utility", device)
         require(us.ndim == 3 and us.shape[0] == prior.numel() and us.shape[2] >= 2, "sender_utility", list(us.shape),
@@ -116,8 +114,7 @@ class ActingSenderPersuasionEnv(EnvBase):
         )
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDict:
-        state = torch.multinomial(self.prior, self.num_envs, replacement=True, generator=self._generator)
-        out = self._observe(state.view(self.batch_size))
+        out = self._observe(draw_states(self.prior, self.batch_size, self._generator))
         out.update(reset_flags(self.batch_size, self.device))
         return out
 

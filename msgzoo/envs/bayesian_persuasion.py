@@ -12,8 +12,10 @@ from msgzoo.envs.common import (
     agent_reward_spec,
     as_float_tensor,
     check_one_hot,
+    check_prior,
     check_step_input,
     done_spec,
+    draw_states,
     is_int,
     make_generator,
     require,
@@ -123,14 +125,9 @@ class BayesianPersuasionEnv(EnvBase):
     ):
         batch_size, num_envs = resolve_batch_size(num_envs, batch_size)
         device = torch.device(device)
-        prior = as_float_tensor(prior, "prior", device)
+        prior = check_prior(prior, device)
         sender_utility = as_float_tensor(sender_utility, "sender_utility", device)
         receiver_utility = as_float_tensor(receiver_utility, "receiver_utility", device)
-        require(prior.ndim == 1 and prior.numel() >= 2, "prior", prior.tolist(), "a 1-d list of at least 2 probabilities")
-        require(
-            bool((prior >= 0).all()) and abs(float(prior.sum()) - 1.0) < 1e-5,
-            "prior", prior.tolist(), "non-negative probabilities that sum to 1",
-        )
         num_states = prior.numel()
         for name, u in (("sender_utility", sender_utility), ("receiver_utility", receiver_utility)):
             require(
@@ -250,13 +247,10 @@ class BayesianPersuasionEnv(EnvBase):
         source = {"sender": sender, "receiver": receiver, **(flags or {})}
         if step_count is not None:
             source["step_count"] = step_count
-        # Shapes are right by construction: skip TensorDict's per-leaf checks (as ReachingGoalsEnv does).
-        return TensorDict._new_unsafe(source, batch_size=b, device=self.device)
+        return TensorDict(source, batch_size=b, device=self.device)
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDict:
-        # One draw for the flat batch of num_envs games, shaped to the env's batch shape (a view).
-        state = torch.multinomial(self.prior, self.num_envs, replacement=True, generator=self._generator)
-        state = state.view(self.batch_size)
+        state = draw_states(self.prior, self.batch_size, self._generator)
         emission = None if self.sender_emission is None else self._emit(state)
         step_count = None
         if self.is_markov:

@@ -74,6 +74,23 @@ def make_generator(device: torch.device) -> torch.Generator:
     return torch.Generator(device=device)
 
 
+def check_prior(prior: Any, device: torch.device) -> torch.Tensor:
+    """The prior as a float32 tensor: a 1-d list of at least 2 non-negative probabilities that sum to 1."""
+    prior = as_float_tensor(prior, "prior", device)
+    require(prior.ndim == 1 and prior.numel() >= 2, "prior", prior.tolist(), "a 1-d list of at least 2 probabilities")
+    require(
+        bool((prior >= 0).all()) and abs(float(prior.sum()) - 1.0) < 1e-5,
+        "prior", prior.tolist(), "non-negative probabilities that sum to 1",
+    )
+    return prior
+
+
+def draw_states(prior: torch.Tensor, batch_size: torch.Size, generator: torch.Generator) -> torch.Tensor:
+    """Fresh states from ``prior`` for every game of the batch: one draw for the flat batch, viewed as
+    ``batch_size`` (the same states for the same generator state whatever the batch shape)."""
+    return torch.multinomial(prior, batch_size.numel(), replacement=True, generator=generator).view(batch_size)
+
+
 def check_one_hot(value: torch.Tensor | None, key: tuple, batch: int | Sequence[int], size: int) -> None:
     """Validate a one-hot action or message of shape ``[*batch, size]`` (``batch``: the env's batch shape, or an
     ``int`` ``N`` for ``[N]``). A host sync: only behind the envs' validation flag."""

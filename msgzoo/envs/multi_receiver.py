@@ -12,6 +12,7 @@ from msgzoo.envs.common import (
     as_float_tensor,
     check_one_hot,
     done_spec,
+    draw_states,
     make_generator,
     require,
     reset_flags,
@@ -143,8 +144,7 @@ class MultiReceiverPersuasionEnv(EnvBase):
         )
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDict:
-        state = torch.multinomial(self.prior, self.num_envs, replacement=True, generator=self._generator)
-        out = self._observe(state.view(self.batch_size))
+        out = self._observe(draw_states(self.prior, self.batch_size, self._generator))
         out.update(reset_flags(self.batch_size, self.device))
         return out
 

@@ -264,8 +264,7 @@ class ReachingGoalsEnv(EnvBase):
             STEP_COUNT_KEY: step_count,
             **{k: v for k, v in extra.items() if k not in ("sender", "receiver")},
         }
-        # Shapes are right by construction: skip TensorDict's per-leaf checks.
-        return TensorDict._new_unsafe(source, batch_size=self.batch_size, device=self.device)
+        return TensorDict(source, batch_size=self.batch_size, device=self.device)
 
     # ------------------------------------------------------------------ EnvBase API
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDict:
