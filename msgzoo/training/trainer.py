@@ -260,8 +260,9 @@ class Trainer:
             "iteration": self.iteration,
             "frames": self.frames,
             "wall_time": self.wall_time,
-            "history": copy.deepcopy(self.history),
-            "seed_history": copy.deepcopy(self.seed_history),
+            # logged rows are never changed once appended: copies of the lists, not of the rows
+            "history": list(self.history),
+            "seed_history": [list(h) for h in self.seed_history],
             "policy": self.method.policy.state_dict(),
             "losses": {k: v.state_dict() for k, v in self.method.modules().items() if k.startswith("loss_")},
             "optimizers": {k: v.state_dict() for k, v in self.method.optimizers.items()},
@@ -269,6 +270,13 @@ class Trainer:
             # the collector's pending inputs (the next batch's first observations) make a resume exact
             "carrier": self._carrier_state(),
         }
+
+    def _snapshot(self) -> dict:
+        """A :meth:`state_dict` that later training does not change (the state kept as "last good"): the tensors
+        and counters copied, the logs' rows shared (they never change), so a snapshot costs no more as logs grow."""
+        state = self.state_dict()
+        logs = {k: state.pop(k) for k in ("history", "seed_history")}
+        return {**copy.deepcopy(state), **logs}
 
     def _carrier_state(self):
         """The collector's pending inputs (live during training, the last ones kept after it) as a plain dict."""
@@ -294,9 +302,9 @@ class Trainer:
         fresh = _hyperparameters(self.method)  # the values of the run's config, before the checkpoint's replace them
         self.iteration, self.frames = state["iteration"], state["frames"]
         self.wall_time = float(state["wall_time"])
-        self.history = copy.deepcopy(state["history"])
+        self.history = list(state["history"])
         if len(state["seed_history"]) == len(self.seed_history):
-            self.seed_history = copy.deepcopy(state["seed_history"])
+            self.seed_history = [list(h) for h in state["seed_history"]]
         self.method.policy.load_state_dict(state["policy"])
         modules = self.method.modules()
         for k, v in state["losses"].items():
@@ -396,7 +404,7 @@ class Trainer:
                         self.wall_time = time.perf_counter() - start
                         self._log(latest, start)
                         # a copy (state_dict() holds live tensors): what is saved if a NaN appears later
-                        last_good = copy.deepcopy(self.state_dict())
+                        last_good = self._snapshot()
                     save = self.checkpoint_interval and self.iteration % self.checkpoint_interval == 0
                     if save or interrupt.requested:
                         self._raise_if_nonfinite()  # never overwrite a good checkpoint with a bad state
