@@ -91,6 +91,24 @@ def summarize(results: list[dict]) -> dict:
     return out
 
 
+def add_scheme_scores(report: dict) -> None:
+    """Adds ``scheme_fraction`` to every result: each seed's learned scheme scored against a best-responding
+    receiver (ties to the sender, as the LP), as a fraction of the LP gain. Beside ``fraction`` (the learned pair's
+    exact value) it says whether a shortfall is the scheme's or the learned receiver's play. From the stored
+    schemes, so older result files get it too."""
+    from msgzoo.game_theory.metrics import best_response_sender_value
+    from msgzoo.game_theory.suite import fraction_of_gain, persuasion_suite
+
+    games = {g.name: g for g in persuasion_suite(report["num_random"])}
+    for r in report["results"]:
+        g = games[r["game"]]
+        prior = g.occupancy or g.prior  # a Markov game's values are per step of its state occupancy
+        r["scheme_fraction"] = [
+            fraction_of_gain(best_response_sender_value(prior, g.sender_utility, g.receiver_utility, phi), g)
+            for phi in r["scheme"]
+        ]
+
+
 BEGIN, END = "<!-- persuasion-suite:begin -->", "<!-- persuasion-suite:end -->"
 
 
@@ -110,6 +128,8 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
     import matplotlib.pyplot as plt
 
     reports = [(p, json.loads(Path(p).read_text())) for p in paths]
+    for _, rep in reports:
+        add_scheme_scores(rep)
     out_dir = docs / "results" / "persuasion_suite"
     lines = [BEGIN, "", "_Written by `python benchmarks/persuasion_suite.py --report "
              + " ".join(_shown(p) for p, _ in reports)
@@ -120,22 +140,28 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
         lines += [f"### `{Path(p).name}`" + (f": overrides `{' '.join(rep['overrides'])}`" if rep["overrides"] else ": defaults"),
                   "", f"{rep['seeds']} seeds per game trained together; wall time of the whole run {rep['wall_s']:.0f} s.", ""]
         lines += ["| method | games | median game (mean over seeds) | mean | games with >= 4/5 seeds at 90% | seeds < 80% | "
-                  "worst seed (game) | max receiver regret | seeds with regret > 0.01 | CPU s per game (mean, max) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "worst seed (game) | max receiver regret | seeds with regret > 0.01 | CPU s per game (mean, max) | "
+                  "schemes vs a best-responding receiver: median game, seeds < 80% |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for method, m in rep["summary"].items():
+            schemes = [r["scheme_fraction"] for r in rep["results"] if r["method"] == method]
             lines.append(
                 f"| {method} | {m['games']} | {_pct(m['median_game_mean_fraction'])}% | {_pct(m['mean_fraction'])}% | "
                 f"{m['games_with_4_of_5_seeds_at_0.9']} | {m['seeds_below_0.8']} | {_pct(m['worst_seed_fraction'])}% "
                 f"({m['worst_game']}) | {m['max_receiver_regret']:.4f} | {m['seeds_with_regret_above_0.01']} | "
-                f"{m['mean_cpu_s_per_game']:.1f}, {m['max_cpu_s_per_game']:.1f} |")
-        lines += ["", "<details><summary>Every game (fraction of the LP gain per seed, %)</summary>", "",
-                  "| method | game | S x A | no-info | LP | mean | min | seeds | max regret | CPU s |", "|---|---|---|---|---|---|---|---|---|---|"]
+                f"{m['mean_cpu_s_per_game']:.1f}, {m['max_cpu_s_per_game']:.1f} | "
+                f"{_pct(statistics.median(statistics.fmean(f) for f in schemes))}%, "
+                f"{sum(x < 0.8 for f in schemes for x in f)} |")
+        lines += ["", "<details><summary>Every game (fraction of the LP gain per seed, %; the learned schemes against a "
+                  "best-responding receiver, mean / min)</summary>", "",
+                  "| method | game | S x A | no-info | LP | mean | min | seeds | max regret | CPU s | schemes vs best response |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rep["results"]:
-            f = r["fraction"]
+            f, b = r["fraction"], r["scheme_fraction"]
             lines.append(
                 f"| {r['method']} | {r['game']} | {r['num_states']}x{r['num_actions']} | {r['no_info_value']:.3f} | "
                 f"{r['lp_value']:.3f} | {_pct(statistics.fmean(f))} | {_pct(min(f))} | {' '.join(_pct(x) for x in f)} | "
-                f"{max(r['receiver_regret']):.4f} | {r['cpu_s']:.1f} |")
+                f"{max(r['receiver_regret']):.4f} | {r['cpu_s']:.1f} | {_pct(statistics.fmean(b))} / {_pct(min(b))} |")
         lines += ["", "</details>", ""]
         for method in rep["summary"]:
             rows = sorted((r for r in rep["results"] if r["method"] == method), key=lambda r: statistics.fmean(r["fraction"]))

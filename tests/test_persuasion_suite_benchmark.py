@@ -36,6 +36,7 @@ def test_suite_benchmark_runs_scores_and_reports(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     text = (docs / "results.md").read_text()
     assert "persuasion-suite:begin" in text and "random_05_3x3" in text
+    assert "schemes vs a best-responding receiver" in text  # the split of a shortfall: scheme or receiver
     assert (docs / "results" / "persuasion_suite" / "fraction_of_gain.png").stat().st_size > 1000
     # a second report replaces the section instead of appending another one
     subprocess.run([sys.executable, str(SCRIPT), "--report", str(out), "--docs", str(docs)], check=True, timeout=300)

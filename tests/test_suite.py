@@ -98,3 +98,20 @@ def test_markov_games_are_scored_on_their_occupancy(suite):
 def test_suite_rejects_a_bad_size():
     with pytest.raises(ValueError, match="num_random"):
         persuasion_suite(-1)
+
+
+def test_best_response_sender_value_scores_the_exact_benchmarks():
+    """Against a best-responding receiver (ties to the sender) the LP's scheme scores the LP value, a scheme that
+    sends one message the no-information value and the identity scheme the full-information value, on every game
+    whose benchmarks are one-step values of its prior (or, for a Markov game, of its state occupancy)."""
+    from msgzoo.game_theory.metrics import best_response_sender_value
+
+    for game in persuasion_suite(num_random=8):
+        prior = game.occupancy or game.prior
+        us, ur = game.sender_utility, game.receiver_utility
+        lp = optimal_signaling_scheme(prior, us, ur)
+        pooling = np.zeros((game.num_states, 2))
+        pooling[:, 0] = 1.0
+        for scheme, value in ((lp.scheme, game.lp_value), (pooling, game.no_info_value),
+                              (np.eye(game.num_states), game.full_info_value)):
+            assert best_response_sender_value(prior, us, ur, scheme) == pytest.approx(value, abs=1e-9), game.name

@@ -16,6 +16,7 @@ import torch
 
 from msgzoo.envs.common import require
 from msgzoo.game_theory.exact_payoffs import _check_prior, _check_stochastic, _check_utility, _device_of
+from msgzoo.game_theory.optimal_scheme import TIE_RTOL
 
 __all__ = [
     "honesty_recommendation_letter",
@@ -24,6 +25,7 @@ __all__ = [
     "obedience_constraints",
     "obedience_violation",
     "best_response_regret",
+    "best_response_sender_value",
     "mutual_information",
     "posterior",
 ]
@@ -205,6 +207,35 @@ def best_response_regret(prior: ArrayLike, receiver_utility: ArrayLike, phi: Arr
     p, ur, f, g = _check_game(prior, receiver_utility, phi, pi)
     u = (p[:, None] * f).T @ ur  # [K, A]: U(sigma, a)
     return max(0.0, float((u.max(-1).values - (g * u).sum(-1)).sum()))
+
+
+def best_response_sender_value(
+    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike, phi: ArrayLike
+) -> float:
+    """The sender's expected payoff from the scheme ``phi`` against a receiver that best-responds to every message
+    it is sent, breaking ties in the sender's favour (the convention of the LP of eq. 1, so the LP's scheme scores
+    the LP's value, revealing nothing the no-information value).
+
+    Beside the exact value of a learned pair (``phi``, ``pi``) it splits a learned sender's shortfall in two: what
+    the scheme gives up against a best-responding receiver, and what the learned receiver's play (a softmax that is
+    still mixing, e.g. between two near-tied actions) adds or costs on top.
+
+    Examples:
+        >>> from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER as RL
+        >>> round(best_response_sender_value(RL["prior"], RL["sender_utility"], RL["receiver_utility"],
+        ...                                  [[0.5, 0.5], [0.0, 1.0]]), 6)  # the LP's scheme: 2/3
+        0.666667
+    """
+    device = _device_of(prior, sender_utility, receiver_utility, phi)
+    p = _check_prior(prior, device)
+    us = _check_utility(sender_utility, "sender_utility", p.numel(), device)
+    ur = _check_utility(receiver_utility, "receiver_utility", p.numel(), device, num_actions=us.shape[1])
+    f = _check_stochastic(phi, "phi", device, rows=p.numel(), what=" phi[s, sigma] = phi(sigma | s), one row per state")
+    joint = (p[:, None] * f).T  # [K, |S|]: P(s, sigma)
+    u_receiver, u_sender = joint @ ur, joint @ us  # [K, |A|]: each message's (unnormalised) expected payoffs
+    tol = TIE_RTOL * max(1.0, float(ur.abs().max()))
+    best = u_receiver >= u_receiver.max(-1, keepdim=True).values - tol * joint.sum(-1, keepdim=True)
+    return float(u_sender.masked_fill(~best, -math.inf).max(-1).values.sum())
 
 
 def mutual_information(prior: ArrayLike, phi: ArrayLike, base: float = 2) -> float:
