@@ -23,6 +23,7 @@ def make_receiver_a2c_loss(
     *,
     gamma: float = 0.1,
     entropy_coeff: float = 0.0,
+    entropy_bonus: bool | None = None,
     critic_coeff: float = 1.0,
     loss_critic_type: str = "l2",
     action_key: NestedKey = ("receiver", "action"),
@@ -47,11 +48,12 @@ def make_receiver_a2c_loss(
         ...     in_keys=[("receiver", "observation"), ("sender", "message")], out_key=("receiver", "state_value"))
         >>> loss = make_receiver_a2c_loss(actor, critic, gamma=0.1)
     """
+    entropy_bonus = entropy_coeff > 0 if entropy_bonus is None else entropy_bonus
     loss = A2CLoss(
         actor_network=actor,
         critic_network=critic,
-        entropy_bonus=entropy_coeff > 0,
-        entropy_coeff=entropy_coeff if entropy_coeff > 0 else None,
+        entropy_bonus=entropy_bonus,
+        entropy_coeff=entropy_coeff if entropy_bonus else None,
         critic_coeff=critic_coeff,
         loss_critic_type=loss_critic_type,
     )

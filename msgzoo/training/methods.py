@@ -174,11 +174,11 @@ def epsilon_from_config(cfg) -> LinearSchedule | None:
     return _after_warmup(cfg, float(cfg.loss.epsilon), float(final))
 
 
-def recommendation_from_config(cfg) -> LinearSchedule | None:
-    """``warmup.recommendation_weight`` until the warm-up ends, then linearly to ``loss.recommendation_weight`` at the
-    end of the budget (None: both equal, a constant the losses are built with)."""
-    final = float(cfg.loss.get("recommendation_weight", 0.0))
-    start = float(cfg.warmup.get("recommendation_weight", final)) if cfg.get("warmup") is not None else final
+def warmup_schedule(cfg, field: str) -> LinearSchedule | None:
+    """``warmup.<field>`` until the warm-up ends, then linearly to ``loss.<field>`` at the end of the budget (None:
+    both equal, a constant the losses are built with). For ``recommendation_weight`` and ``receiver_entropy_coeff``."""
+    final = float(cfg.loss.get(field, 0.0))
+    start = float(cfg.warmup.get(field, final)) if cfg.get("warmup") is not None else final
     if start == final:
         return None
     return _after_warmup(cfg, start, final)
@@ -399,7 +399,14 @@ class Warmup:
 
 
 @dataclass(frozen=True)
-class RecommendationWarmup(Warmup):
+class ReceiverWarmup(Warmup):
+    """The warm-up of the methods with an A2C receiver: its entropy bonus until the warm-up ends."""
+
+    receiver_entropy_coeff: float = setting(**COEFFICIENT)
+
+
+@dataclass(frozen=True)
+class RecommendationWarmup(ReceiverWarmup):
     """The warm-up of the methods whose losses read messages as recommendations (``loss.recommendation_weight``)."""
 
     recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
@@ -418,7 +425,7 @@ class ReceiverSenderConfig:
 
     optim: ReceiverSenderOptim
     sender_objective: SenderObjective
-    warmup: Warmup
+    warmup: ReceiverWarmup
 
 
 @dataclass(frozen=True)
@@ -558,8 +565,12 @@ def _build_receiver_and_sender(
     receiver_critic = make_value_critic(
         nets.receiver(1), in_keys=[("receiver", "observation"), ("sender", "message")], out_key=RECEIVER_VALUE_KEY
     ).to(device)
+    # the receiver's entropy bonus: a constant, or from warmup.receiver_entropy_coeff to loss.receiver_entropy_coeff
+    receiver_entropy = warmup_schedule(cfg, "receiver_entropy_coeff")
     receiver_loss = make_receiver_a2c_loss(
-        receiver, receiver_critic, gamma=L.receiver_gamma, entropy_coeff=L.receiver_entropy_coeff
+        receiver, receiver_critic, gamma=L.receiver_gamma,
+        entropy_coeff=L.receiver_entropy_coeff if receiver_entropy is None else receiver_entropy.start,
+        entropy_bonus=receiver_entropy is not None or L.receiver_entropy_coeff > 0,
     )
     sender_losses: dict[str, LossModule] = {}
     sender_critics: list[nn.Module] = []
@@ -611,13 +622,14 @@ def _build_receiver_and_sender(
     reward_mix = reward_mix_from_config(cfg)
     joint_epsilon = joint_epsilon_from_config(cfg) if obedience else None
     epsilon = epsilon_from_config(cfg) if obedience else None
-    recommendation = recommendation_from_config(cfg) if sender == "signaling" or obedience else None
+    recommendation = warmup_schedule(cfg, "recommendation_weight") if sender == "signaling" or obedience else None
     if reward_mix is not None:
         sender_losses[sender].set_keys(reward=SENDER_OBJECTIVE_KEY)
 
     # the receiver's critic bootstraps on the next step's message
     receiver_phase = UpdatePhase(
-        "receiver", {"receiver": receiver_loss}, prepare=lambda batch, frames: attach_next_message(batch, scheme)
+        "receiver", {"receiver": receiver_loss},
+        prepare=partial(_prepare_receiver, scheme=scheme, loss=receiver_loss, entropy=receiver_entropy),
     )
     sender_phase = UpdatePhase(
         "sender", sender_losses,
@@ -648,6 +660,13 @@ def pg_critic_from_config(cfg) -> str:
         fail("loss.pg_lookup", lookup, "message with loss.pg_critic=value (the V(s) critic has no Q(s, .) to look up)",
              "set loss.pg_critic=sarsa_q or loss.pg_lookup=message")
     return critic
+
+
+def _prepare_receiver(batch: TensorDictBase, frames: int, *, scheme, loss, entropy: LinearSchedule | None) -> None:
+    """The next step's message the receiver's critic bootstraps on; its entropy bonus on each seed's env steps."""
+    attach_next_message(batch, scheme)
+    if entropy is not None:
+        loss.entropy_coeff = entropy.value(frames)  # one of A2CLoss's schedulable buffers (set in place)
 
 
 def _prepare_sender(

@@ -1,0 +1,51 @@
+"""``warmup.receiver_entropy_coeff``: the receiver's entropy bonus until the warm-up ends, then linearly to
+``loss.receiver_entropy_coeff`` at the end of the budget (a receiver that keeps exploring while the scheme changes)."""
+import pytest
+
+from msgzoo.pipelines import one_step
+from msgzoo.training.config_schema import ConfigError
+from msgzoo.runtime.experiment import Experiment
+from msgzoo.training.methods import LinearSchedule, build_method, warmup_schedule
+from msgzoo.training.trainer import Trainer
+
+
+def _train_and_record(cfg, method_name, tmp_path):
+    env = one_step.make_env(cfg)
+    method = build_method(method_name, env, cfg)
+    loss, seen = method.receiver_loss, []
+    forward = loss.forward
+    loss.forward = lambda td: seen.append((float(loss.entropy_coeff), forward(td))) or seen[-1][1]
+    exp = Experiment(method=method_name, task="t", seed=0, config={}, backends=("csv",), run_dir=tmp_path / "run")
+    with exp:
+        Trainer(env, method, exp, total_frames=128, frames_per_batch=32, log_interval=2).train()
+    return seen
+
+
+@pytest.mark.parametrize("method", ["sgoc", "pg"])
+def test_the_receivers_bonus_moves_on_its_env_steps(recipe_config, tmp_path, method):
+    """0.1 until 32 students, 0 at 128: the receiver's updates (batches 1 and 3, after 0 and 64 students) see 0.1
+    and 0.1 * (1 - (64 - 32) / 96), and the bonus is in their loss."""
+    cfg = recipe_config(f"{method}_recommendation_letter", "env.num_envs=32", "collector.total_frames=128",
+                        "warmup.frames=32", "warmup.receiver_entropy_coeff=0.1", "loss.receiver_entropy_coeff=0.0")
+    seen = _train_and_record(cfg, method, tmp_path)
+    assert [c for c, _ in seen] == pytest.approx([0.1, 0.1 * (1 - (64 - 32) / 96)])
+    for coeff, out in seen:
+        assert float(out["loss_entropy"].detach()) == pytest.approx(-coeff * float(out["entropy"].detach()), rel=1e-5)
+
+
+def test_equal_values_are_a_constant_and_zero_has_no_entropy_term(recipe_config, tmp_path):
+    cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=32", "collector.total_frames=64")
+    assert warmup_schedule(cfg, "receiver_entropy_coeff") is None  # the defaults: 0 and 0
+    seen = _train_and_record(cfg, "sgoc", tmp_path)
+    assert all("loss_entropy" not in out.keys() for _, out in seen)
+    cfg = recipe_config("sgoc_recommendation_letter", "warmup.frames=10", "warmup.receiver_entropy_coeff=0.05",
+                        "loss.receiver_entropy_coeff=0.01", "collector.total_frames=100")
+    assert warmup_schedule(cfg, "receiver_entropy_coeff") == LinearSchedule(0.05, 0.01, 100, begin=10)
+
+
+def test_a_negative_bonus_fails_naming_the_field(recipe_config):
+    from msgzoo.runtime.config_validation import validate_config
+
+    cfg = recipe_config("sgoc_recommendation_letter", "warmup.receiver_entropy_coeff=-0.1")
+    with pytest.raises(ConfigError, match=r"warmup\.receiver_entropy_coeff"):
+        validate_config(cfg, method="sgoc")
