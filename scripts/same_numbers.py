@@ -1,6 +1,6 @@
 """Same seed, same numbers: tiny runs of every recipe at this checkout and at another commit, compared bitwise.
 
-    python scripts/same_numbers.py --against dfd91e8 [--methods sgoc dial] [-- warmup.frames=2048]
+    python scripts/same_numbers.py --against dfd91e8 [--methods sgoc dial] [--num-seeds 1 2] [-- warmup.frames=2048]
 
 For every method, on the one-step and the Reaching Goals recipes, with one seed and two seeds trained together, a
 tiny run (a few batches) is made by each code version in its own subprocess (``PYTHONPATH`` = that version), and
@@ -55,10 +55,10 @@ def csv_only(code: Path) -> str:
     return "logger.backends=[csv]" if "backends:" in logger else "logger.use_wandb=false"
 
 
-def run_all(code: Path, out: Path, methods: list[str], extra: list[str]) -> None:
+def run_all(code: Path, out: Path, methods: list[str], extra: list[str], seed_counts: list[int]) -> None:
     jobs = [[task, method, *overrides, f"num_seeds={seeds}", csv_only(code),
              f"+run_dir={out / f'{task}_{method}_{seeds}'}", *extra]
-            for task, overrides in TASKS.items() for method in methods for seeds in (1, 2)]
+            for task, overrides in TASKS.items() for method in methods for seeds in seed_counts]
     # cwd and PYTHONPATH: this version's msgzoo, not the caller's
     proc = subprocess.run([sys.executable, "-c", RUN, str(code), json.dumps(jobs)], capture_output=True, text=True,
                           cwd=code, env={"PYTHONPATH": str(code)})
@@ -115,6 +115,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--against", required=True, help="the commit to compare this checkout with")
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    parser.add_argument("--num-seeds", nargs="+", type=int, default=[1, 2],
+                        help="runs with these numbers of seeds trained together (default: 1 2)")
     parser.add_argument("--rtol", type=float, default=0.0,
                         help="accept runs whose numbers differ by at most this relative difference (default: none)")
     args, extra = parser.parse_known_args(argv)
@@ -125,8 +127,8 @@ def main(argv=None) -> int:
         subprocess.run(["git", "-C", str(ROOT), "archive", "-o", str(archive), args.against], check=True)
         with tarfile.open(archive) as tar:
             tar.extractall(tmp / "old", filter="data")
-        run_all(tmp / "old", tmp / "runs_old", args.methods, extra)
-        run_all(ROOT, tmp / "runs_new", args.methods, extra)
+        run_all(tmp / "old", tmp / "runs_old", args.methods, extra, args.num_seeds)
+        run_all(ROOT, tmp / "runs_new", args.methods, extra, args.num_seeds)
         runs = sorted(p.name for p in (tmp / "runs_old").iterdir())
         snapshots = [(name, snapshot(tmp / "runs_old" / name), snapshot(tmp / "runs_new" / name)) for name in runs]
     ok = True
