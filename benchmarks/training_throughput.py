@@ -5,7 +5,7 @@ configuration is composed (``recipes/config``), the method built with :func:`msg
 trained by :class:`msgzoo.training.trainer.Trainer` (TorchRL ``Collector``, alternating receiver / sender updates,
 logging to CSV, no wandb) for a fixed number of batches. Every measurement runs in its own subprocess, so the peak
 memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that run's own. Numbers are every seed's env steps
-(``trainer.frames``, each seed's, times ``num_seeds``) per ``trainer.wall_time`` (the loop only: imports, network
+(``trainer.frames_all_seeds``) per ``trainer.wall_time`` (the loop only: imports, network
 construction and the final evaluation are not counted).
 
 A profile of the default SGOC 3x3 run (cProfile, top functions by cumulative time) is added to the JSON and
@@ -111,11 +111,11 @@ def measure(task: str, method: str, num_envs: int, batches: int, extra: list[str
         "num_seeds": num_seeds,
         "frames_per_batch": frames_per_batch,
         "batches": batches,
-        "env_steps": trainer.frames * num_seeds,  # every seed's (trainer.frames: each seed's)
+        "env_steps": trainer.frames_all_seeds,
         "wall_s": trainer.wall_time,
         "cpu_s": cpu,
-        "env_steps_per_s": trainer.frames * num_seeds / max(trainer.wall_time, 1e-9),
-        "env_steps_per_cpu_s": trainer.frames * num_seeds / max(cpu, 1e-9),
+        "env_steps_per_s": trainer.frames_all_seeds / max(trainer.wall_time, 1e-9),
+        "env_steps_per_cpu_s": trainer.frames_all_seeds / max(cpu, 1e-9),
         "env_steps_per_s_per_seed": trainer.frames / max(trainer.wall_time, 1e-9),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "torch_threads": torch.get_num_threads(),

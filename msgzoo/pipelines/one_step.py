@@ -127,8 +127,8 @@ def run(cfg: DictConfig, method: str) -> dict:
                 "sender_reward", "receiver_reward", "honesty", "students_to_target", "wall_time_to_target_s",
                 "objective_gain_fraction",  # prosocial runs only
             ),
-            method=method, task=cfg.task, env_steps=trainer.frames * num_seeds, env_steps_per_seed=trainer.frames,
-            wall_time_s=trainer.wall_time, env_steps_per_s=trainer.frames * num_seeds / max(trainer.wall_time, 1e-9),
+            method=method, task=cfg.task, env_steps=trainer.frames_all_seeds, env_steps_per_seed=trainer.frames,
+            wall_time_s=trainer.wall_time, env_steps_per_s=trainer.frames_all_seeds / max(trainer.wall_time, 1e-9),
             lp_sender_value=lp.sender_value, no_info_sender_value=no_info[0],
             **trainer.resume_record(),
         )

@@ -84,9 +84,9 @@ def run(cfg: DictConfig, method: str) -> dict:
         ]
         summary = seeds_summary(
             summaries, keys=("sender_return", "receiver_return", "welfare", "episodes_to_target"),
-            method=method, task=cfg.task, map=f"{env.height}x{env.width}", env_steps=trainer.frames * num_seeds,
+            method=method, task=cfg.task, map=f"{env.height}x{env.width}", env_steps=trainer.frames_all_seeds,
             env_steps_per_seed=trainer.frames, wall_time_s=trainer.wall_time,
-            env_steps_per_s=trainer.frames * num_seeds / max(trainer.wall_time, 1e-9), cpu_time_s=cpu_time,
+            env_steps_per_s=trainer.frames_all_seeds / max(trainer.wall_time, 1e-9), cpu_time_s=cpu_time,
             **trainer.resume_record(),
         )
         exp.finish(summary, filename="seeds_summary.json")

@@ -204,6 +204,12 @@ class Trainer:
         self.epochs, self.minibatches = int(epochs), int(minibatches)
         self.buffer = self._replay_buffer(env)
 
+    @property
+    def frames_all_seeds(self) -> int:
+        """Every seed's env steps together (:attr:`frames` is each seed's): the work done, what ``seeds_summary.json``
+        reports as ``env_steps`` and the throughput counts."""
+        return self.frames * self.num_seeds
+
     # -- updates -------------------------------------------------------------------------------
     def _apply(self, name: str, loss: torch.Tensor, metrics: dict) -> None:
         opt = self.method.optimizers[name]
@@ -370,7 +376,7 @@ class Trainer:
             exp.finish({**note, "env_steps": self.frames, "budget_env_steps": self.total_frames, "history": history})
         # the run's own summary counts every seed's steps (seeds_summary.json's env_steps: the total over seeds)
         self.exp.finish(
-            {**note, "env_steps": self.frames * self.num_seeds, "budget_env_steps": self.total_frames * self.num_seeds,
+            {**note, "env_steps": self.frames_all_seeds, "budget_env_steps": self.total_frames * self.num_seeds,
              "history": self.history},
             filename="seeds_summary.json" if self.seed_experiments else "summary.json",
         )
@@ -485,7 +491,7 @@ class Trainer:
         elapsed = max(time.perf_counter() - start, 1e-9)
         if self.seed_experiments:
             scalars.update(self._log_seeds(seed_evals, elapsed))
-        scalars["time/env_steps_per_s"] = self.frames * self.num_seeds / elapsed  # every seed's: the throughput
+        scalars["time/env_steps_per_s"] = self.frames_all_seeds / elapsed  # the throughput
         scalars["time/wall_s"] = elapsed
         self.exp.log(scalars, step=self.frames)
         row = {"frames": self.frames, **{k: float(v) for k, v in self.exp.last_metrics.items()}}
