@@ -4,8 +4,9 @@ For each method on Reaching Goals 3x3 (and SGOC on Recommendation Letter) and ea
 configuration is composed (``recipes/config``), the method built with :func:`msgzoo.training.methods.build_method` and
 trained by :class:`msgzoo.training.trainer.Trainer` (TorchRL ``Collector``, alternating receiver / sender updates,
 logging to CSV, no wandb) for a fixed number of batches. Every measurement runs in its own subprocess, so the peak
-memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that run's own. Numbers are ``trainer.frames /
-trainer.wall_time`` (the loop only: imports, network construction and the final evaluation are not counted).
+memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that run's own. Numbers are every seed's env steps
+(``trainer.frames_all_seeds``) per ``trainer.wall_time`` (the loop only: imports, network
+construction and the final evaluation are not counted).
 
 A profile of the default SGOC 3x3 run (cProfile, top functions by cumulative time) is added to the JSON and
 printed.
@@ -53,7 +54,8 @@ def _compose(task: str, method: str, overrides: list[str]):
 
 
 def _build(task: str, method: str, num_envs: int, batches: int, run_dir: str, extra: list[str], num_seeds: int = 1):
-    """(trainer, cfg) for one measurement; the trainer's budget is ``batches`` collected batches (of every seed)."""
+    """(trainer, cfg) for one measurement; the trainer's budget is ``batches`` collected batches (of every seed);
+    ``frames_per_batch`` counts every seed's env steps (the trainer's budget and batch are per seed)."""
     import torch
 
     from msgzoo.runtime.experiment import Experiment
@@ -68,23 +70,24 @@ def _build(task: str, method: str, num_envs: int, batches: int, run_dir: str, ex
         from msgzoo.pipelines.reaching_goals import make_env
 
         env = make_env(cfg, num_seeds=num_seeds)
-        frames_per_batch, episode_length = env.num_envs * int(cfg.env.steps_per_batch), env.horizon
+        steps, episode_length = int(cfg.env.steps_per_batch), env.horizon
     else:
         from msgzoo.pipelines.one_step import make_env
 
         env = make_env(cfg, num_seeds=num_seeds)
-        frames_per_batch, episode_length = env.num_envs, 1
+        steps, episode_length = 1, 1
     seeds = list(range(cfg.seed, cfg.seed + num_seeds)) if num_seeds > 1 else None
     agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
     exp = Experiment(method=method, task=task, seed=cfg.seed, config=cfg, run_dir=run_dir, backends=("csv",),
                      num_seeds=num_seeds)
+    per_seed = env.batch_size[-1] * steps  # a batch's env steps of each seed
     trainer = Trainer(
-        env, agents, exp, total_frames=batches * frames_per_batch, frames_per_batch=frames_per_batch,
+        env, agents, exp, total_frames=batches * per_seed, frames_per_batch=per_seed,
         max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval, episode_length=episode_length,
         device=cfg.device, seed_experiments=exp.seed_runs(cfg, method) if seeds else None,
         epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
     )
-    return trainer, exp, cfg, frames_per_batch
+    return trainer, exp, cfg, per_seed * num_seeds
 
 
 def measure(task: str, method: str, num_envs: int, batches: int, extra: list[str], num_seeds: int = 1) -> dict:
@@ -108,12 +111,12 @@ def measure(task: str, method: str, num_envs: int, batches: int, extra: list[str
         "num_seeds": num_seeds,
         "frames_per_batch": frames_per_batch,
         "batches": batches,
-        "env_steps": trainer.frames,
+        "env_steps": trainer.frames_all_seeds,
         "wall_s": trainer.wall_time,
         "cpu_s": cpu,
-        "env_steps_per_s": trainer.frames / max(trainer.wall_time, 1e-9),
-        "env_steps_per_cpu_s": trainer.frames / max(cpu, 1e-9),
-        "env_steps_per_s_per_seed": trainer.frames / num_seeds / max(trainer.wall_time, 1e-9),
+        "env_steps_per_s": trainer.frames_all_seeds / max(trainer.wall_time, 1e-9),
+        "env_steps_per_cpu_s": trainer.frames_all_seeds / max(cpu, 1e-9),
+        "env_steps_per_s_per_seed": trainer.frames / max(trainer.wall_time, 1e-9),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "torch_threads": torch.get_num_threads(),
         "overrides": extra,

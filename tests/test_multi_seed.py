@@ -73,8 +73,8 @@ def test_members_start_as_separate_runs(recipe_config, method):
 
 @pytest.mark.parametrize("method", ["sgoc", "sg", "pgoc", "pg", "dial"])
 def test_losses_and_gradients_equal_separate_runs(recipe_config, method):
-    """The multi-seed total (scaled by the number of seeds, as the Trainer does) has, for every seed, the loss and
-    gradients of that seed's separate computation on its slice of the batch."""
+    """The multi-seed total, backpropagated as it is (the losses reduce per seed), gives every seed the gradients of
+    that seed's separate computation on its slice of the batch, and is the sum of the seeds' losses."""
     for base_cfg, make_env, steps in _tasks(recipe_config, method):
         cfg = base_cfg.copy()
         cfg.loss.counterfactual = "all"  # deterministic estimator (uniform draws a random sigma')
@@ -90,7 +90,7 @@ def test_losses_and_gradients_equal_separate_runs(recipe_config, method):
         for phase, losses, opt in _loss_groups(multi):
             opt.zero_grad(set_to_none=True)
             total = _total(losses, batch.clone())
-            (total * len(SEEDS)).backward()
+            total.backward()
             stacked = [p for group in opt.param_groups for p in group["params"]]
             per_seed_losses = []
             for i, single in enumerate(singles):
@@ -106,7 +106,7 @@ def test_losses_and_gradients_equal_separate_runs(recipe_config, method):
                     grad = torch.zeros_like(q) if p.grad is None else p.grad[i]
                     theirs = torch.zeros_like(q) if q.grad is None else q.grad
                     torch.testing.assert_close(grad, theirs, rtol=1e-4, atol=1e-6, msg=f"{method} {phase} seed {i}")
-            torch.testing.assert_close(total.detach(), torch.stack(per_seed_losses).mean(), rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(total.detach(), torch.stack(per_seed_losses).sum(), rtol=1e-4, atol=1e-6)
 
 
 def test_dual_multipliers_are_per_seed(recipe_config):
@@ -163,12 +163,14 @@ def test_build_method_checks_the_env_batch(recipe_config):
         build_method("sgoc", one_step.make_env(cfg, num_seeds=2), cfg, seeds=[1, 1])
 
 
-def test_schedules_count_each_seeds_own_steps(recipe_config, tmp_path):
-    """DIAL's epsilon anneals over each seed's env steps, as in a separate run (not over all seeds' steps)."""
+def test_budgets_and_schedules_count_each_seeds_own_steps(recipe_config, tmp_path):
+    """The trainer's budget, batch size and frame count are per seed: 3 seeds given N frames per seed collect the
+    batches a single run of N collects, and DIAL's epsilon anneals over each seed's env steps, as in a separate run
+    (not over all seeds' steps)."""
     from msgzoo.runtime.experiment import Experiment
     from msgzoo.training.trainer import Trainer
 
-    eps = {}
+    eps, counts = {}, {}
     for num_seeds in (1, 3):
         cfg = recipe_config("dial_reaching_goals", "env.num_envs=8", f"num_seeds={num_seeds}", "logger.backends=[csv]",
                             "dial.annealing_frames=1000")
@@ -177,10 +179,14 @@ def test_schedules_count_each_seeds_own_steps(recipe_config, tmp_path):
         method = build_method("dial", env, cfg, seeds=seeds)
         exp = Experiment(method="dial", task="reaching_goals", seed=0, config=cfg, run_dir=tmp_path / str(num_seeds),
                          backends=("csv",), num_seeds=num_seeds)
-        per_batch = env.num_envs * 4
-        trainer = Trainer(env, method, exp, total_frames=5 * per_batch, frames_per_batch=per_batch,
+        per_batch = 8 * 4  # 8 envs per seed, 4 steps
+        trainer = Trainer(env, method, exp, total_frames=5 * per_batch, frames_per_batch=per_batch, log_interval=2,
                           seed_experiments=exp.seed_runs(cfg, "dial") if seeds else None)
         trainer.train()
         exp.close()
         eps[num_seeds] = float(method.exploration.eps)
+        counts[num_seeds] = (trainer.iteration, trainer.frames, [row["frames"] for row in trainer.history])
+        if seeds:  # each seed's own log is on the same per-seed env-step axis
+            assert [[row["frames"] for row in h] for h in trainer.seed_history] == [counts[num_seeds][2]] * num_seeds
+    assert counts[3] == counts[1] == (5, 5 * per_batch, [64, 128, 160])
     assert eps[3] == pytest.approx(eps[1]) and eps[1] < 1.0

@@ -90,7 +90,7 @@ def test_truncated_or_older_checkpoints_are_refused_by_name(finished, recipe_con
     with pytest.raises(ValueError, match="refusing to load checkpoint .*older.pt"):
         load_checkpoint(older)
     trainer, exp = _trainer(recipe_config, tmp_path / "b")
-    with exp, pytest.raises(ValueError, match="layout None; this msgzoo reads layout 2"):
+    with exp, pytest.raises(ValueError, match="layout None; this msgzoo reads layouts 2 and 3 .*Fix: start a new run"):
         trainer.load_state_dict({"iteration": 3})
 
 

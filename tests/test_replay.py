@@ -30,13 +30,15 @@ def _setup(recipe_config, method, task, seeds, tmp_path, **trainer_kwargs):
     m = build_method(method, env, cfg, seeds=seeds)
     exp, *runs = [Experiment(method=method, task=task, seed=s, config={}, backends=("csv",), run_dir=tmp_path / f"run{s}")
                   for s in (0, *(seeds or ()))]
-    trainer = Trainer(env, m, exp, total_frames=env.numel() * steps, frames_per_batch=env.numel() * steps,
+    per_seed = env.batch_size[-1] * steps  # the trainer counts each seed's env steps
+    trainer = Trainer(env, m, exp, total_frames=per_seed, frames_per_batch=per_seed,
                       seed_experiments=runs, **trainer_kwargs)
     return env, m, trainer, steps
 
 
-def _reference_update(m, phase, batch, num_seeds, max_grad=1.0):
-    """The update on the whole batch, as the trainer took it before the replay buffer."""
+def _reference_update(m, phase, batch, max_grad=1.0):
+    """The update on the whole batch, as the trainer took it before the replay buffer (the losses reduce per seed:
+    the total is backpropagated as it is)."""
     if phase.prepare is not None:
         phase.prepare(batch, 0)
     total = 0.0
@@ -47,14 +49,14 @@ def _reference_update(m, phase, batch, num_seeds, max_grad=1.0):
         total = total + sum(v for k, v in out.items() if k.startswith("loss_"))
     opt = m.optimizers[phase.name]
     opt.zero_grad(set_to_none=True)
-    (total * num_seeds if num_seeds > 1 else total).backward()
+    total.backward()
     for group in opt.param_groups:
         torch.nn.utils.clip_grad_value_(group["params"], max_grad)
     opt.step()
     for hook in phase.after_step:
         hook()
     if phase.after_batch is not None:
-        phase.after_batch(batch.numel() // num_seeds)
+        phase.after_batch(batch.batch_size[-2:].numel())  # each seed's env steps: [*seeds, envs, T]
 
 
 @pytest.mark.parametrize("seeds", [None, SEEDS], ids=["one_seed", "three_seeds"])
@@ -65,14 +67,13 @@ def test_one_epoch_one_minibatch_is_the_update_on_the_batch(recipe_config, tmp_p
     _, theirs, _, _ = _setup(recipe_config, method, task, seeds, tmp_path / "b")
     torch.manual_seed(1)
     batch = env.rollout(steps, ours.policy, break_when_any_done=False)
-    num_seeds = len(seeds) if seeds else 1
     for i, (phase, ref_phase) in enumerate(zip(ours.phases, theirs.phases)):
         trainer.iteration = i
         mine, ref = batch.clone(), batch.clone()
         torch.manual_seed(10 + i)  # the losses' own random draws (Gumbel noise, counterfactual messages)
         trainer.update_phase(phase, mine, {})
         torch.manual_seed(10 + i)
-        _reference_update(theirs, ref_phase, ref, num_seeds)
+        _reference_update(theirs, ref_phase, ref)
     for name, module in ours.modules().items():
         for (key, a), b in zip(module.state_dict().items(), theirs.modules()[name].state_dict().values()):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=f"{method} {name}.{key}")

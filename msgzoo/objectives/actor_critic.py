@@ -14,7 +14,38 @@ from torchrl.objectives.utils import distance_loss
 from torchrl.objectives.value import TD0Estimator
 
 from msgzoo.modules.signaling_scheme import SignalingScheme, scheme_as_actor
-from msgzoo.objectives.common import _as_tuple, check_writes, critic_output, logits_module_of, scheme_logits
+from msgzoo.objectives.common import (
+    _as_tuple,
+    check_ensemble_shape,
+    check_writes,
+    critic_output,
+    logits_module_of,
+    reduce_per_seed,
+    scheme_logits,
+)
+
+
+class PerSeedA2CLoss(A2CLoss):
+    """TorchRL's ``A2CLoss`` whose ``loss_*`` terms are reduced per seed (:func:`~msgzoo.objectives.common.reduce_per_seed`):
+    built with TorchRL's ``reduction="none"`` (one value per sample), each term is then the mean over a seed's
+    samples, summed over the batch's leading ``ensemble_shape`` dimensions. With ``ensemble_shape=()`` (one run) the
+    terms are the plain means of ``reduction="mean"``. The other outputs (``entropy``) are TorchRL's, means.
+
+    Args and keyword args: those of ``A2CLoss`` (but ``reduction``), and ``ensemble_shape`` (tuple of int, default
+    ``()``): the seed dimensions the batch leads with, e.g. ``(num_seeds,)``.
+    """
+
+    def __init__(self, *args, ensemble_shape: tuple[int, ...] = (), **kwargs):
+        if kwargs.pop("reduction", "none") != "none":
+            raise ValueError("PerSeedA2CLoss reduces per seed itself: build it without reduction=.")
+        super().__init__(*args, reduction="none", **kwargs)
+        self.ensemble_shape = check_ensemble_shape(ensemble_shape)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        out = super().forward(tensordict)
+        for key in [k for k in out.keys() if k.startswith("loss_")]:
+            out.set(key, reduce_per_seed(out.get(key), self.ensemble_shape))
+        return out
 
 
 def make_receiver_a2c_loss(
@@ -32,9 +63,11 @@ def make_receiver_a2c_loss(
     log_prob_key: NestedKey = ("receiver", "action_log_prob"),
     done_key: NestedKey = "done",
     terminated_key: NestedKey = "terminated",
+    ensemble_shape: tuple[int, ...] = (),
 ) -> A2CLoss:
     """TorchRL's ``A2CLoss`` on the receiver's keys (paper, section 4.2: the receiver's policy gradient
-    with advantage ``A(o, sigma, a)``), with a TD(0) value estimator.
+    with advantage ``A(o, sigma, a)``), with a TD(0) value estimator; its loss terms reduced per seed over the
+    batch's leading ``ensemble_shape`` dimensions (:class:`PerSeedA2CLoss`; ``()``: one run, plain means).
 
     The receiver's critic ``V(o, sigma)`` reads the message, so the next step's message must be in the
     tensordict (``("next", "sender", "message")``) for bootstrapping: call
@@ -49,13 +82,14 @@ def make_receiver_a2c_loss(
         >>> loss = make_receiver_a2c_loss(actor, critic, gamma=0.1)
     """
     entropy_bonus = entropy_coeff > 0 if entropy_bonus is None else entropy_bonus
-    loss = A2CLoss(
+    loss = PerSeedA2CLoss(
         actor_network=actor,
         critic_network=critic,
         entropy_bonus=entropy_bonus,
         entropy_coeff=entropy_coeff if entropy_bonus else None,
         critic_coeff=critic_coeff,
         loss_critic_type=loss_critic_type,
+        ensemble_shape=ensemble_shape,
     )
     loss.set_keys(
         action=action_key,
@@ -87,6 +121,7 @@ def make_sender_a2c_loss(
     log_prob_key: NestedKey = ("sender", "message_log_prob"),
     done_key: NestedKey = "done",
     terminated_key: NestedKey = "terminated",
+    ensemble_shape: tuple[int, ...] = (),
 ) -> A2CLoss:
     """The PG baseline (paper, section 4.1): the sender as an ordinary actor-critic whose action is the
     message, ``E[(Q(s, sigma) - V(s)) grad log phi(sigma | s)]``, blind to the receiver's response.
@@ -106,6 +141,7 @@ def make_sender_a2c_loss(
         log_prob_key=log_prob_key,
         done_key=done_key,
         terminated_key=terminated_key,
+        ensemble_shape=ensemble_shape,
     )
 
 
@@ -153,6 +189,9 @@ class SarsaPolicyGradientLoss(LossModule):
             Default 0.0.
         critic_coeff (float): weight of ``loss_critic``. Default 1.0.
         loss_critic_type (str): ``"l2"`` (the authors' MSE), ``"l1"`` or ``"smooth_l1"``. Default ``"l2"``.
+        ensemble_shape (tuple of int): the batch's leading dimensions that index seeds trained together
+            (``(num_seeds,)`` with :class:`~msgzoo.modules.SeedEnsemble` networks): the loss is then each seed's
+            mean summed over seeds (:func:`~msgzoo.objectives.common.reduce_per_seed`). Default ``()``: one run.
 
     Returns, from ``forward``, a TensorDict with ``loss_objective``, ``loss_critic`` (and ``loss_entropy``,
     ``entropy`` with a bonus) and the detached diagnostics ``sender_value`` (mean ``sum phi Q``) and ``advantage``
@@ -210,6 +249,7 @@ class SarsaPolicyGradientLoss(LossModule):
         entropy_coeff: float = 0.0,
         critic_coeff: float = 1.0,
         loss_critic_type: str = "l2",
+        ensemble_shape: tuple[int, ...] = (),
     ):
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma={gamma} is invalid: expected a discount in [0, 1].")
@@ -222,6 +262,7 @@ class SarsaPolicyGradientLoss(LossModule):
         self.convert_to_functional(critic_network, "critic_network", create_target_params=True)
         self.gamma, self.lookup, self.entropy_coeff = float(gamma), lookup, float(entropy_coeff)
         self.critic_coeff, self.loss_critic_type = float(critic_coeff), loss_critic_type
+        self.ensemble_shape = check_ensemble_shape(ensemble_shape)
 
     @property
     def in_keys(self) -> list:
@@ -274,7 +315,8 @@ class SarsaPolicyGradientLoss(LossModule):
             else:
                 target = reward
         q_sent = (q * message).sum(-1)
-        loss_critic = distance_loss(q_sent, target.to(q_sent.dtype), self.loss_critic_type).mean()
+        loss_critic = reduce_per_seed(distance_loss(q_sent, target.to(q_sent.dtype), self.loss_critic_type),
+                                      self.ensemble_shape)
 
         with torch.no_grad():
             q = q.detach()
@@ -291,15 +333,15 @@ class SarsaPolicyGradientLoss(LossModule):
             value = (log_phi_all.exp() * q).sum(-1)
             advantage = q_looked_up - value
         out = {
-            "loss_objective": -(advantage * log_phi).mean(),
+            "loss_objective": -reduce_per_seed(advantage * log_phi, self.ensemble_shape),
             "loss_critic": self.critic_coeff * loss_critic,
             "sender_value": value.mean(),
             "advantage": advantage.abs().mean(),
         }
         if self.entropy_coeff > 0:
-            entropy = -(log_phi_all.exp() * log_phi_all).sum(-1).mean()
-            out["loss_entropy"] = -self.entropy_coeff * entropy
-            out["entropy"] = entropy.detach()
+            entropy = -(log_phi_all.exp() * log_phi_all).sum(-1)
+            out["loss_entropy"] = -self.entropy_coeff * reduce_per_seed(entropy, self.ensemble_shape)
+            out["entropy"] = entropy.detach().mean()
         return TensorDict(out, batch_size=[])
 
 

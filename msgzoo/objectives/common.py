@@ -1,4 +1,5 @@
-"""Pieces shared by msgzoo's losses: policy tabulation over messages, expected values, critic TD targets."""
+"""Pieces shared by msgzoo's losses: policy tabulation over messages, expected values, critic TD targets, and the
+one reduction of a loss term over a batch that may hold several seeds (:func:`reduce_per_seed`)."""
 from __future__ import annotations
 
 import contextlib
@@ -21,6 +22,38 @@ from torchrl.objectives.value import TD0Estimator, TD1Estimator, TDLambdaEstimat
 
 from msgzoo.modules.fast import FastTensorDictModule, FastValueOperator
 from msgzoo.modules.signaling_scheme import SignalingScheme
+
+
+def check_ensemble_shape(ensemble_shape) -> tuple[int, ...]:
+    """``ensemble_shape`` as a tuple of positive ints (else ``ValueError`` naming it)."""
+    shape = tuple(ensemble_shape)
+    if not all(isinstance(n, int) and n >= 1 for n in shape):
+        raise ValueError(f"ensemble_shape={ensemble_shape!r} is invalid: expected a tuple of positive ints.")
+    return shape
+
+
+def reduce_per_seed(terms: torch.Tensor, ensemble_shape: tuple[int, ...] = ()) -> torch.Tensor:
+    """A loss term reduced so that each seed's parameters get their own run's gradient: the mean over each seed's
+    samples, summed over the seeds.
+
+    The convention of every msgzoo loss: a loss built with ``ensemble_shape=(S,)`` trains ``S`` seeds together
+    (networks that are :class:`~msgzoo.modules.seed_ensemble.SeedEnsemble` s) and reads batches whose leading
+    dimensions are ``ensemble_shape``, seed ``k``'s samples at index ``k`` (as an env with ``batch_size=[S,
+    num_envs]`` and the trainer give them: ``[S, num_envs, T]``). Seed ``k``'s term is the mean over its samples,
+    which depends on its parameters alone, so the sum over seeds gives seed ``k``'s slice of the stacked
+    parameters exactly the gradient of seed ``k``'s separate run, and nothing downstream rescales the loss.
+    ``terms`` may also be already one value per seed (``[*ensemble_shape]``). With ``ensemble_shape=()`` (one run)
+    it is ``terms.mean()``.
+    """
+    if not ensemble_shape:
+        return terms.mean()
+    if tuple(terms.shape[: len(ensemble_shape)]) != tuple(ensemble_shape):
+        raise ValueError(
+            f"a loss built with ensemble_shape={tuple(ensemble_shape)} got a term of shape {tuple(terms.shape)}: "
+            f"expected the seed dimensions first ([{', '.join(map(str, ensemble_shape))}, ...]); build the env with "
+            f"batch_size=[num_seeds, num_envs], or the loss with the batch's seed dimensions."
+        )
+    return terms.reshape(*ensemble_shape, -1).mean(-1).sum()
 
 
 def logits_module_of(scheme: nn.Module) -> TensorDictModule:
@@ -300,8 +333,8 @@ def action_value_td_loss(
     The expectation over the next message and action uses the current scheme and receiver, so no next
     action needs to be stored; truncated steps bootstrap, terminated ones do not. With a value estimator
     the target is the estimator's ``value_estimate`` (TD(0), TD(1) or TD(lambda)) bootstrapped from the same
-    ``V(s')`` (:class:`ExpectedStateValue`). Returns the loss and the online critic's ``W(s, .)`` (detached)
-    for the caller's baselines.
+    ``V(s')`` (:class:`ExpectedStateValue`). Returns the loss (reduced per seed over ``loss_module.ensemble_shape``,
+    :func:`reduce_per_seed`) and the online critic's ``W(s, .)`` (detached) for the caller's baselines.
     """
     keys = loss_module.tensor_keys
     critic = loss_module.critic_network
@@ -321,7 +354,8 @@ def action_value_td_loss(
     with online_params(loss_module.critic_network_params, critic):
         w = critic_output(critic, tensordict, keys.action_value)
     w_taken = (w * action.to(w.dtype)).sum(-1)
-    return distance_loss(w_taken, target.to(w_taken.dtype), loss_type).mean(), w.detach()
+    loss = reduce_per_seed(distance_loss(w_taken, target.to(w_taken.dtype), loss_type), loss_module.ensemble_shape)
+    return loss, w.detach()
 
 
 class ExpectedStateValue(TensorDictModuleBase):
@@ -384,6 +418,10 @@ class SenderCriticLoss(LossModule):
     """
 
     default_value_estimator = ValueEstimators.TD0
+
+    #: The batch's leading dimensions that index seeds trained together (see :func:`reduce_per_seed`); subclasses
+    #: take it as a keyword argument. ``()``: one run.
+    ensemble_shape: tuple[int, ...] = ()
 
     #: The no-grad results this loss computes on a batch (see :class:`NoGradMemo`); :meth:`share_memo` gives two
     #: losses of one update the same one.

@@ -12,7 +12,7 @@ from torchrl.objectives import LossModule
 from torchrl.objectives.utils import distance_loss
 
 from msgzoo.modules.dial import DiscretiseRegulariseUnit
-from msgzoo.objectives.common import check_reads
+from msgzoo.objectives.common import check_ensemble_shape, check_reads, reduce_per_seed
 
 
 class DIALLoss(LossModule):
@@ -38,6 +38,9 @@ class DIALLoss(LossModule):
     Keyword Args:
         gamma (float): the receiver's discount. Default 0.1.
         loss_type (str): ``"l2"``, ``"l1"`` or ``"smooth_l1"``. Default ``"l2"``.
+        ensemble_shape (tuple of int): the batch's leading dimensions that index seeds trained together
+            (``(num_seeds,)`` with :class:`~msgzoo.modules.SeedEnsemble` networks): the loss is then each seed's
+            mean summed over seeds (:func:`~msgzoo.objectives.common.reduce_per_seed`). Default ``()``: one run.
 
     Examples:
         >>> import torch
@@ -85,7 +88,10 @@ class DIALLoss(LossModule):
     receiver_network_params: TensorDictParams
     target_receiver_network_params: TensorDictParams
 
-    def __init__(self, sender_network: nn.Module, receiver_network: nn.Module, *, gamma: float = 0.1, loss_type: str = "l2"):
+    def __init__(
+        self, sender_network: nn.Module, receiver_network: nn.Module, *, gamma: float = 0.1, loss_type: str = "l2",
+        ensemble_shape: tuple[int, ...] = (),
+    ):
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma={gamma} is invalid: expected a discount in [0, 1].")
         super().__init__()
@@ -93,6 +99,7 @@ class DIALLoss(LossModule):
         self.dru = next((m for m in getattr(sender_network, "module", []) if isinstance(m, DiscretiseRegulariseUnit)), None)
         self.convert_to_functional(_first(receiver_network), "receiver_network", create_target_params=True)
         self.gamma, self.loss_type = float(gamma), loss_type
+        self.ensemble_shape = check_ensemble_shape(ensemble_shape)
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         pass
@@ -128,7 +135,7 @@ class DIALLoss(LossModule):
                 target = reward + self.gamma * (~terminated).to(reward.dtype) * q_next
             else:
                 target = reward
-        loss = distance_loss(q_taken, target.to(q_taken.dtype), self.loss_type).mean()
+        loss = reduce_per_seed(distance_loss(q_taken, target.to(q_taken.dtype), self.loss_type), self.ensemble_shape)
         return TensorDict({"loss_dial": loss, "q_value": q_taken.detach().mean()}, batch_size=[])
 
 

@@ -19,6 +19,7 @@ from msgzoo.objectives.common import (
     memo_receiver_probs_all_messages,
     online_params,
     recommended,
+    reduce_per_seed,
     scheme_logits,
 )
 
@@ -94,8 +95,9 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         num_messages (int): the size of the message space (needed by ``"dual"`` to size the multipliers).
         ensemble_shape (tuple of int): leading batch dimensions that index independent problems, e.g.
             ``(num_seeds,)`` when seeds train together (:class:`~msgzoo.modules.SeedEnsemble`). Estimates,
-            hinges and multipliers are then per problem, never pooled across problems, and the loss is the
-            mean over problems of each problem's loss. Default ``()``: the whole batch is one problem.
+            hinges and multipliers are then per problem, never pooled across problems, and each ``loss_*`` is the
+            sum over problems of each problem's loss
+            (:func:`~msgzoo.objectives.common.reduce_per_seed`). Default ``()``: the whole batch is one problem.
         margin (str): what ``epsilon`` bounds. ``"joint"`` (eq. 4 as written): :math:`C(\sigma,\sigma') \ge
             \epsilon`, a margin in joint-probability x payoff units, which a message the optimum never sends
             (:math:`P(\sigma) = 0`, so :math:`C = 0`) can never meet. ``"posterior"``: :math:`C(\sigma,\sigma') \ge
@@ -337,16 +339,16 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             floor = self.joint_epsilon
             terms_eps, pairs_eps, per_message_eps = terms_eps + floor, pairs_eps + floor, per_message_eps + floor
 
-        # every loss below is per problem (the last dim reduced), then averaged over problems
+        # every loss below is per problem (the last dim reduced), then summed over problems (reduce_per_seed)
         if self.mode == "lagrangian":
             # eq. 7: sum over the estimated pairs of lambda * (C(sigma, sigma') - epsilon)^-
-            loss = (lam[..., 0] * torch.relu(pairs_eps - pair_terms).sum(-1)).mean()
+            loss = reduce_per_seed(lam[..., 0] * torch.relu(pairs_eps - pair_terms).sum(-1), self.ensemble_shape)
         elif self.mode == "stringent":
-            loss = (lam[..., 0] * torch.relu(terms_eps - terms).mean(-1)).mean()
+            loss = reduce_per_seed(lam[..., 0] * torch.relu(terms_eps - terms).mean(-1), self.ensemble_shape)
         else:
             # what each multiplier prices, and the right-hand side it is held to
             estimates, bounds = (per_message, per_message_eps) if self.mode == "dual" else (pair_terms, pairs_eps)
-            loss = -(lam * (estimates - bounds)).sum(-1).mean()
+            loss = -reduce_per_seed((lam * (estimates - bounds)).sum(-1), self.ensemble_shape)
         out = {
             "loss_obedience": loss,
             "loss_critic": self.critic_coeff * loss_critic,

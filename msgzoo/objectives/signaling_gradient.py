@@ -13,12 +13,14 @@ from msgzoo.modules.gumbel import straight_through_one_hot
 from msgzoo.objectives.common import (
     SenderCriticLoss,
     action_value_td_loss,
+    check_ensemble_shape,
     check_reads,
     frozen,
     logits_module_of,
     memo_receiver_probs_all_messages,
     receiver_log_prob,
     recommended,
+    reduce_per_seed,
     scheme_logits,
     value_under_policies,
 )
@@ -64,6 +66,10 @@ class SignalingGradientLoss(SenderCriticLoss):
         entropy_coeff (float): weight of an entropy bonus on the scheme, ``-entropy_coeff * H(phi(. | s))``
             returned as ``loss_entropy`` (not part of eq. 2; a regulariser that keeps the scheme from
             saturating early). Default 0.0: no bonus, no ``loss_entropy`` key.
+        ensemble_shape (tuple of int): the batch's leading dimensions that index seeds trained together, e.g.
+            ``(num_seeds,)`` with :class:`~msgzoo.modules.SeedEnsemble` networks: every ``loss_*`` term is then
+            each seed's mean summed over seeds (:func:`~msgzoo.objectives.common.reduce_per_seed`), so each seed's
+            parameters get their own run's gradient. Default ``()``: one run, plain means.
 
     Returns, from ``forward``, a TensorDict with ``loss_signaling`` (the negated surrogate of eq. 2),
     ``loss_critic`` and the detached diagnostics ``sender_value`` (mean :math:`V^i(s)`) and ``advantage``.
@@ -137,6 +143,7 @@ class SignalingGradientLoss(SenderCriticLoss):
         num_messages: int | None = None,
         entropy_coeff: float = 0.0,
         recommendation_weight: float = 0.0,
+        ensemble_shape: tuple[int, ...] = (),
     ):
         if not 0.0 <= recommendation_weight <= 1.0:
             raise ValueError(f"recommendation_weight={recommendation_weight} is invalid: expected a weight in [0, 1].")
@@ -154,6 +161,7 @@ class SignalingGradientLoss(SenderCriticLoss):
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
         self.entropy_coeff = float(entropy_coeff)
         self.recommendation_weight = float(recommendation_weight)
+        self.ensemble_shape = check_ensemble_shape(ensemble_shape)
 
     def _extra_in_keys(self) -> list:
         return [self.tensor_keys.gumbel]
@@ -189,12 +197,12 @@ class SignalingGradientLoss(SenderCriticLoss):
             value = value_under_policies(torch.softmax(logits, -1), pi_all, w)
             advantage = (w * action.to(w.dtype)).sum(-1) - value
         surrogate = advantage * (log_phi + self.receiver_coeff * log_pi)
-        loss_signaling = -surrogate.mean()
+        loss_signaling = -reduce_per_seed(surrogate, self.ensemble_shape)
         beta = self.recommendation_weight
         if beta > 0:
             # the value of the scheme to a receiver that obeys it (message k = "take action k"), exactly in phi
             obeyed = (torch.softmax(logits, -1) * recommended(w, num_messages)).sum(-1)
-            loss_signaling = (1.0 - beta) * loss_signaling - beta * obeyed.mean()
+            loss_signaling = (1.0 - beta) * loss_signaling - beta * reduce_per_seed(obeyed, self.ensemble_shape)
         out = {
             "loss_signaling": loss_signaling,
             "loss_critic": self.critic_coeff * loss_critic,
@@ -203,7 +211,7 @@ class SignalingGradientLoss(SenderCriticLoss):
         }
         if self.entropy_coeff > 0:
             log_probs = torch.log_softmax(logits, -1)
-            entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
-            out["loss_entropy"] = -self.entropy_coeff * entropy
-            out["entropy"] = entropy.detach()
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
+            out["loss_entropy"] = -self.entropy_coeff * reduce_per_seed(entropy, self.ensemble_shape)
+            out["entropy"] = entropy.detach().mean()
         return TensorDict(out, batch_size=[])

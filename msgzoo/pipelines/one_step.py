@@ -22,7 +22,7 @@ from msgzoo.game_theory.optimal_scheme import no_information_value, optimal_sign
 from msgzoo.runtime.config_validation import check_resume, validate_config
 from msgzoo.runtime.experiment import Experiment, config_seeds, seeds_summary
 from msgzoo.training.evaluation import one_step_evaluator, one_step_tables
-from msgzoo.training.methods import build_method
+from msgzoo.training.methods import budget_frames, build_method
 from msgzoo.training.trainer import Trainer
 
 #: The sender value the issue's speed target counts students up to (the reference reaches 0.64).
@@ -98,7 +98,8 @@ def run(cfg: DictConfig, method: str) -> dict:
         seed_runs = exp.seed_runs(cfg, method) if seeds else None
         trainer = Trainer(
             env, agents, exp,
-            total_frames=int(cfg.collector.total_frames) * num_seeds, frames_per_batch=env.num_envs * env.horizon,
+            # per seed: what a single run would have (games per seed x steps per game)
+            total_frames=budget_frames(cfg), frames_per_batch=env.batch_size[-1] * env.horizon,
             max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
             checkpoint_interval=cfg.logger.checkpoint_interval, evaluate=one_step_evaluator(env), device=cfg.device,
             seed_experiments=seed_runs, epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
@@ -126,8 +127,8 @@ def run(cfg: DictConfig, method: str) -> dict:
                 "sender_reward", "receiver_reward", "honesty", "students_to_target", "wall_time_to_target_s",
                 "objective_gain_fraction",  # prosocial runs only
             ),
-            method=method, task=cfg.task, env_steps=trainer.frames, env_steps_per_seed=trainer.frames // num_seeds,
-            wall_time_s=trainer.wall_time, env_steps_per_s=trainer.frames / max(trainer.wall_time, 1e-9),
+            method=method, task=cfg.task, env_steps=trainer.frames_all_seeds, env_steps_per_seed=trainer.frames,
+            wall_time_s=trainer.wall_time, env_steps_per_s=trainer.frames_all_seeds / max(trainer.wall_time, 1e-9),
             lp_sender_value=lp.sender_value, no_info_sender_value=no_info[0],
             **trainer.resume_record(),
         )
@@ -137,7 +138,7 @@ def run(cfg: DictConfig, method: str) -> dict:
 
 def _finish(cfg, method, exp, env, agents, trainer, history, lp, no_info) -> dict:
     """Exact evaluation of one seed's final policies; writes its summary into ``exp`` and returns it."""
-    frames = trainer.frames // trainer.num_seeds
+    frames = trainer.frames  # this seed's env steps
     final = one_step_evaluator(env)(agents)
     phi, pi = one_step_tables(env, agents)
     # persuasion, not exploitation: the target counts once the receiver is not losing by obeying

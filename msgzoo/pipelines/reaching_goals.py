@@ -48,8 +48,6 @@ def run(cfg: DictConfig, method: str) -> dict:
 
     # 1. The game: a batch of num_envs Reaching Goals games (per seed), and a separate one for the final evaluation.
     env = make_env(cfg, num_seeds=num_seeds)
-    total_frames = budget_frames(cfg) * num_seeds
-    frames_per_batch = env.num_envs * int(cfg.env.steps_per_batch)
 
     # 2. The method: networks (one conv layer + MLP; one copy per seed), losses, optimizers (msgzoo.training.methods).
     agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
@@ -59,7 +57,8 @@ def run(cfg: DictConfig, method: str) -> dict:
         seed_runs = exp.seed_runs(cfg, method) if seeds else None
         trainer = Trainer(
             env, agents, exp,
-            total_frames=total_frames, frames_per_batch=frames_per_batch,
+            # per seed: what a single run would have
+            total_frames=budget_frames(cfg), frames_per_batch=env.batch_size[-1] * int(cfg.env.steps_per_batch),
             max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
             checkpoint_interval=cfg.logger.checkpoint_interval, episode_length=env.horizon, device=cfg.device,
             seed_experiments=seed_runs, epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
@@ -85,9 +84,9 @@ def run(cfg: DictConfig, method: str) -> dict:
         ]
         summary = seeds_summary(
             summaries, keys=("sender_return", "receiver_return", "welfare", "episodes_to_target"),
-            method=method, task=cfg.task, map=f"{env.height}x{env.width}", env_steps=trainer.frames,
-            env_steps_per_seed=trainer.frames // num_seeds, wall_time_s=trainer.wall_time,
-            env_steps_per_s=trainer.frames / max(trainer.wall_time, 1e-9), cpu_time_s=cpu_time,
+            method=method, task=cfg.task, map=f"{env.height}x{env.width}", env_steps=trainer.frames_all_seeds,
+            env_steps_per_seed=trainer.frames, wall_time_s=trainer.wall_time,
+            env_steps_per_s=trainer.frames_all_seeds / max(trainer.wall_time, 1e-9), cpu_time_s=cpu_time,
             **trainer.resume_record(),
         )
         exp.finish(summary, filename="seeds_summary.json")
@@ -97,7 +96,7 @@ def run(cfg: DictConfig, method: str) -> dict:
 def _finish(cfg, method, exp, agents, trainer, history, cpu_time) -> dict:
     """Evaluates one seed's final policies, writes its summary (and figures) into ``exp``; returns the summary."""
     horizon = int(cfg.env.horizon)
-    frames = trainer.frames // trainer.num_seeds
+    frames = trainer.frames  # this seed's env steps
     # 5. Evaluation of the final policies: eval.episodes full episodes on a separate env, and the summary.
     eval_env = make_env(cfg, num_envs=int(cfg.eval.episodes), seed=int(cfg.eval.seed))
     final = evaluate_episodes(eval_env, agents)

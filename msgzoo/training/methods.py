@@ -194,7 +194,13 @@ def _after_warmup(cfg, start: float, end: float) -> LinearSchedule:
 @dataclass
 class Method:
     """A method ready to train: the collection policy, its parts, losses, optimizers, target updaters, and the
-    update phases the trainer takes in turn (one per collected batch)."""
+    update phases the trainer takes in turn (one per collected batch).
+
+    Several seeds (``seeds``): one representation end to end. The env's batch leads with the seed dimension
+    (:attr:`ensemble_shape`), every network is a :class:`~msgzoo.modules.seed_ensemble.SeedEnsemble`, and every
+    loss reduces its terms per seed (each seed's mean, summed over seeds), so the summed loss gives every seed's
+    slice of the stacked parameters its own run's gradient as it is, with no rescaling.
+    """
 
     name: str
     policy: TensorDictSequential
@@ -216,6 +222,13 @@ class Method:
     @property
     def num_seeds(self) -> int:
         return 1 if self.seeds is None else len(self.seeds)
+
+    @property
+    def ensemble_shape(self) -> tuple[int, ...]:
+        """The batch's leading dimensions that index its seeds: ``(num_seeds,)``, or ``()`` for one seed. Its env
+        has ``batch_size=[*ensemble_shape, num_envs]``, its batches ``[*ensemble_shape, num_envs, T]``, and its
+        losses reduce each ``loss_*`` term per seed over them (:func:`~msgzoo.objectives.common.reduce_per_seed`)."""
+        return () if self.seeds is None else (len(self.seeds),)
 
     def member(self, index: int) -> "Method":
         """Seed ``index``'s policies as a single-seed method (copies of its networks, for evaluation and
@@ -254,6 +267,7 @@ class Networks:
     ):
         self.env, self.hidden, self.linear_bias = env, tuple(hidden), linear_bias
         self.seeds = None if seeds is None else tuple(int(s) for s in seeds)
+        self.ensemble_shape = () if self.seeds is None else (len(self.seeds),)  # the losses' seed dims
         # one torch RNG state per seed: seed i's networks are initialised exactly as in a separate run with seed i
         self._rng_states = None if seeds is None else [_seeded_state(s) for s in self.seeds]
         batch_dims = len(env.batch_size)
@@ -522,8 +536,8 @@ def build_method(
     With ``seeds`` (a list of ints), every network is a :class:`~msgzoo.modules.seed_ensemble.SeedEnsemble`
     holding one independent copy per seed, initialised as a separate run with that seed would be
     (``torch.manual_seed(seed)`` before ``build_method``); ``env`` must then have ``batch_size=[len(seeds),
-    num_envs]``. The losses average over seeds: scale the total by ``num_seeds`` to give every seed its own
-    run's gradient (:class:`~msgzoo.training.trainer.Trainer` does).
+    num_envs]``, and every loss is built with ``ensemble_shape=(len(seeds),)``: it reduces each term per seed (the
+    mean over a seed's samples, summed over seeds), so the loss as it is gives every seed its own run's gradient.
 
     ``cfg`` needs: ``network.hidden``; ``optim.{signaling_lr, sender_critic_lr, receiver_actor_lr,
     receiver_critic_lr}``; ``loss.{sender_gamma, receiver_gamma, receiver_coeff, lagrange_multiplier,
@@ -570,7 +584,7 @@ def _build_receiver_and_sender(
     receiver_loss = make_receiver_a2c_loss(
         receiver, receiver_critic, gamma=L.receiver_gamma,
         entropy_coeff=L.receiver_entropy_coeff if receiver_entropy is None else receiver_entropy.start,
-        entropy_bonus=receiver_entropy is not None or L.receiver_entropy_coeff > 0,
+        entropy_bonus=receiver_entropy is not None or L.receiver_entropy_coeff > 0, ensemble_shape=nets.ensemble_shape,
     )
     sender_losses: dict[str, LossModule] = {}
     sender_critics: list[nn.Module] = []
@@ -579,7 +593,7 @@ def _build_receiver_and_sender(
         sender_losses["signaling"] = SignalingGradientLoss(
             scheme, receiver, w_sender, receiver_coeff=L.receiver_coeff, gamma=L.sender_gamma, num_messages=k,
             entropy_coeff=getattr(L, "sender_entropy_coeff", 0.0),
-            recommendation_weight=L.get("recommendation_weight", 0.0),
+            recommendation_weight=L.get("recommendation_weight", 0.0), ensemble_shape=nets.ensemble_shape,
         )
         sender_critics.append(w_sender)
     elif pg_critic_from_config(cfg) == "sarsa_q":
@@ -587,13 +601,14 @@ def _build_receiver_and_sender(
         q_sender = make_action_value_critic(nets.sender(k), out_key=("sender", "message_value")).to(device)
         sender_losses["policy_gradient"] = SarsaPolicyGradientLoss(
             scheme, q_sender, gamma=L.sender_gamma, lookup=L.get("pg_lookup", "message"),
-            entropy_coeff=L.sender_entropy_coeff,
+            entropy_coeff=L.sender_entropy_coeff, ensemble_shape=nets.ensemble_shape,
         )
         sender_critics.append(q_sender)
     else:
         v_sender = make_value_critic(nets.sender(1), in_keys=[("sender", "observation")], out_key=("sender", "state_value")).to(device)
         sender_losses["policy_gradient"] = make_sender_a2c_loss(
-            scheme, v_sender, gamma=L.sender_gamma, entropy_coeff=L.sender_entropy_coeff
+            scheme, v_sender, gamma=L.sender_gamma, entropy_coeff=L.sender_entropy_coeff,
+            ensemble_shape=nets.ensemble_shape,
         )
         sender_critics.append(v_sender)
     if obedience:
@@ -603,7 +618,7 @@ def _build_receiver_and_sender(
             lagrange_multiplier=L.lagrange_multiplier, epsilon=L.epsilon, mode=L.obedience_mode,
             counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=k,
             margin=L.get("obedience_margin", "joint"), joint_epsilon=L.get("joint_epsilon", 0.0),
-            ensemble_shape=() if nets.seeds is None else (len(nets.seeds),),
+            ensemble_shape=nets.ensemble_shape,
             recommendation_weight=L.get("recommendation_weight", 0.0),
         ).to(device)
         sender_critics.append(w_receiver)
@@ -699,7 +714,7 @@ def _build_dial(name: str, env, nets: Networks, cfg, device) -> Method:
     exploration = dial_exploration(
         nets.num_actions, eps_init=D.eps_init, eps_end=D.eps_end, annealing_num_steps=D.annealing_frames
     ).to(device)
-    loss = DIALLoss(sender, receiver, gamma=cfg.loss.receiver_gamma)
+    loss = DIALLoss(sender, receiver, gamma=cfg.loss.receiver_gamma, ensemble_shape=nets.ensemble_shape)
     optimizers = {name: _adam([(sender, D.lr), (receiver, D.lr)])}
     updater = SoftUpdate(loss, tau=cfg.loss.target_tau)
     # the exploration schedule runs on each seed's own env steps

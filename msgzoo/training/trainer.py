@@ -11,6 +11,12 @@ minibatches. The buffer holds one batch at a time (on-policy); its items are the
 its ``T`` consecutive steps (so trajectory-based targets still see whole rows), and with several seeds every
 minibatch takes the same environments of every seed. One epoch of one minibatch is the whole batch in collection
 order (no shuffle, no random draw): exactly the update on the collected batch.
+
+Several seeds train as one run with a seed axis (:attr:`~msgzoo.training.methods.Method.ensemble_shape`): batches
+are ``[num_seeds, num_envs, T]``, the losses reduce per seed (:func:`~msgzoo.objectives.common.reduce_per_seed`),
+and every count the trainer keeps (budget, batch size, ``frames``, schedules, log steps) is per seed, what one
+separate run would count. Only TorchRL's ``Collector``, which counts the steps of every env of its batch, is told
+the total over seeds.
 """
 from __future__ import annotations
 
@@ -40,8 +46,27 @@ from msgzoo.runtime.nan_guard import NonFiniteError, check_finite
 from msgzoo.training.methods import Method, UpdatePhase
 
 
-#: Version of the trainer's checkpoint layout (2: tensors and plain values only, with the run's config).
-CHECKPOINT_FORMAT = 2
+#: Version of the trainer's checkpoint layout (2: tensors and plain values only, with the run's config; 3: ``frames``
+#: and the history's ``frames`` count each seed's env steps, where 2 counted every seed's: 2 converts on load).
+CHECKPOINT_FORMAT = 3
+
+
+def upgrade_checkpoint(state: dict, checkpoint: str | Path = "") -> dict:
+    """``state`` (a :meth:`Trainer.state_dict`) in the current layout :data:`CHECKPOINT_FORMAT`: a layout-2 state
+    (``frames`` over all seeds) is converted, the per-seed counts being its counts divided by the run's
+    ``num_seeds`` (whole batches of every seed, so exact); any other layout raises ``ValueError`` naming
+    ``checkpoint``."""
+    layout = state.get("format")
+    if layout == CHECKPOINT_FORMAT:
+        return state
+    if layout == 2:
+        seeds = int((state.get("config") or {}).get("num_seeds") or 1)
+        history = [{**row, "frames": row["frames"] // seeds} for row in state["history"]]
+        return {**state, "format": CHECKPOINT_FORMAT, "frames": state["frames"] // seeds, "history": history}
+    raise ValueError(
+        f"checkpoint {checkpoint or '(state)'} has layout {layout!r}; this msgzoo reads layouts 2 and "
+        f"{CHECKPOINT_FORMAT} (checkpoints of older versions cannot be resumed). Fix: start a new run without resume=."
+    )
 
 
 def collector_carrier(collector: Collector) -> TensorDictBase:
@@ -88,27 +113,31 @@ def _apply_overrides(method: Method, fresh: dict, overrides: Sequence[str]) -> N
             modules[k].lagrange_multiplier.copy_(value)
 
 
-def _loss_total(out: TensorDictBase, prefix: str, metrics: dict) -> torch.Tensor:
+def _loss_total(out: TensorDictBase, prefix: str, metrics: dict, num_seeds: int) -> torch.Tensor:
     total = 0.0
     for key, value in out.items():
         if value.numel() == 1:  # scalars are logged (a dual loss's per-constraint estimates are not)
-            metrics[f"{prefix}/{key}"] = value.detach()
+            # a loss term sums the seeds' losses (reduce_per_seed): logged as their mean, a single run's scale
+            loss = key.startswith("loss_") and num_seeds > 1
+            metrics[f"{prefix}/{key}"] = value.detach() / num_seeds if loss else value.detach()
         if key.startswith("loss_"):
             total = total + value
     return total
 
 
 class Trainer:
-    """Runs ``method`` on ``env`` for ``total_frames`` environment steps.
+    """Runs ``method`` on ``env`` for ``total_frames`` environment steps of each seed.
 
     Args:
-        env: a batched msgzoo environment (``batch_size=[num_envs]``).
+        env: a batched msgzoo environment (``batch_size=[num_envs]``; with several seeds ``[num_seeds, num_envs]``,
+            the method's :attr:`~msgzoo.training.methods.Method.ensemble_shape` first).
         method: from :func:`msgzoo.training.methods.build_method`.
         experiment: where logs, checkpoints and the summary go.
 
     Keyword Args:
-        total_frames: the budget in environment steps (each env of the batch counts once per step).
-        frames_per_batch: steps per collected batch (``num_envs * steps_per_env``).
+        total_frames: the budget in environment steps per seed, what a single run would have (each env of a
+            seed's row counts once per step).
+        frames_per_batch: steps per collected batch and seed (``num_envs * steps_per_env``).
         max_grad: gradients are clamped elementwise to ``[-max_grad, max_grad]`` (the reference's 1).
         log_interval: log every this many batches (the one host sync of the loop, where the NaN flag is read).
         checkpoint_interval: save ``checkpoint.pt`` every this many batches (0: only at the end / on signal).
@@ -122,9 +151,10 @@ class Trainer:
             as a separate run would; ``experiment`` then holds the checkpoint and the cross-seed means (losses
             are logged there only, as means over seeds).
 
-    Several seeds: the losses average over the seeds' samples, so the total is scaled by ``num_seeds`` before
-    ``backward``: every seed's slice of the stacked parameters then gets its own run's gradient, and Adam and the
-    elementwise clamp act on it as in a separate run. ``total_frames`` and ``frames_per_batch`` count all seeds.
+    Several seeds: the losses reduce each term per seed (each seed's mean, summed over seeds), so the loss is
+    backpropagated as it is and every seed's slice of the stacked parameters gets its own run's gradient; Adam and
+    the elementwise clamp act on it as in a separate run. :attr:`frames` counts each seed's env steps (all seeds
+    step together); the logged losses are their means over seeds.
     """
 
     def __init__(
@@ -159,7 +189,7 @@ class Trainer:
         self.max_grad, self.log_interval = float(max_grad), max(1, int(log_interval))
         self.checkpoint_interval, self.evaluate = int(checkpoint_interval), evaluate
         self.episode_length, self.device = episode_length, torch.device(device)
-        self.iteration, self.frames = 0, 0
+        self.iteration, self.frames = 0, 0  # frames: env steps of each seed
         self.wall_time = 0.0  # training seconds, over every session of a resumed run
         self.interrupted: str | None = None  # the signal that stopped the last train(), if any
         self.resumed_from: Path | None = None
@@ -174,11 +204,17 @@ class Trainer:
         self.epochs, self.minibatches = int(epochs), int(minibatches)
         self.buffer = self._replay_buffer(env)
 
+    @property
+    def frames_all_seeds(self) -> int:
+        """Every seed's env steps together (:attr:`frames` is each seed's): the work done, what ``seeds_summary.json``
+        reports as ``env_steps`` and the throughput counts."""
+        return self.frames * self.num_seeds
+
     # -- updates -------------------------------------------------------------------------------
     def _apply(self, name: str, loss: torch.Tensor, metrics: dict) -> None:
         opt = self.method.optimizers[name]
         opt.zero_grad(set_to_none=True)
-        (loss * self.num_seeds if self.num_seeds > 1 else loss).backward()
+        loss.backward()  # per-seed reductions: each seed's slice gets its own run's gradient
         params = [p for group in opt.param_groups for p in group["params"]]
         # every update, before the clamp (which turns an inf gradient into max_grad): a device flag, no sync
         finite = torch.isfinite(loss.detach()).all() & _all_finite([p.grad for p in params if p.grad is not None])
@@ -229,7 +265,7 @@ class Trainer:
         steps (losses summed, optimizer step, after-step hooks), then its after-batch hook. Metrics are the last
         step's."""
         if phase.prepare is not None:
-            phase.prepare(batch, self.frames // self.num_seeds)  # schedules run on each seed's own env steps
+            phase.prepare(batch, self.frames)  # schedules run on each seed's own env steps
         seeds = self.num_seeds > 1  # the seed dim goes behind the environments' dim, which the buffer indexes
         self.buffer.empty()  # a fresh permutation per batch: a resumed run draws what the uninterrupted one drew
         self.buffer.extend(batch.transpose(0, 1) if seeds else batch)
@@ -237,7 +273,11 @@ class Trainer:
             for minibatch in self.buffer:
                 self._step(phase, minibatch.transpose(0, 1).contiguous() if seeds else minibatch, metrics)
         if phase.after_batch is not None:
-            phase.after_batch(batch.numel() // self.num_seeds)
+            phase.after_batch(self._seed_frames(batch))
+
+    def _seed_frames(self, batch: TensorDictBase) -> int:
+        """Env steps of each seed in ``batch`` (``[*ensemble_shape, num_envs, T]``): those of one seed's row."""
+        return batch.batch_size[len(self.method.ensemble_shape):].numel()
 
     def _step(self, phase: UpdatePhase, minibatch: TensorDictBase, metrics: dict) -> None:
         total = 0.0
@@ -245,7 +285,7 @@ class Trainer:
             out = loss_module(minibatch)
             if name in phase.after_loss:
                 phase.after_loss[name](out)
-            total = total + _loss_total(out, name, metrics)
+            total = total + _loss_total(out, name, metrics, self.num_seeds)
         self._apply(phase.name, total, metrics)
         for hook in phase.after_step:
             hook()
@@ -290,15 +330,12 @@ class Trainer:
         gen = getattr(self.env, "_generator", None)
         return {"env": gen} if isinstance(gen, torch.Generator) else {}
 
-    def load_state_dict(self, state: dict, resume_override: Sequence[str] = ()) -> None:
-        """Restores a :meth:`state_dict`. ``resume_override``: the config fields whose values in the run's config
-        replace the checkpoint's (learning rates, the Lagrange multiplier); see
+    def load_state_dict(self, state: dict, resume_override: Sequence[str] = (), *, checkpoint: str | Path = "") -> None:
+        """Restores a :meth:`state_dict` (of an older layout: through :func:`upgrade_checkpoint`, whose errors name
+        ``checkpoint``). ``resume_override``: the config fields whose values in the run's config replace the
+        checkpoint's (learning rates, the Lagrange multiplier); see
         :func:`~msgzoo.runtime.config_validation.check_resume_config`."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(
-                f"this checkpoint has layout {state.get('format')!r}; this msgzoo reads layout {CHECKPOINT_FORMAT} "
-                "(checkpoints of older versions cannot be resumed: start a new run)."
-            )
+        state = upgrade_checkpoint(state, checkpoint)
         fresh = _hyperparameters(self.method)  # the values of the run's config, before the checkpoint's replace them
         self.iteration, self.frames = state["iteration"], state["frames"]
         self.wall_time = float(state["wall_time"])
@@ -324,7 +361,7 @@ class Trainer:
         """Continues from ``path``; refuses a checkpoint made with another config (but for ``resume_override``)."""
         state = load_checkpoint(path)
         check_resume_config(state.get("config"), self.exp.config, resume_override, checkpoint=path)
-        self.load_state_dict(state, resume_override)
+        self.load_state_dict(state, resume_override, checkpoint=path)
         self.resumed_from = Path(path).resolve()
 
     def resume_record(self) -> dict:
@@ -343,12 +380,12 @@ class Trainer:
             "status": "interrupted", "signal": self.interrupted, "checkpoint": str(self.checkpoint_path),
             "resume_with": f"resume={self.checkpoint_path}", "wall_time_s": self.wall_time, **self.resume_record(),
         }
-        per_seed = self.total_frames // self.num_seeds
         for exp, history in zip(self.seed_experiments, self.seed_history):
-            exp.finish({**note, "env_steps": self.frames // self.num_seeds, "budget_env_steps": per_seed,
-                        "history": history})
+            exp.finish({**note, "env_steps": self.frames, "budget_env_steps": self.total_frames, "history": history})
+        # the run's own summary counts every seed's steps (seeds_summary.json's env_steps: the total over seeds)
         self.exp.finish(
-            {**note, "env_steps": self.frames, "budget_env_steps": self.total_frames, "history": self.history},
+            {**note, "env_steps": self.frames_all_seeds, "budget_env_steps": self.total_frames * self.num_seeds,
+             "history": self.history},
             filename="seeds_summary.json" if self.seed_experiments else "summary.json",
         )
         raise TrainingInterrupted(self.interrupted, self.checkpoint_path)
@@ -364,11 +401,13 @@ class Trainer:
         # The standard scheme + receiver sequence collects through an equivalent fused module (same networks, same
         # keys and random draws, less per-step overhead); any other policy is used as it is.
         policy = fuse_policy(self.method.policy) or self.method.policy
+        # TorchRL's Collector counts the steps of every env of its batch: every seed's
+        collector_batch = self.frames_per_batch * self.num_seeds
         collector = Collector(
             self.env,
             policy,
-            frames_per_batch=self.frames_per_batch,
-            total_frames=math.ceil(remaining / self.frames_per_batch) * self.frames_per_batch,  # whole batches
+            frames_per_batch=collector_batch,
+            total_frames=math.ceil(remaining / self.frames_per_batch) * collector_batch,  # whole batches
             device=self.device,
             auto_register_policy_transforms=False,  # the policy needs no env transform
         )
@@ -394,7 +433,7 @@ class Trainer:
                 for batch in collector:
                     metrics: dict = {}
                     self.update(batch, metrics)
-                    self.frames += batch.numel()
+                    self.frames += self._seed_frames(batch)
                     self.iteration += 1
                     self._accumulate_rewards(batch)
                     latest.update(metrics)
@@ -460,7 +499,7 @@ class Trainer:
         elapsed = max(time.perf_counter() - start, 1e-9)
         if self.seed_experiments:
             scalars.update(self._log_seeds(seed_evals, elapsed))
-        scalars["time/env_steps_per_s"] = self.frames / elapsed
+        scalars["time/env_steps_per_s"] = self.frames_all_seeds / elapsed  # the throughput
         scalars["time/wall_s"] = elapsed
         self.exp.log(scalars, step=self.frames)
         row = {"frames": self.frames, **{k: float(v) for k, v in self.exp.last_metrics.items()}}
@@ -470,9 +509,9 @@ class Trainer:
         self._shown = self.frames
 
     def _log_seeds(self, seed_evals: list[dict] | None, elapsed: float) -> dict:
-        """Each seed's own log, on its own env-step axis (``frames / num_seeds``), as a separate run writes it.
+        """Each seed's own log, on the env-step axis of each seed (:attr:`frames`), as a separate run writes it.
         Returns the seeds' reward curves as ``seed<k>/<metric>`` for the run that holds all seeds (W&B)."""
-        frames, shared = self.frames // self.num_seeds, {}
+        frames, shared = self.frames, {}
         rewards = self._seed_rewards.tolist() if self._seed_rewards is not None else None
         for i, exp in enumerate(self.seed_experiments):
             scalars: dict = {}
