@@ -1,11 +1,11 @@
-"""``warmup.receiver_entropy_coeff``: the receiver's entropy bonus until the warm-up ends, then linearly to
-``loss.receiver_entropy_coeff`` at the end of the budget (a receiver that keeps exploring while the scheme changes)."""
+"""``warmup.receiver_entropy_coeff``: the receiver's entropy bonus moves linearly to ``loss.receiver_entropy_coeff``
+over the warm-up (a receiver that explores while the messages gain meaning, and stops mixing afterwards)."""
 import pytest
 
 from msgzoo.pipelines import one_step
 from msgzoo.training.config_schema import ConfigError
 from msgzoo.runtime.experiment import Experiment
-from msgzoo.training.methods import LinearSchedule, build_method, warmup_schedule
+from msgzoo.training.methods import LinearSchedule, build_method, schedule_over_warmup
 from msgzoo.training.trainer import Trainer
 
 
@@ -23,24 +23,24 @@ def _train_and_record(cfg, method_name, tmp_path):
 
 @pytest.mark.parametrize("method", ["sgoc", "pg"])
 def test_the_receivers_bonus_moves_on_its_env_steps(recipe_config, tmp_path, method):
-    """0.1 until 32 students, 0 at 128: the receiver's updates (batches 1 and 3, after 0 and 64 students) see 0.1
-    and 0.1 * (1 - (64 - 32) / 96), and the bonus is in their loss."""
+    """0.1 at the start, 0.02 at the warm-up's end (96 students): the receiver's updates (batches 1 and 3, after 0
+    and 64 students) see 0.1 and 0.1 + (0.02 - 0.1) * 64 / 96, and the bonus is in their loss."""
     cfg = recipe_config(f"{method}_recommendation_letter", "env.num_envs=32", "collector.total_frames=128",
-                        "warmup.frames=32", "warmup.receiver_entropy_coeff=0.1", "loss.receiver_entropy_coeff=0.0")
+                        "warmup.frames=96", "warmup.receiver_entropy_coeff=0.1", "loss.receiver_entropy_coeff=0.02")
     seen = _train_and_record(cfg, method, tmp_path)
-    assert [c for c, _ in seen] == pytest.approx([0.1, 0.1 * (1 - (64 - 32) / 96)])
+    assert [c for c, _ in seen] == pytest.approx([0.1, 0.1 + (0.02 - 0.1) * 64 / 96])
     for coeff, out in seen:
         assert float(out["loss_entropy"].detach()) == pytest.approx(-coeff * float(out["entropy"].detach()), rel=1e-5)
 
 
 def test_equal_values_are_a_constant_and_zero_has_no_entropy_term(recipe_config, tmp_path):
     cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=32", "collector.total_frames=64")
-    assert warmup_schedule(cfg, "receiver_entropy_coeff") is None  # the defaults: 0 and 0
+    assert schedule_over_warmup(cfg, "receiver_entropy_coeff") is None  # the defaults: 0 and 0
     seen = _train_and_record(cfg, "sgoc", tmp_path)
     assert all("loss_entropy" not in out.keys() for _, out in seen)
     cfg = recipe_config("sgoc_recommendation_letter", "warmup.frames=10", "warmup.receiver_entropy_coeff=0.05",
                         "loss.receiver_entropy_coeff=0.01", "collector.total_frames=100")
-    assert warmup_schedule(cfg, "receiver_entropy_coeff") == LinearSchedule(0.05, 0.01, 100, begin=10)
+    assert schedule_over_warmup(cfg, "receiver_entropy_coeff") == LinearSchedule(0.05, 0.01, 10)
 
 
 def test_a_negative_bonus_fails_naming_the_field(recipe_config):

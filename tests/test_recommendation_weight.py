@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 
 from msgzoo.envs import recommendation_letter
 from msgzoo.objectives import ObedienceConstraintLoss, SignalingGradientLoss
-from msgzoo.training.methods import LinearSchedule, build_method, warmup_schedule
+from msgzoo.training.methods import LinearSchedule, build_method, schedule_after_warmup
 from msgzoo.pipelines import one_step
 from test_objectives import F64, U_RECEIVER, U_SENDER, W_RECEIVER_KEY, _scheme_grad, collect, tabular_modules
 
@@ -99,7 +99,7 @@ def test_more_messages_than_actions_is_refused_by_name():
 )
 def test_recommendation_schedule_from_config(loss, warmup, expected):
     cfg = OmegaConf.create({"loss": loss, "warmup": warmup, "collector": {"total_frames": 1000}})
-    assert warmup_schedule(cfg, "recommendation_weight") == expected
+    assert schedule_after_warmup(cfg, "recommendation_weight") == expected
 
 
 def test_the_trainer_moves_the_weight_on_each_seeds_env_steps(recipe_config, tmp_path):

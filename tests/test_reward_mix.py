@@ -12,7 +12,7 @@ from msgzoo.training.methods import (
     RewardMix,
     build_method,
     epsilon_from_config,
-    joint_epsilon_from_config,
+    schedule_over_warmup,
     reward_mix_from_config,
 )
 
@@ -91,10 +91,10 @@ def test_from_config(final, warmup, mix, joint):
 
     cfg = OmegaConf.create({"sender_objective": {"receiver_weight": final}, "warmup": warmup, "loss": {}})
     assert reward_mix_from_config(cfg) == (None if mix is None else RewardMix(mix))
-    assert joint_epsilon_from_config(cfg) == joint
+    assert schedule_over_warmup(cfg, "joint_epsilon") == joint
     cfg.loss.joint_epsilon = 0.02  # the floor it moves to
     if joint is not None:
-        assert joint_epsilon_from_config(cfg) == LinearSchedule(joint.start, 0.02, joint.frames)
+        assert schedule_over_warmup(cfg, "joint_epsilon") == LinearSchedule(joint.start, 0.02, joint.frames)
 
 
 @pytest.mark.parametrize("method, loss_name", [("sgoc", "signaling"), ("pgoc", "policy_gradient")])

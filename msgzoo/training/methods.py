@@ -121,12 +121,12 @@ def reward_mix_from_config(cfg) -> RewardMix | None:
     return RewardMix(LinearSchedule(start, end, max(frames, 1)))
 
 
-def joint_epsilon_from_config(cfg) -> LinearSchedule | None:
-    """``warmup.joint_epsilon`` moving to ``loss.joint_epsilon`` over the warm-up (None: a constant, which the loss
-    is built with)."""
-    end = float(cfg.loss.get("joint_epsilon", 0.0))
+def schedule_over_warmup(cfg, field: str) -> LinearSchedule | None:
+    """``warmup.<field>`` moving linearly to ``loss.<field>`` over the warm-up (None: a constant, which the loss is
+    built with). For ``joint_epsilon`` and ``receiver_entropy_coeff``."""
+    end = float(cfg.loss.get(field, 0.0))
     frames = _warmup_frames(cfg)
-    start = float(cfg.warmup.get("joint_epsilon", end)) if frames > 0 else end
+    start = float(cfg.warmup.get(field, end)) if frames > 0 else end
     return LinearSchedule(start, end, frames) if start != end else None
 
 
@@ -174,9 +174,9 @@ def epsilon_from_config(cfg) -> LinearSchedule | None:
     return _after_warmup(cfg, float(cfg.loss.epsilon), float(final))
 
 
-def warmup_schedule(cfg, field: str) -> LinearSchedule | None:
+def schedule_after_warmup(cfg, field: str) -> LinearSchedule | None:
     """``warmup.<field>`` until the warm-up ends, then linearly to ``loss.<field>`` at the end of the budget (None:
-    both equal, a constant the losses are built with). For ``recommendation_weight`` and ``receiver_entropy_coeff``."""
+    both equal, a constant the losses are built with). For ``recommendation_weight``."""
     final = float(cfg.loss.get(field, 0.0))
     start = float(cfg.warmup.get(field, final)) if cfg.get("warmup") is not None else final
     if start == final:
@@ -414,7 +414,7 @@ class Warmup:
 
 @dataclass(frozen=True)
 class ReceiverWarmup(Warmup):
-    """The warm-up of the methods with an A2C receiver: its entropy bonus until the warm-up ends."""
+    """The warm-up of the methods with an A2C receiver: its entropy bonus moves to ``loss.receiver_entropy_coeff``."""
 
     receiver_entropy_coeff: float = setting(**COEFFICIENT)
 
@@ -580,7 +580,8 @@ def _build_receiver_and_sender(
         nets.receiver(1), in_keys=[("receiver", "observation"), ("sender", "message")], out_key=RECEIVER_VALUE_KEY
     ).to(device)
     # the receiver's entropy bonus: a constant, or from warmup.receiver_entropy_coeff to loss.receiver_entropy_coeff
-    receiver_entropy = warmup_schedule(cfg, "receiver_entropy_coeff")
+    # over the warm-up (a receiver that explores while the messages gain meaning, and stops mixing afterwards)
+    receiver_entropy = schedule_over_warmup(cfg, "receiver_entropy_coeff")
     receiver_loss = make_receiver_a2c_loss(
         receiver, receiver_critic, gamma=L.receiver_gamma,
         entropy_coeff=L.receiver_entropy_coeff if receiver_entropy is None else receiver_entropy.start,
@@ -635,9 +636,9 @@ def _build_receiver_and_sender(
         if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss, SarsaPolicyGradientLoss))
     ]
     reward_mix = reward_mix_from_config(cfg)
-    joint_epsilon = joint_epsilon_from_config(cfg) if obedience else None
+    joint_epsilon = schedule_over_warmup(cfg, "joint_epsilon") if obedience else None
     epsilon = epsilon_from_config(cfg) if obedience else None
-    recommendation = warmup_schedule(cfg, "recommendation_weight") if sender == "signaling" or obedience else None
+    recommendation = schedule_after_warmup(cfg, "recommendation_weight") if sender == "signaling" or obedience else None
     if reward_mix is not None:
         sender_losses[sender].set_keys(reward=SENDER_OBJECTIVE_KEY)
 
