@@ -3,6 +3,7 @@
     python benchmarks/persuasion_suite.py                       # all games, sgoc + pgoc, 5 seeds, 2 processes
     python benchmarks/persuasion_suite.py --games recommendation_letter random_05_3x3 --methods sgoc
     python benchmarks/persuasion_suite.py --override loss.epsilon=0.0 --out benchmarks/results/ablation_eps0.json
+    python benchmarks/persuasion_suite.py --compare benchmarks/results/persuasion_suite.json benchmarks/results/ablation_eps0.json
 
 Every (method, game) trains ``--seeds`` seeds together (``num_seeds``) through the one-step recipe
 (``recipes/<method>_recommendation_letter.py``'s config and pipeline) with **no per-game setting**: only the game
@@ -109,6 +110,35 @@ def add_scheme_scores(report: dict) -> None:
         ]
 
 
+def compare(base_path: Path, new_path: Path, threshold: float = 0.01) -> str:
+    """The issue's measures of two result files on the games both hold (per method), and the games whose mean over
+    seeds moved by more than ``threshold``: markdown lines for a results section."""
+    base, new = (json.loads(Path(p).read_text())["results"] for p in (base_path, new_path))
+    lines = []
+    for method in sorted({r["method"] for r in new} & {r["method"] for r in base}):
+        rows = {r["game"]: r for r in new if r["method"] == method}
+        old = {r["game"]: r for r in base if r["method"] == method and r["game"] in rows}
+        rows = {g: r for g, r in rows.items() if g in old}
+        lines += [f"{method}, {len(rows)} games held by both: `{_shown(base_path)}` -> `{_shown(new_path)}`", "",
+                  "| measure | base | new |", "|---|---|---|"]
+        a, b = summarize(list(old.values()))[method], summarize(list(rows.values()))[method]
+        for key, fmt in [("median_game_mean_fraction", "{:.3f}"), ("mean_fraction", "{:.3f}"),
+                         ("games_with_4_of_5_seeds_at_0.9", "{}"), ("seeds_below_0.8", "{}"),
+                         ("worst_seed_fraction", "{:.3f}"), ("worst_game", "{}"), ("max_receiver_regret", "{:.4f}"),
+                         ("seeds_with_regret_above_0.01", "{}"), ("mean_cpu_s_per_game", "{:.1f}"),
+                         ("max_cpu_s_per_game", "{:.1f}")]:
+            lines.append(f"| {key} | {fmt.format(a[key])} | {fmt.format(b[key])} |")
+        moved = sorted(((statistics.fmean(rows[g]["fraction"]) - statistics.fmean(old[g]["fraction"]), g) for g in rows))
+        for word, picked in [("better", [m for m in reversed(moved) if m[0] > threshold]),
+                             ("worse", [m for m in moved if m[0] < -threshold])]:
+            lines += ["", f"{len(picked)} games {word} by more than {threshold} on the mean over seeds (base -> new, "
+                      "mean / min):"] + [
+                f"- {g}: {statistics.fmean(old[g]['fraction']):.3f} / {min(old[g]['fraction']):.3f} -> "
+                f"{statistics.fmean(rows[g]['fraction']):.3f} / {min(rows[g]['fraction']):.3f}" for _, g in picked]
+        lines += ["", f"{sum(abs(d) <= threshold for d, _ in moved)} games within {threshold}.", ""]
+    return "\n".join(lines)
+
+
 BEGIN, END = "<!-- persuasion-suite:begin -->", "<!-- persuasion-suite:end -->"
 
 
@@ -203,7 +233,12 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="skip the games --out already holds (same settings)")
     parser.add_argument("--report", type=Path, nargs="+", default=None, help="write docs from these result files")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="the docs folder --report writes into")
+    parser.add_argument("--compare", type=Path, nargs=2, default=None, metavar=("BASE", "NEW"),
+                        help="print the issue's measures of two result files on their common games")
     args = parser.parse_args()
+    if args.compare:
+        print(compare(*args.compare))
+        return
     if args.report:
         print(f"report: {write_report(args.report, args.docs)}")
         return

@@ -109,6 +109,14 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             :math:`C(\sigma,\sigma') \ge \epsilon P(\sigma) + \epsilon_J`. With :math:`\epsilon_J > 0` every message
             must stay in use (an unsent one has :math:`C = 0`), so the receiver keeps learning what each one means; a
             schedule may lower it to 0 (the recipes' warm-up does). Default 0.
+        noise_allowance (float): ``k >= 0``: each hinge on a batch estimate (``"lagrangian"``; ``"stringent"`` with
+            ``"all"``, whose hinges are on the pair estimates) penalises :math:`\hat C < b - k\,\mathrm{SE}` instead of
+            :math:`\hat C < b` (``b`` the bound above), with SE the estimate's batch standard error (per problem,
+            without gradient; ``std`` of its per-state terms over :math:`\sqrt T`). A hinge on a noisy estimate is
+            positive in expectation while the true :math:`C` is above ``b`` (Jensen), so the sender keeps a surplus of
+            a standard error or two; the allowance removes it. Not with the dual modes (whose multipliers price the
+            estimates, not a hinge) nor ``"stringent"`` with ``"uniform"`` (a hinge per sample, not on an estimate).
+            Default 0: the hinge on the estimate itself.
 
     Returns, from ``forward``: ``loss_obedience``, ``loss_critic`` and the detached diagnostics
     ``constraint`` (:math:`\hat C`), ``violation_rate`` (the share of terms below ``epsilon``) and
@@ -190,6 +198,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         margin: str = "joint",
         joint_epsilon: float = 0.0,
         recommendation_weight: float = 0.0,
+        noise_allowance: float = 0.0,
     ):
         if not 0.0 <= recommendation_weight <= 1.0:
             raise ValueError(f"recommendation_weight={recommendation_weight} is invalid: expected a weight in [0, 1].")
@@ -212,6 +221,14 @@ class ObedienceConstraintLoss(SenderCriticLoss):
                 f"counterfactual={counterfactual!r} is invalid with mode='dual_pairwise': it prices every pair of messages, "
                 "so it needs counterfactual='all'."
             )
+        if not noise_allowance >= 0.0:
+            raise ValueError(f"noise_allowance={noise_allowance} is invalid: expected k >= 0 standard errors.")
+        if noise_allowance > 0 and (mode in DUAL_MODES or (mode == "stringent" and counterfactual == "uniform")):
+            raise ValueError(
+                f"noise_allowance={noise_allowance} is invalid with mode={mode!r}, counterfactual={counterfactual!r}: "
+                "it shifts a hinge on a batch estimate, which only mode='lagrangian' (or 'stringent' with "
+                "counterfactual='all') has; set noise_allowance=0."
+            )
         ensemble_shape = tuple(ensemble_shape)
         if not all(isinstance(n, int) and n >= 1 for n in ensemble_shape):
             raise ValueError(f"ensemble_shape={ensemble_shape!r} is invalid: expected a tuple of positive ints.")
@@ -223,6 +240,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         self.mode, self.counterfactual, self.margin = mode, counterfactual, margin
         self.joint_epsilon = float(joint_epsilon)
         self.recommendation_weight = float(recommendation_weight)
+        self.noise_allowance = float(noise_allowance)
         self.epsilon, self.dual_lr, self.gamma = float(epsilon), float(dual_lr), float(gamma)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
         size = {"dual": num_messages, "dual_pairwise": (num_messages or 0) * ((num_messages or 0) - 1)}.get(mode, 1)
@@ -282,6 +300,22 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         m = phi.transpose(-1, -2) @ q / phi.shape[-2]  # m[k, l] = mean_t phi(k|s_t) q[t, l]
         return m.diagonal(dim1=-2, dim2=-1).unsqueeze(-1) - m  # the diagonal is an exact zero
 
+    @torch.no_grad()
+    def _pairwise_standard_error(self, phi: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """The batch standard error of each ``C[k, l]`` of :meth:`_pairwise`, ``[*ensemble_shape, K, K]``: the
+        per-state terms ``d_t = phi(k|s_t) (q[t,k] - q[t,l])`` have second moment ``mean_t phi_k^2 q_k^2 -
+        2 mean_t phi_k^2 q_k q_l + mean_t phi_k^2 q_l^2``, two K x K matmuls as the first moment's (no T x K x K
+        tensor); the variance is the unbiased one (``torch.std``'s)."""
+        mean = self._pairwise(phi, q)
+        phi, q = self._per_problem(phi), self._per_problem(q)
+        n = phi.shape[-2]
+        phi2 = phi.square()
+        a = phi2.transpose(-1, -2) @ q.square() / n  # a[k, l] = mean_t phi_k^2 q_l^2
+        b = (phi2 * q).transpose(-1, -2) @ q / n  # b[k, l] = mean_t phi_k^2 q_k q_l
+        second = a.diagonal(dim1=-2, dim2=-1).unsqueeze(-1) - 2.0 * b + a
+        variance = (second - mean.square()).clamp(min=0.0) * (n / max(n - 1, 1))
+        return (variance / n).sqrt()
+
     def _critic_values(self, tensordict: TensorDictBase) -> torch.Tensor:
         critic = self.critic_network
         check_writes(critic, self.tensor_keys.action_value, "action_value", "critic_network")
@@ -339,12 +373,21 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             floor = self.joint_epsilon
             terms_eps, pairs_eps, per_message_eps = terms_eps + floor, pairs_eps + floor, per_message_eps + floor
 
+        hinge_pairs, hinge_terms = pairs_eps, terms_eps
+        if self.noise_allowance:  # the hinge fires at C_hat < bound - k SE: no surplus kept against the batch's noise
+            if self.counterfactual == "all":
+                se = _off_diagonal(self._pairwise_standard_error(phi, q))
+                hinge_pairs = hinge_terms = pairs_eps - self.noise_allowance * se  # stringent's terms are the pairs
+            else:  # the one estimate: the mean of the c_t
+                se = terms.detach().std(-1, keepdim=True) / terms.shape[-1] ** 0.5
+                hinge_pairs = pairs_eps - self.noise_allowance * se
+
         # every loss below is per problem (the last dim reduced), then summed over problems (reduce_per_seed)
         if self.mode == "lagrangian":
             # eq. 7: sum over the estimated pairs of lambda * (C(sigma, sigma') - epsilon)^-
-            loss = reduce_per_seed(lam[..., 0] * torch.relu(pairs_eps - pair_terms).sum(-1), self.ensemble_shape)
+            loss = reduce_per_seed(lam[..., 0] * torch.relu(hinge_pairs - pair_terms).sum(-1), self.ensemble_shape)
         elif self.mode == "stringent":
-            loss = reduce_per_seed(lam[..., 0] * torch.relu(terms_eps - terms).mean(-1), self.ensemble_shape)
+            loss = reduce_per_seed(lam[..., 0] * torch.relu(hinge_terms - terms).mean(-1), self.ensemble_shape)
         else:
             # what each multiplier prices, and the right-hand side it is held to
             estimates, bounds = (per_message, per_message_eps) if self.mode == "dual" else (pair_terms, pairs_eps)

@@ -44,7 +44,7 @@ from msgzoo.objectives import (
     make_receiver_a2c_loss,
     make_sender_a2c_loss,
 )
-from msgzoo.objectives.obedience import COUNTERFACTUALS, MARGINS, MODES
+from msgzoo.objectives.obedience import COUNTERFACTUALS, DUAL_MODES, MARGINS, MODES
 from msgzoo.training.config_schema import (
     COEFFICIENT,
     DISCOUNT,
@@ -352,6 +352,7 @@ class ObedienceLoss:
     joint_epsilon: float = setting(number, "a finite bound on every message's surplus", 0.0)
     dual_lr: float = setting(positive, "a positive dual step", 0.01)
     recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
+    obedience_noise_allowance: float = setting(non_negative, "k >= 0 standard errors", 0.0)
 
 
 @dataclass(frozen=True)
@@ -613,6 +614,7 @@ def _build_receiver_and_sender(
         )
         sender_critics.append(v_sender)
     if obedience:
+        noise_allowance = obedience_noise_allowance_from_config(cfg)
         w_receiver = make_action_value_critic(nets.sender(a), out_key=("sender", "receiver_action_value")).to(device)
         sender_losses["obedience"] = ObedienceConstraintLoss(
             scheme, receiver, w_receiver,
@@ -620,7 +622,7 @@ def _build_receiver_and_sender(
             counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=k,
             margin=L.get("obedience_margin", "joint"), joint_epsilon=L.get("joint_epsilon", 0.0),
             ensemble_shape=nets.ensemble_shape,
-            recommendation_weight=L.get("recommendation_weight", 0.0),
+            recommendation_weight=L.get("recommendation_weight", 0.0), noise_allowance=noise_allowance,
         ).to(device)
         sender_critics.append(w_receiver)
         if sender == "signaling":  # one update sums both: their shared no-grad results are computed once
@@ -683,6 +685,20 @@ def _prepare_receiver(batch: TensorDictBase, frames: int, *, scheme, loss, entro
     attach_next_message(batch, scheme)
     if entropy is not None:
         loss.entropy_coeff = entropy.value(frames)  # one of A2CLoss's schedulable buffers (set in place)
+
+
+def obedience_noise_allowance_from_config(cfg) -> float:
+    """``loss.obedience_noise_allowance`` (0 where the config has no such field), checked against the obedience
+    mode: it shifts a hinge on a batch estimate, which the dual modes and a per-sample ``stringent`` hinge lack."""
+    k, L = cfg.loss.get("obedience_noise_allowance", 0.0), cfg.loss
+    if k and L.obedience_mode in DUAL_MODES:
+        fail("loss.obedience_noise_allowance", k, f"0 with loss.obedience_mode={L.obedience_mode} (its multipliers "
+             "price the estimates; there is no hinge to shift)", "set loss.obedience_noise_allowance=0")
+    if k and L.obedience_mode == "stringent" and L.counterfactual == "uniform":
+        fail("loss.obedience_noise_allowance", k, "0 with loss.obedience_mode=stringent and loss.counterfactual="
+             "uniform (a hinge per sample, not on an estimate)", "set loss.obedience_noise_allowance=0 or "
+             "loss.counterfactual=all")
+    return float(k)
 
 
 def _prepare_sender(
