@@ -167,7 +167,7 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for p, rep in reports:
         label = Path(p).stem + (f" ({' '.join(rep['overrides'])})" if rep["overrides"] else "")
-        lines += [f"### `{Path(p).name}`" + (f": overrides `{' '.join(rep['overrides'])}`" if rep["overrides"] else ": defaults"),
+        lines += [f"### `{Path(p).name}`" + (f": overrides `{' '.join(rep['overrides'])}`" if rep["overrides"] else ": no overrides (the defaults when it ran)"),
                   "", f"{rep['seeds']} seeds per game trained together; wall time of the whole run {rep['wall_s']:.0f} s.", ""]
         lines += ["| method | games | median game (mean over seeds) | mean | games with >= 4/5 seeds at 90% | seeds < 80% | "
                   "worst seed (game) | max receiver regret | seeds with regret > 0.01 | CPU s per game (mean, max) | "

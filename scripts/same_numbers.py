@@ -119,6 +119,10 @@ def main(argv=None) -> int:
                         help="runs with these numbers of seeds trained together (default: 1 2)")
     parser.add_argument("--rtol", type=float, default=0.0,
                         help="accept runs whose numbers differ by at most this relative difference (default: none)")
+    parser.add_argument("--new-override", nargs="+", default=[], metavar="OVERRIDE",
+                        help="Hydra overrides for this checkout's runs only, e.g. a default changed since the other "
+                             "commit set back to its old value (loss.obedience_noise_allowance=0 against a commit "
+                             "before session 6)")
     args, extra = parser.parse_known_args(argv)
     extra = [e for e in extra if e != "--"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,7 +132,7 @@ def main(argv=None) -> int:
         with tarfile.open(archive) as tar:
             tar.extractall(tmp / "old", filter="data")
         run_all(tmp / "old", tmp / "runs_old", args.methods, extra, args.num_seeds)
-        run_all(ROOT, tmp / "runs_new", args.methods, extra, args.num_seeds)
+        run_all(ROOT, tmp / "runs_new", args.methods, extra + args.new_override, args.num_seeds)
         runs = sorted(p.name for p in (tmp / "runs_old").iterdir())
         snapshots = [(name, snapshot(tmp / "runs_old" / name), snapshot(tmp / "runs_new" / name)) for name in runs]
     ok = True
