@@ -688,17 +688,14 @@ def _prepare_receiver(batch: TensorDictBase, frames: int, *, scheme, loss, entro
 
 
 def obedience_noise_allowance_from_config(cfg) -> float:
-    """``loss.obedience_noise_allowance`` (0 where the config has no such field), checked against the obedience
-    mode: it shifts a hinge on a batch estimate, which the dual modes and a per-sample ``stringent`` hinge lack."""
-    k, L = cfg.loss.get("obedience_noise_allowance", 0.0), cfg.loss
-    if k and L.obedience_mode in DUAL_MODES:
-        fail("loss.obedience_noise_allowance", k, f"0 with loss.obedience_mode={L.obedience_mode} (its multipliers "
-             "price the estimates; there is no hinge to shift)", "set loss.obedience_noise_allowance=0")
-    if k and L.obedience_mode == "stringent" and L.counterfactual == "uniform":
-        fail("loss.obedience_noise_allowance", k, "0 with loss.obedience_mode=stringent and loss.counterfactual="
-             "uniform (a hinge per sample, not on an estimate)", "set loss.obedience_noise_allowance=0 or "
-             "loss.counterfactual=all")
-    return float(k)
+    """``loss.obedience_noise_allowance`` where the obedience mode has a hinge on a batch estimate (``lagrangian``;
+    ``stringent`` with ``counterfactual=all``), else 0: the dual modes price the estimates linearly (no hinge, no
+    Jensen bias to allow for) and ``stringent`` with ``uniform`` has one hinge per sample, so there the field is not
+    read, as ``loss.dual_lr`` is not read by ``lagrangian``."""
+    L = cfg.loss
+    if L.obedience_mode in DUAL_MODES or (L.obedience_mode == "stringent" and L.counterfactual == "uniform"):
+        return 0.0
+    return float(L.get("obedience_noise_allowance", 0.0))
 
 
 def _prepare_sender(
