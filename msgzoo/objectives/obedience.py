@@ -12,6 +12,7 @@ from torch import nn
 from msgzoo.objectives.common import (
     SenderCriticLoss,
     action_value_td_loss,
+    check_ensemble_shape,
     check_reads,
     check_writes,
     critic_output,
@@ -229,9 +230,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
                 "it shifts a hinge on a batch estimate, which only mode='lagrangian' (or 'stringent' with "
                 "counterfactual='all') has; set noise_allowance=0."
             )
-        ensemble_shape = tuple(ensemble_shape)
-        if not all(isinstance(n, int) and n >= 1 for n in ensemble_shape):
-            raise ValueError(f"ensemble_shape={ensemble_shape!r} is invalid: expected a tuple of positive ints.")
+        ensemble_shape = check_ensemble_shape(ensemble_shape)
         super().__init__()
         self.ensemble_shape = ensemble_shape
         self.scheme_network = logits_module_of(scheme_network)
