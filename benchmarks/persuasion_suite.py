@@ -92,15 +92,14 @@ def summarize(results: list[dict]) -> dict:
     return out
 
 
-def add_scheme_scores(report: dict) -> None:
+def add_scheme_scores(report: dict, games: dict) -> None:
     """Adds ``scheme_fraction`` to every result: each seed's learned scheme scored against a best-responding
     receiver (ties to the sender, as the LP), as a fraction of the LP gain. Beside ``fraction`` (the learned pair's
     exact value) it says whether a shortfall is the scheme's or the learned receiver's play. From the stored
-    schemes, so older result files get it too."""
+    schemes, so older result files get it too. ``games``: the suite's games by name (``report``'s must be there)."""
     from msgzoo.game_theory.metrics import best_response_sender_value
-    from msgzoo.game_theory.suite import fraction_of_gain, persuasion_suite
+    from msgzoo.game_theory.suite import fraction_of_gain
 
-    games = {g.name: g for g in persuasion_suite(report["num_random"])}
     for r in report["results"]:
         g = games[r["game"]]
         prior = g.occupancy or g.prior  # a Markov game's values are per step of its state occupancy
@@ -157,9 +156,15 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
     from msgzoo.report.compare import save_figure
     import matplotlib.pyplot as plt
 
+    from msgzoo.game_theory.suite import persuasion_suite
+
     reports = [(p, json.loads(Path(p).read_text())) for p in paths]
+    suites: dict[int, dict] = {}  # one suite (its LPs solved once) per size the files were run with
     for _, rep in reports:
-        add_scheme_scores(rep)
+        n = rep["num_random"]
+        if n not in suites:
+            suites[n] = {g.name: g for g in persuasion_suite(n)}
+        add_scheme_scores(rep, suites[n])
     out_dir = docs / "results" / "persuasion_suite"
     lines = [BEGIN, "", "_Written by `python benchmarks/persuasion_suite.py --report "
              + " ".join(_shown(p) for p, _ in reports)

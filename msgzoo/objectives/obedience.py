@@ -300,12 +300,15 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         return m.diagonal(dim1=-2, dim2=-1).unsqueeze(-1) - m  # the diagonal is an exact zero
 
     @torch.no_grad()
-    def _pairwise_standard_error(self, phi: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    def _pairwise_standard_error(
+        self, phi: torch.Tensor, q: torch.Tensor, mean: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The batch standard error of each ``C[k, l]`` of :meth:`_pairwise`, ``[*ensemble_shape, K, K]``: the
         per-state terms ``d_t = phi(k|s_t) (q[t,k] - q[t,l])`` have second moment ``mean_t phi_k^2 q_k^2 -
         2 mean_t phi_k^2 q_k q_l + mean_t phi_k^2 q_l^2``, two K x K matmuls as the first moment's (no T x K x K
-        tensor); the variance is the unbiased one (``torch.std``'s)."""
-        mean = self._pairwise(phi, q)
+        tensor); the variance is the unbiased one (``torch.std``'s). ``mean``: :meth:`_pairwise`'s matrix when the
+        caller has it already (computed here otherwise)."""
+        mean = self._pairwise(phi, q) if mean is None else mean.detach()
         phi, q = self._per_problem(phi), self._per_problem(q)
         n = phi.shape[-2]
         phi2 = phi.square()
@@ -375,7 +378,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         hinge_pairs, hinge_terms = pairs_eps, terms_eps
         if self.noise_allowance:  # the hinge fires at C_hat < bound - k SE: no surplus kept against the batch's noise
             if self.counterfactual == "all":
-                se = _off_diagonal(self._pairwise_standard_error(phi, q))
+                se = _off_diagonal(self._pairwise_standard_error(phi, q, matrix))
                 hinge_pairs = hinge_terms = pairs_eps - self.noise_allowance * se  # stringent's terms are the pairs
             else:  # the one estimate: the mean of the c_t
                 se = terms.detach().std(-1, keepdim=True) / terms.shape[-1] ** 0.5
