@@ -16,10 +16,12 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from msgzoo.training.methods import build_method
 from msgzoo.training.trainer import _all_finite
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "recipes" / "config"
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = ROOT / "recipes" / "config"
+sys.path.insert(0, str(ROOT))
+from recipes import build_method  # noqa: E402  (the recipes' make_method, the methods' one source)
 
 
 def main(recipe: str = "sgoc_reaching_goals") -> None:

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # one line per game instead of progress bars (set before tqdm is imported; the worker processes inherit it)
 os.environ.setdefault("TQDM_DISABLE", "1")
 CONFIG_DIR = ROOT / "recipes" / "config"
+sys.path.insert(0, str(ROOT))  # the recipes (the methods' one source), as the worker processes import them
 
 
 def train_one(job: tuple[str, dict, int, list[str], str]) -> dict:
@@ -37,7 +38,7 @@ def train_one(job: tuple[str, dict, int, list[str], str]) -> dict:
     import torch
     from hydra import compose, initialize_config_dir
 
-    from msgzoo.pipelines.one_step import run
+    from recipes import run_recipe
     from msgzoo.game_theory.suite import SuiteGame, fraction_of_gain
 
     method, game_fields, seeds, overrides, run_root = job
@@ -51,7 +52,7 @@ def train_one(job: tuple[str, dict, int, list[str], str]) -> dict:
                        *overrides],
         )
     cpu, wall = time.process_time(), time.perf_counter()
-    summary = run(cfg, method=method)
+    summary = run_recipe(cfg, method=method)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     per_seed = [summary] if seeds == 1 else [
         json.loads((run_dir / f"seed{cfg.seed + i}" / "summary.json").read_text()) for i in range(seeds)

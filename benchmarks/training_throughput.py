@@ -1,7 +1,7 @@
 """Training throughput: env steps per second of the whole training loop (collection + updates), one CPU thread.
 
 For each method on Reaching Goals 3x3 (and SGOC on Recommendation Letter) and each ``num_envs``, the recipe's
-configuration is composed (``recipes/config``), the method built with :func:`msgzoo.training.methods.build_method` and
+configuration is composed (``recipes/config``), the method built by its recipe's ``make_method`` (``recipes.build_method``) and
 trained by :class:`msgzoo.training.trainer.Trainer` (TorchRL ``Collector``, alternating receiver / sender updates,
 logging to CSV, no wandb) for a fixed number of batches. Every measurement runs in its own subprocess, so the peak
 memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is that run's own. Numbers are every seed's env steps
@@ -59,8 +59,8 @@ def _build(task: str, method: str, num_envs: int, batches: int, run_dir: str, ex
     import torch
 
     from msgzoo.runtime.experiment import Experiment
-    from msgzoo.training.methods import build_method
     from msgzoo.training.trainer import Trainer
+    from recipes import build_method
 
     torch.set_num_threads(1)
     overrides = [f"env.num_envs={num_envs}", f"num_seeds={num_seeds}", "logger.backends=[csv]", *extra]

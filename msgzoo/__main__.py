@@ -20,11 +20,14 @@ Other commands:
 """
 
 
+def recipe_paths() -> list[Path]:
+    """The recipe scripts (``<method>_<task>.py``; not ``reproduce.py`` nor the package's ``__init__.py``)."""
+    return [p for p in sorted(RECIPES.glob("*_*.py")) if p.stem != "reproduce" and not p.stem.startswith("_")]
+
+
 def recipe_lines() -> list[str]:
     lines = []
-    for path in sorted(RECIPES.glob("*_*.py")):
-        if path.stem == "reproduce":
-            continue
+    for path in recipe_paths():
         doc = path.read_text().split('"""')[1].strip().splitlines()[0] if '"""' in path.read_text() else ""
         lines.append(f"  python recipes/{path.name:<34} {doc}")
     return lines or ["  (no recipes folder found next to the package: see the repository)"]
@@ -41,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--list", action="store_true", help="print the recipe scripts, one per line")
     args = parser.parse_args(argv)
     if args.list:
-        print("\n".join(str(p) for p in sorted(RECIPES.glob("*_*.py")) if p.stem != "reproduce"))
+        print("\n".join(str(p) for p in recipe_paths()))
     else:
         parser.print_help()
 

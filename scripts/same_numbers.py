@@ -41,11 +41,16 @@ import json, sys
 from hydra import compose, initialize_config_dir
 import torch
 torch.set_num_threads(1)
-from msgzoo.pipelines import one_step, reaching_goals
+try:  # the recipes hold the methods (since issue 16's recipes in the open)
+    from recipes import run_recipe
+except ImportError:  # older code: the pipelines' run
+    from msgzoo.pipelines import one_step, reaching_goals
+    def run_recipe(cfg, method):
+        (one_step if cfg.task != "reaching_goals" else reaching_goals).run(cfg, method=method)
 for task, method, *overrides in json.loads(sys.argv[2]):
     with initialize_config_dir(config_dir=sys.argv[1] + "/recipes/config", version_base="1.3"):
         cfg = compose(config_name=f"{method}_{task}", overrides=overrides)
-    (one_step if task == "recommendation_letter" else reaching_goals).run(cfg, method=method)
+    run_recipe(cfg, method=method)
 """
 
 

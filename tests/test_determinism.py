@@ -1,7 +1,7 @@
 """Same seed and config, same results on CPU; another seed, other results."""
 from __future__ import annotations
 
-from msgzoo.pipelines.one_step import run
+from recipes import run_recipe as run
 
 TINY = ["collector.total_frames=20480", "env.num_envs=1024", "logger.backends=[csv]", "logger.log_interval=5"]
 TIMING = {"wall_time_s", "env_steps_per_s", "wall_time_to_target_s", "run_dir", "summary_path", "history", "last_metrics"}

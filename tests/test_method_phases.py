@@ -7,7 +7,8 @@ from omegaconf import OmegaConf
 
 from msgzoo.pipelines import one_step
 from msgzoo.runtime.experiment import Experiment
-from msgzoo.training.methods import METHOD_SPECS, build_method
+from msgzoo.training.methods import METHOD_SPECS
+from recipes import build_method
 from msgzoo.training.trainer import Trainer
 
 

@@ -14,7 +14,7 @@ from msgzoo.modules import GridNet, ObservationMessageNet, VectorNet
 from msgzoo.modules.seed_ensemble import SeedEnsemble, seed_members
 from msgzoo.objectives import attach_next_message
 from msgzoo.pipelines import one_step, reaching_goals
-from msgzoo.training.methods import build_method
+from recipes import build_method
 
 SEEDS = (3, 5, 8)
 

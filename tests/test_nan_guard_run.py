@@ -10,7 +10,7 @@ from msgzoo.pipelines.one_step import make_env
 from msgzoo.runtime.checkpoint import load_checkpoint
 from msgzoo.runtime.experiment import Experiment
 from msgzoo.runtime.nan_guard import NonFiniteError
-from msgzoo.training.methods import build_method
+from recipes import build_method
 from msgzoo.training.trainer import Trainer
 
 
@@ -22,7 +22,7 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(recipe_config, tmp_path):
         trainer = Trainer(env, method, exp, total_frames=256 * 200, frames_per_batch=256, log_interval=4)
         update = trainer.update
 
-        def poisoned(batch, metrics):  # a receiver weight turns NaN at the 6th sender update
+        def poisoned(batch, metrics=None):  # a receiver weight turns NaN at the 6th sender update
             if trainer.iteration == 11:
                 with torch.no_grad():
                     next(method.receiver.parameters()).fill_(math.nan)

@@ -7,7 +7,7 @@ from msgzoo.envs import recommendation_letter
 from msgzoo.objectives import ObedienceConstraintLoss
 from msgzoo.runtime.config_validation import validate_config
 from msgzoo.training.config_schema import ConfigError
-from msgzoo.training.methods import build_method
+from recipes import build_method
 from msgzoo.pipelines import one_step
 from test_objectives import F64, U_RECEIVER, W_RECEIVER_KEY, collect, tabular_modules
 

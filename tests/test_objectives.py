@@ -1341,7 +1341,7 @@ def test_forward_has_no_graph_break(loss_cls, kwargs):
 def test_trainer_steps_the_dual_multipliers_after_the_loss(recipe_config, tmp_path):
     """The recipes' loop calls update_multipliers once per sender update, with that update's estimates."""
     from msgzoo.runtime.experiment import Experiment
-    from msgzoo.training.methods import build_method
+    from recipes import build_method
     from msgzoo.pipelines import one_step
     from msgzoo.training.trainer import Trainer
 

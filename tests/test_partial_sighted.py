@@ -23,7 +23,7 @@ from msgzoo.game_theory.optimal_scheme import (
     optimal_signaling_scheme,
 )
 from msgzoo.objectives import ObedienceConstraintLoss
-from msgzoo.pipelines.one_step import run
+from recipes import run_recipe as run
 
 RL = RECOMMENDATION_LETTER
 RL_GAME = (RL["prior"], RL["sender_utility"], RL["receiver_utility"])

@@ -12,7 +12,7 @@ from torchrl.objectives import A2CLoss, SoftUpdate
 from msgzoo.envs.bayesian_persuasion import recommendation_letter
 from msgzoo.modules import VectorNet, make_action_value_critic, make_signaling_scheme
 from msgzoo.objectives import SarsaPolicyGradientLoss, attach_next_message
-from msgzoo.training.methods import build_method
+from recipes import build_method
 from test_objectives import PHI3, collect, grads, half_terminated, has_grad, no_grad, only_param
 
 pytestmark = pytest.mark.filterwarnings("ignore:No target network updater")
@@ -278,12 +278,12 @@ def test_paper_protocol_sets_the_reference_loop(recipe_config):
 
 def test_the_authors_pg_trains_end_to_end(recipe_config, tmp_path):
     """Two seeds together, the paper protocol's batches, the authors' critic and lookup: a finite, complete run."""
-    from msgzoo.pipelines import reaching_goals
+    from recipes import run_recipe
 
     cfg = recipe_config("pg_reaching_goals", *RG_TINY[1:], "+protocol=paper_reaching_goals",
                         "collector.total_episodes=4", "loss.pg_critic=sarsa_q", "loss.pg_lookup=action",
                         "num_seeds=2", f"+run_dir={tmp_path}")
-    summary = reaching_goals.run(cfg, method="pg")
+    summary = run_recipe(cfg, method="pg")
     # two batches of two whole episodes per seed: one receiver update, one sender update
     assert summary["env_steps_per_seed"] == 4 * 50
     returns = summary["sender_return"]["per_seed"]

@@ -13,7 +13,7 @@ import torch
 from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER
 from msgzoo.envs.persuasion_games import ONE_STEP_GAMES, random_persuasion_game
 from msgzoo.game_theory.optimal_scheme import full_information_value, no_information_value, optimal_signaling_scheme
-from msgzoo.pipelines.one_step import run
+from recipes import run_recipe as run
 
 RL = RECOMMENDATION_LETTER
 RL_GAME = (RL["prior"], RL["sender_utility"], RL["receiver_utility"])

@@ -5,7 +5,8 @@ import pytest
 from msgzoo.pipelines import one_step
 from msgzoo.training.config_schema import ConfigError
 from msgzoo.runtime.experiment import Experiment
-from msgzoo.training.methods import LinearSchedule, build_method, schedule_over_warmup
+from msgzoo.training.methods import LinearSchedule, schedule_over_warmup
+from recipes import build_method
 from msgzoo.training.trainer import Trainer
 
 

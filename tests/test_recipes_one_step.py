@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_recipe
-from msgzoo.pipelines.one_step import run
+from recipes import run_recipe as run
 
 METHODS = ["sgoc", "sg", "pgoc", "pg", "dial"]
 REQUIRED = [

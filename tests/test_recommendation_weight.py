@@ -6,7 +6,8 @@ from omegaconf import OmegaConf
 
 from msgzoo.envs import recommendation_letter
 from msgzoo.objectives import ObedienceConstraintLoss, SignalingGradientLoss
-from msgzoo.training.methods import LinearSchedule, build_method, schedule_after_warmup
+from msgzoo.training.methods import LinearSchedule, schedule_after_warmup
+from recipes import build_method
 from msgzoo.pipelines import one_step
 from test_objectives import F64, U_RECEIVER, U_SENDER, W_RECEIVER_KEY, _scheme_grad, collect, tabular_modules
 

@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from conftest import RECIPES
-from msgzoo.pipelines.one_step import make_env, run
+from msgzoo.pipelines.one_step import make_env
+from recipes import run_recipe as run
 from msgzoo.report.compare import find_runs, report
 from msgzoo.runtime.checkpoint import GracefulInterrupt, TrainingInterrupted, load_checkpoint, save_checkpoint
 from msgzoo.runtime.config_validation import ConfigError, check_memory, estimate_memory, validate_config
 from msgzoo.runtime.experiment import Experiment
 from msgzoo.runtime.nan_guard import NonFiniteError
-from msgzoo.training.methods import build_method
+from recipes import build_method
 from msgzoo.training.trainer import Trainer
 
 TINY = ["env.num_envs=64", "collector.total_frames=1280", "logger.backends=[csv]", "logger.log_interval=4", "seed=2"]
@@ -138,7 +139,7 @@ def test_sigint_stops_with_status_interrupted_and_exit_status_130(recipe_config,
     trainer, exp = _trainer(recipe_config, tmp_path)
     update = trainer.update
 
-    def ctrl_c(batch, metrics):
+    def ctrl_c(batch, metrics=None):
         if trainer.iteration == 5:
             os.kill(os.getpid(), signal.SIGINT)
         update(batch, metrics)
@@ -224,7 +225,7 @@ def test_a_crash_keeps_the_last_good_state(recipe_config, tmp_path):
     trainer, exp = _trainer(recipe_config, tmp_path, log_interval=4)
     update = trainer.update
 
-    def crash(batch, metrics):
+    def crash(batch, metrics=None):
         if trainer.iteration == 9:
             raise RuntimeError("CUDA error: an illegal memory access")
         update(batch, metrics)

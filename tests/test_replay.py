@@ -12,7 +12,7 @@ import torch
 from msgzoo.pipelines import one_step, reaching_goals
 from msgzoo.runtime.config_validation import ConfigError, check_resume_config, validate_config
 from msgzoo.runtime.experiment import Experiment
-from msgzoo.training.methods import build_method
+from recipes import build_method, run_recipe
 from msgzoo.training.trainer import Trainer
 
 SEEDS = (3, 5, 8)
@@ -118,11 +118,11 @@ def test_a_resumed_minibatch_run_continues_exactly(recipe_config, tmp_path):
     """Each batch draws its permutations afresh: a run resumed from its checkpoint equals the uninterrupted one."""
     common = ["env.num_envs=64", "logger.backends=[csv]", "logger.log_interval=2", "optim.epochs=2",
               "optim.minibatches=4", "seed=4"]
-    full = one_step.run(recipe_config("sgoc_recommendation_letter", *common, "collector.total_frames=1280",
+    full = run_recipe(recipe_config("sgoc_recommendation_letter", *common, "collector.total_frames=1280",
                                       f"+run_dir={tmp_path / 'full'}"), method="sgoc")
-    one_step.run(recipe_config("sgoc_recommendation_letter", *common, "collector.total_frames=640",
+    run_recipe(recipe_config("sgoc_recommendation_letter", *common, "collector.total_frames=640",
                                f"+run_dir={tmp_path / 'half'}"), method="sgoc")
-    resumed = one_step.run(recipe_config("sgoc_recommendation_letter", *common, "collector.total_frames=1280",
+    resumed = run_recipe(recipe_config("sgoc_recommendation_letter", *common, "collector.total_frames=1280",
                                          f"+run_dir={tmp_path / 'resumed'}",
                                          f"resume={tmp_path / 'half' / 'checkpoint.pt'}"), method="sgoc")
     for key in ("sender_reward", "receiver_reward", "scheme", "policy", "env_steps"):

@@ -7,7 +7,7 @@ import sys
 
 from PIL import Image
 
-from msgzoo.pipelines.one_step import run
+from recipes import run_recipe as run
 
 TINY = ["collector.total_frames=8192", "env.num_envs=512", "logger.backends=[csv]", "logger.log_interval=2"]
 

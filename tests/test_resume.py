@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RECIPES
-from msgzoo.pipelines.one_step import run
+from recipes import run_recipe as run
 from msgzoo.runtime.checkpoint import load_checkpoint
 
 COMMON = [
@@ -89,9 +89,6 @@ def test_sigterm_checkpoints_stops_with_a_failure_status_and_resumes(recipe_conf
 @pytest.mark.parametrize("task", ["recommendation_letter", "reaching_goals"])
 def test_stopped_run_continues_exactly(recipe_config, tmp_path, task, num_seeds):
     """A run stopped at its budget and resumed with a larger one ends where the uninterrupted run ends."""
-    from msgzoo.pipelines import one_step, reaching_goals
-
-    pipeline = {"recommendation_letter": one_step, "reaching_goals": reaching_goals}[task]
     small = ["env.num_envs=16", "collector.total_frames={}", "logger.backends=[csv]", "logger.log_interval=5",
              f"num_seeds={num_seeds}", "seed=1", "figures=false"]
     if task == "reaching_goals":
@@ -102,9 +99,9 @@ def test_stopped_run_continues_exactly(recipe_config, tmp_path, task, num_seeds)
         overrides = [o.format(budget) for o in small]
         return recipe_config(f"sgoc_{task}", *overrides, f"+run_dir={tmp_path / name}", *extra)
 
-    full = pipeline.run(cfg("full", frames), method="sgoc")
-    pipeline.run(cfg("stopped", frames // 2), method="sgoc")
-    resumed = pipeline.run(cfg("resumed", frames, f"resume={tmp_path / 'stopped' / 'checkpoint.pt'}"), method="sgoc")
+    full = run(cfg("full", frames), method="sgoc")
+    run(cfg("stopped", frames // 2), method="sgoc")
+    resumed = run(cfg("resumed", frames, f"resume={tmp_path / 'stopped' / 'checkpoint.pt'}"), method="sgoc")
     keys = ("sender_return", "receiver_return") if task == "reaching_goals" else ("sender_reward", "receiver_reward")
     for key in keys:
         assert resumed[key] == full[key], key

@@ -10,11 +10,11 @@ from msgzoo.training.methods import (
     SENDER_OBJECTIVE_KEY,
     LinearSchedule,
     RewardMix,
-    build_method,
     epsilon_from_config,
     schedule_over_warmup,
     reward_mix_from_config,
 )
+from recipes import build_method
 
 
 def test_schedule_is_linear_then_constant():

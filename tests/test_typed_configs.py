@@ -18,7 +18,8 @@ from msgzoo.runtime.config_validation import (
 )
 from msgzoo.runtime.experiment import Experiment, config_hash, config_to_dict
 from msgzoo.training.config_schema import merge_fields, schema_fields
-from msgzoo.training.methods import METHOD_SPECS, build_method
+from msgzoo.training.methods import METHOD_SPECS
+from recipes import build_method
 
 TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 

@@ -1,7 +1,7 @@
-"""The persuasion pipeline behind ``recipes/*_recommendation_letter.py``: one-step games and Markov games.
-
-Sections: 1. the game, 2. the method, 3. the run (logs, checkpoints), 4. training, 5. exact evaluation
-and the summary (``summary.json``; the last printed line is ``summary: <path>``).
+"""The task helpers of ``recipes/*_recommendation_letter.py`` (as TorchRL's scripts import their ``utils_*.py``):
+one-step games and Markov games. :func:`make_env` (the game of ``cfg.env``), :func:`make_trainer` (the run's
+budget, logs and checkpoints), :func:`finish` (exact evaluation against the LP optimum, the summaries; the last
+printed line is ``summary: <path>``).
 
 A Markov persuasion game (``env.game`` in :data:`~msgzoo.envs.persuasion_games.MARKOV_GAMES`, or ``env.prior``
 with ``+env.transition=[[..]] +env.horizon=T``) runs on the same code path: a batch still holds ``env.num_envs``
@@ -12,17 +12,15 @@ per step; the benchmarks (LP optimum, no information) are the one-step ones on t
 from __future__ import annotations
 
 
-import torch
 from omegaconf import DictConfig
 
 from msgzoo.envs import BayesianPersuasionEnv
 from msgzoo.envs.common import is_int, require
 from msgzoo.envs.persuasion_games import MARKOV_GAMES, make_persuasion_env
 from msgzoo.game_theory.optimal_scheme import no_information_value, optimal_signaling_scheme
-from msgzoo.runtime.config_validation import check_resume, validate_config
-from msgzoo.runtime.experiment import Experiment, config_seeds, seeds_summary
+from msgzoo.runtime.experiment import Experiment, seeds_summary
 from msgzoo.training.evaluation import one_step_evaluator, one_step_tables
-from msgzoo.training.methods import budget_frames, build_method
+from msgzoo.training.methods import Method, budget_frames
 from msgzoo.training.trainer import Trainer
 
 #: The sender value the issue's speed target counts students up to (the reference reaches 0.64).
@@ -74,65 +72,54 @@ def _horizon(cfg: DictConfig) -> int:
     return 1
 
 
-def run(cfg: DictConfig, method: str) -> dict:
-    validate_config(cfg, method=method)  # fail on a typo before anything runs
-    check_resume(cfg)  # ... or on a checkpoint made with another config
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    seeds = config_seeds(cfg)  # None, or the seeds trained together (num_seeds > 1)
-    num_seeds = len(seeds) if seeds else 1
+def make_trainer(cfg: DictConfig, env: BayesianPersuasionEnv, method: Method, exp: Experiment) -> Trainer:
+    """The :class:`Trainer` of a recipe's run: per seed the budget and batch a single run would have (``num_envs``
+    students; whole episodes of a Markov game), the config's log / checkpoint intervals and replay passes, the exact
+    payoffs logged at every log step, one run folder per seed when several train together; resumed from
+    ``cfg.resume`` if set."""
+    trainer = Trainer(
+        env, method, exp,
+        total_frames=budget_frames(cfg), frames_per_batch=env.batch_size[-1] * env.horizon,
+        max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
+        checkpoint_interval=cfg.logger.checkpoint_interval, evaluate=one_step_evaluator(env), device=cfg.device,
+        seed_experiments=exp.seed_runs(cfg, method.name) if method.seeds else None,
+        epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
+    )
+    if cfg.resume:
+        trainer.resume(cfg.resume, cfg.get("resume_override") or ())
+    return trainer
 
-    # 1. The game (num_envs students per seed), and its exact benchmarks: the LP optimum (eq. 1) and the
-    #    no-information value, per step on the state occupancy (the prior for a one-step game).
-    env = make_env(cfg, num_seeds=num_seeds)
+
+def finish(cfg: DictConfig, exp: Experiment, env: BayesianPersuasionEnv, method: Method, trainer: Trainer) -> dict:
+    """After training: the checkpoint; a stopped run's ``status: interrupted`` summary (then exit status 128 +
+    signal); else the exact evaluation of each seed's final policies against the game's exact benchmarks (the LP
+    optimum of eq. 1 and the no-information value, per step on the state occupancy: the prior for a one-step
+    game), each seed's ``summary.json`` and, with several seeds, ``seeds_summary.json``. Returns the summary."""
+    trainer.save()
+    trainer.finish_if_interrupted()
     lp = optimal_signaling_scheme(
         env.occupancy, env.sender_utility, env.receiver_utility, sender_emission=env.sender_emission
     )
     no_info = no_information_value(env.occupancy, env.sender_utility, env.receiver_utility)
-
-    # 2. The method: networks (one copy per seed), losses, optimizers (msgzoo.training.methods).
-    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
-
-    # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).
-    with Experiment.from_config(cfg, method) as exp:
-        seed_runs = exp.seed_runs(cfg, method) if seeds else None
-        trainer = Trainer(
-            env, agents, exp,
-            # per seed: what a single run would have (games per seed x steps per game)
-            total_frames=budget_frames(cfg), frames_per_batch=env.batch_size[-1] * env.horizon,
-            max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
-            checkpoint_interval=cfg.logger.checkpoint_interval, evaluate=one_step_evaluator(env), device=cfg.device,
-            seed_experiments=seed_runs, epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
-        )
-        if cfg.resume:
-            trainer.resume(cfg.resume, cfg.get("resume_override") or ())
-
-        # 4. Training: alternate receiver and sender updates on fresh batches of students (of whole episodes for
-        #    a Markov game), each batch through a replay buffer: optim.epochs passes of optim.minibatches
-        #    minibatches. Train curves are mean rewards per step.
-        trainer.train()
-        trainer.save()
-        trainer.finish_if_interrupted()  # a stopped run: status "interrupted", no evaluation, exit status 128 + signal
-
-        # 5. Exact evaluation of the final policies and the summary: per seed.
-        if seeds is None:
-            return _finish(cfg, method, exp, env, agents, trainer, trainer.history, lp, no_info)
-        summaries = [
-            _finish(cfg, method, run, env, agents.member(i), trainer, trainer.seed_history[i], lp, no_info)
-            for i, run in enumerate(seed_runs)
-        ]
-        summary = seeds_summary(
-            summaries,
-            keys=(
-                "sender_reward", "receiver_reward", "honesty", "students_to_target", "wall_time_to_target_s",
-                "objective_gain_fraction",  # prosocial runs only
-            ),
-            method=method, task=cfg.task, env_steps=trainer.frames_all_seeds, env_steps_per_seed=trainer.frames,
-            wall_time_s=trainer.wall_time, env_steps_per_s=trainer.frames_all_seeds / max(trainer.wall_time, 1e-9),
-            lp_sender_value=lp.sender_value, no_info_sender_value=no_info[0],
-            **trainer.resume_record(),
-        )
-        exp.finish(summary, filename="seeds_summary.json")
+    name = method.name
+    if method.seeds is None:
+        return _finish(cfg, name, exp, env, method, trainer, trainer.history, lp, no_info)
+    summaries = [
+        _finish(cfg, name, run, env, method.member(i), trainer, trainer.seed_history[i], lp, no_info)
+        for i, run in enumerate(trainer.seed_experiments)
+    ]
+    summary = seeds_summary(
+        summaries,
+        keys=(
+            "sender_reward", "receiver_reward", "honesty", "students_to_target", "wall_time_to_target_s",
+            "objective_gain_fraction",  # prosocial runs only
+        ),
+        method=name, task=cfg.task, env_steps=trainer.frames_all_seeds, env_steps_per_seed=trainer.frames,
+        wall_time_s=trainer.wall_time, env_steps_per_s=trainer.frames_all_seeds / max(trainer.wall_time, 1e-9),
+        lp_sender_value=lp.sender_value, no_info_sender_value=no_info[0],
+        **trainer.resume_record(),
+    )
+    exp.finish(summary, filename="seeds_summary.json")
     return summary
 
 

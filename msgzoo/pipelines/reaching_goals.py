@@ -1,21 +1,16 @@
-"""The Reaching Goals pipeline behind ``recipes/*_reaching_goals.py``.
-
-Sections: 1. the game, 2. the method, 3. the run (logs, checkpoints), 4. training, 5. evaluation of the final
-policies by rollouts on a separate environment and the summary (``summary.json``), 6. figures (learning curves,
-the learned signaling scheme, an episode GIF). The last printed line is ``summary: <path>``.
+"""The task helpers of ``recipes/*_reaching_goals.py`` (as TorchRL's scripts import their ``utils_*.py``):
+:func:`make_env` (the game of ``cfg.env``), :func:`make_trainer` (the run's budget, logs and checkpoints),
+:func:`finish` (evaluation of the final policies by rollouts on a separate environment, the summaries and figures:
+learning curves, the learned signaling scheme, an episode GIF). The last printed line is ``summary: <path>``.
 """
 from __future__ import annotations
 
-import time
-
-import torch
 from omegaconf import DictConfig
 
 from msgzoo.envs import ReachingGoalsEnv
-from msgzoo.runtime.config_validation import check_resume, validate_config
-from msgzoo.runtime.experiment import Experiment, config_seeds, seeds_summary
+from msgzoo.runtime.experiment import Experiment, seeds_summary
 from msgzoo.training.evaluation import evaluate_episodes
-from msgzoo.training.methods import budget_frames, build_method
+from msgzoo.training.methods import Method, budget_frames
 from msgzoo.training.trainer import Trainer
 
 #: The sender return per episode the issue's target counts episodes up to (the paper's SGOC reaches ~250 on 3x3).
@@ -38,58 +33,45 @@ def make_env(
     )
 
 
-def run(cfg: DictConfig, method: str) -> dict:
-    validate_config(cfg, method=method)  # fail on a typo before anything runs
-    check_resume(cfg)  # ... or on a checkpoint made with another config
-    torch.set_num_threads(int(cfg.get("threads", 1)))
-    torch.manual_seed(cfg.seed)
-    seeds = config_seeds(cfg)  # None, or the seeds trained together (num_seeds > 1)
-    num_seeds = len(seeds) if seeds else 1
+def make_trainer(cfg: DictConfig, env: ReachingGoalsEnv, method: Method, exp: Experiment) -> Trainer:
+    """The :class:`Trainer` of a recipe's run: per seed the budget and batch a single run would have (``num_envs``
+    games x ``env.steps_per_batch`` steps), the config's log / checkpoint intervals and replay passes, one run folder
+    per seed when several train together; resumed from ``cfg.resume`` if set."""
+    trainer = Trainer(
+        env, method, exp,
+        total_frames=budget_frames(cfg), frames_per_batch=env.batch_size[-1] * int(cfg.env.steps_per_batch),
+        max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
+        checkpoint_interval=cfg.logger.checkpoint_interval, episode_length=env.horizon, device=cfg.device,
+        seed_experiments=exp.seed_runs(cfg, method.name) if method.seeds else None,
+        epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
+    )
+    if cfg.resume:
+        trainer.resume(cfg.resume, cfg.get("resume_override") or ())
+    return trainer
 
-    # 1. The game: a batch of num_envs Reaching Goals games (per seed), and a separate one for the final evaluation.
-    env = make_env(cfg, num_seeds=num_seeds)
 
-    # 2. The method: networks (one conv layer + MLP; one copy per seed), losses, optimizers (msgzoo.training.methods).
-    agents = build_method(method, env, cfg, device=cfg.device, seeds=seeds)
-
-    # 3. The run: CSV + wandb logs, checkpoints, summary (and one run folder per seed when several train together).
-    with Experiment.from_config(cfg, method) as exp:
-        seed_runs = exp.seed_runs(cfg, method) if seeds else None
-        trainer = Trainer(
-            env, agents, exp,
-            # per seed: what a single run would have
-            total_frames=budget_frames(cfg), frames_per_batch=env.batch_size[-1] * int(cfg.env.steps_per_batch),
-            max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
-            checkpoint_interval=cfg.logger.checkpoint_interval, episode_length=env.horizon, device=cfg.device,
-            seed_experiments=seed_runs, epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
-        )
-        if cfg.resume:
-            trainer.resume(cfg.resume, cfg.get("resume_override") or ())
-
-        # 4. Training: alternate receiver and sender updates on fresh batches of num_envs x steps_per_batch
-        #    steps (DIAL: one joint update per batch), each batch through a replay buffer: optim.epochs passes of
-        #    optim.minibatches minibatches of environments. Train curves are mean step rewards x horizon.
-        cpu_start = time.process_time()
-        trainer.train()
-        cpu_time = time.process_time() - cpu_start  # this process's CPU time (the wall time counts other loads too)
-        trainer.save()
-        trainer.finish_if_interrupted()  # a stopped run: status "interrupted", no evaluation, exit status 128 + signal
-
-        # 5-6. Evaluation of the final policies, the summary and the figures: per seed.
-        if seeds is None:
-            return _finish(cfg, method, exp, agents, trainer, trainer.history, cpu_time)
-        summaries = [
-            _finish(cfg, method, run, agents.member(i), trainer, trainer.seed_history[i], cpu_time)
-            for i, run in enumerate(seed_runs)
-        ]
-        summary = seeds_summary(
-            summaries, keys=("sender_return", "receiver_return", "welfare", "episodes_to_target"),
-            method=method, task=cfg.task, map=f"{env.height}x{env.width}", env_steps=trainer.frames_all_seeds,
-            env_steps_per_seed=trainer.frames, wall_time_s=trainer.wall_time,
-            env_steps_per_s=trainer.frames_all_seeds / max(trainer.wall_time, 1e-9), cpu_time_s=cpu_time,
-            **trainer.resume_record(),
-        )
-        exp.finish(summary, filename="seeds_summary.json")
+def finish(cfg: DictConfig, exp: Experiment, env: ReachingGoalsEnv, method: Method, trainer: Trainer) -> dict:
+    """After training: the checkpoint; a stopped run's ``status: interrupted`` summary (then exit status 128 +
+    signal); else each seed's final policies evaluated by ``eval.episodes`` rollouts on a separate env, its
+    ``summary.json`` and figures (learning curves, the learned signaling scheme, an episode GIF) and, with several
+    seeds, ``seeds_summary.json``. Returns the summary."""
+    trainer.save()
+    trainer.finish_if_interrupted()
+    name, cpu_time = method.name, trainer.cpu_time  # this process's CPU time (the wall time counts other loads too)
+    if method.seeds is None:
+        return _finish(cfg, name, exp, method, trainer, trainer.history, cpu_time)
+    summaries = [
+        _finish(cfg, name, run, method.member(i), trainer, trainer.seed_history[i], cpu_time)
+        for i, run in enumerate(trainer.seed_experiments)
+    ]
+    summary = seeds_summary(
+        summaries, keys=("sender_return", "receiver_return", "welfare", "episodes_to_target"),
+        method=name, task=cfg.task, map=f"{env.height}x{env.width}", env_steps=trainer.frames_all_seeds,
+        env_steps_per_seed=trainer.frames, wall_time_s=trainer.wall_time,
+        env_steps_per_s=trainer.frames_all_seeds / max(trainer.wall_time, 1e-9), cpu_time_s=cpu_time,
+        **trainer.resume_record(),
+    )
+    exp.finish(summary, filename="seeds_summary.json")
     return summary
 
 

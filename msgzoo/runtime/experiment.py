@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import torch
 from torchrl.record.loggers import CSVLogger, TensorboardLogger
 
-from msgzoo.runtime.config_validation import check_logger_backends, method_config
+from msgzoo.runtime.config_validation import check_logger_backends, check_resume, method_config, validate_config
 
 __all__ = ["Experiment", "config_hash", "config_seeds", "config_to_dict", "seeds_summary", "to_jsonable"]
 
@@ -50,6 +50,22 @@ CSV_SUBDIR = "csv"
 TENSORBOARD_SUBDIR = "tensorboard"
 #: How messages name each logger backend.
 BACKEND_NAMES = {"csv": "CSV logs", "wandb": "W&B", "tensorboard": "TensorBoard"}
+
+
+def start_run(cfg: Any, method: str) -> list[int] | None:
+    """What every recipe does before it builds anything: checks ``cfg`` against ``method``'s schema (a typo fails
+    before anything runs) and a ``resume=`` checkpoint against ``cfg``, sets torch's threads (``threads``) and seed;
+    returns the seeds trained together (:func:`config_seeds`: None for one seed)."""
+    if cfg.get("method", method) != method:
+        raise ValueError(
+            f"method={cfg.method!r} does not match this recipe, which trains {method!r}: run "
+            f"recipes/{cfg.method}_<task>.py instead, or drop the method= override."
+        )
+    validate_config(cfg, method=method)
+    check_resume(cfg)
+    torch.set_num_threads(int(cfg.get("threads", 1)))
+    torch.manual_seed(cfg.seed)
+    return config_seeds(cfg)
 
 
 def config_seeds(cfg: Any) -> list[int] | None:

@@ -1,21 +1,24 @@
-"""The five methods of the paper as assemblies of msgzoo's modules and losses.
+"""What the recipes assemble the paper's five methods from, and what the shared code knows of them.
 
 SG = signaling gradient; SGOC = SG + obedience; PG = the sender as an A2C actor over messages;
 PGOC = PG + obedience; DIAL = DIAL's differentiable channel. The receiver is trained by A2C in all but
-DIAL. :func:`build_method` returns everything a training loop needs, for any msgzoo environment.
+DIAL. Each method is assembled in the open by its recipes (``make_method`` of ``recipes/<method>_<task>.py``:
+networks, losses, optimizers, update phases), from the parts here: :class:`Networks` (bodies sized for an env, one
+copy per seed), :func:`adam`, the schedules over each seed's env steps (:class:`LinearSchedule`, :class:`RewardMix`
+and the ``*_from_config`` readers), the phases' preparations (:func:`prepare_receiver`, :func:`prepare_sender`),
+:class:`UpdatePhase` and :class:`Method`, what a training loop needs.
 
 A method declares what the shared code needs to know of it, so that no shared module tests a method's name:
-its :class:`MethodSpec` (registered in :data:`METHOD_SPECS`: the builder, the typed config of the fields it reads
-(``SGOCConfig``, ...), its memory footprint) and, once built, its :class:`Method`: the update phases (:class:`UpdatePhase`: which losses,
-which optimizer, what runs before the losses and after the step), the config fields that set its learning rates
-and how evaluation reads its policies (:class:`~msgzoo.training.evaluation.PolicyReadout`). A new method is one builder
-and one registry entry here.
+its :class:`MethodSpec` (registered in :data:`METHOD_SPECS`: the typed config of the fields it reads
+(``SGOCConfig``, ...), its memory footprint) and, once built, its :class:`Method`: the update phases
+(:class:`UpdatePhase`: which losses, which optimizer, what runs before the losses and after the step), the config
+fields that set its learning rates and how evaluation reads its policies
+(:class:`~msgzoo.training.evaluation.PolicyReadout`). A new method is a recipe per task and one registry entry here.
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Callable, Sequence
 
 import torch
@@ -24,26 +27,9 @@ from tensordict.nn import TensorDictSequential
 from torch import nn
 from torchrl.objectives import LossModule, SoftUpdate
 
-from msgzoo.modules import (
-    GridNet,
-    ObservationMessageNet,
-    VectorNet,
-    make_action_value_critic,
-    make_receiver_actor,
-    make_signaling_scheme,
-    make_value_critic,
-)
-from msgzoo.modules.dial import dial_exploration, make_dial_receiver, make_dial_sender
+from msgzoo.modules import GridNet, ObservationMessageNet, VectorNet
 from msgzoo.modules.seed_ensemble import SeedEnsemble, seed_members
-from msgzoo.objectives import (
-    DIALLoss,
-    ObedienceConstraintLoss,
-    SarsaPolicyGradientLoss,
-    SignalingGradientLoss,
-    attach_next_message,
-    make_receiver_a2c_loss,
-    make_sender_a2c_loss,
-)
+from msgzoo.objectives import attach_next_message
 from msgzoo.objectives.obedience import COUNTERFACTUALS, DUAL_MODES, MARGINS, MODES
 from msgzoo.training.config_schema import (
     COEFFICIENT,
@@ -59,7 +45,7 @@ from msgzoo.training.config_schema import (
     setting,
 )
 from msgzoo.objectives.actor_critic import PG_LOOKUPS
-from msgzoo.training.evaluation import DRU_READOUT, SCHEME_READOUT, PolicyReadout
+from msgzoo.training.evaluation import SCHEME_READOUT, PolicyReadout
 
 RECEIVER_VALUE_KEY = ("receiver", "state_value")
 #: ``loss.pg_critic``: the PG sender's critic (``value``: TorchRL's A2C with V(s); ``sarsa_q``: the authors' Q(s, sigma)).
@@ -260,13 +246,28 @@ class Method:
 
 class Networks:
     """Network bodies sized for an environment: linear maps on one-hot vectors for one-step games
-    (bias-free, as the reference), one conv layer + MLP on grids for Reaching Goals."""
+    (bias-free, as the reference), one conv layer + MLP on grids for Reaching Goals.
+
+    With ``seeds`` (distinct ints), every body is a :class:`~msgzoo.modules.seed_ensemble.SeedEnsemble` holding one
+    independent copy per seed, initialised as a separate run with that seed would be (``torch.manual_seed(seed)``
+    first); ``env`` must then have ``batch_size=[len(seeds), num_envs]``, and the losses are built with
+    :attr:`ensemble_shape` ``(len(seeds),)``: they reduce each term per seed (the mean over a seed's samples, summed
+    over seeds), so the loss as it is gives every seed its own run's gradient.
+    """
 
     def __init__(
-        self, env, *, hidden: tuple[int, ...] = (32, 32), linear_bias: bool = False, seeds: Sequence[int] | None = None
+        self, env, *, hidden: Sequence[int] = (32, 32), linear_bias: bool = False, seeds: Sequence[int] | None = None
     ):
-        self.env, self.hidden, self.linear_bias = env, tuple(hidden), linear_bias
+        self.env, self.hidden, self.linear_bias = env, tuple(int(h) for h in hidden), linear_bias
         self.seeds = None if seeds is None else tuple(int(s) for s in seeds)
+        if self.seeds is not None:
+            if len(self.seeds) < 1 or len(set(self.seeds)) != len(self.seeds):
+                raise ValueError(f"seeds={list(self.seeds)} is invalid: expected distinct integers.")
+            if tuple(env.batch_size[:1]) != (len(self.seeds),) or len(env.batch_size) != 2:
+                raise ValueError(
+                    f"env.batch_size={list(env.batch_size)} does not match seeds={list(self.seeds)}: expected "
+                    f"batch_size=[{len(self.seeds)}, num_envs] (one row of games per seed)."
+                )
         self.ensemble_shape = () if self.seeds is None else (len(self.seeds),)  # the losses' seed dims
         # one torch RNG state per seed: seed i's networks are initialised exactly as in a separate run with seed i
         self._rng_states = None if seeds is None else [_seeded_state(s) for s in self.seeds]
@@ -314,7 +315,7 @@ def _seeded_state(seed: int) -> torch.Tensor:
         return torch.get_rng_state()
 
 
-def _adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer:
+def adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer:
     params = []
     for module, lr in groups:
         ps = list(module.parameters()) if isinstance(module, nn.Module) else list(module)
@@ -503,13 +504,13 @@ class DIALConfig:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """What the shared code knows of a method before it is built (config checks, hashes, memory estimates).
+    """What the shared code knows of a method before it is built (config checks, hashes, memory estimates). The
+    method itself is assembled by its recipes (``make_method`` of ``recipes/<method>_<task>.py``).
 
     Args:
         name: the method's name (``method=`` of a recipe).
-        build: ``build(name, env, nets, cfg, device) -> Method``.
-        config: the schema of the config fields ``build`` reads (beyond the task's: ``network``, ``env``, ...);
-            a run is checked, hashed and resumed on these alone.
+        config: the schema of the config fields its recipes' ``make_method`` reads (beyond the task's:
+            ``network``, ``env``, ...); a run is checked, hashed and resumed on these alone.
 
     Keyword Args:
         receiver_on_every_message: its losses run the receiver on every message of every sample (the largest
@@ -517,7 +518,6 @@ class MethodSpec:
     """
 
     name: str
-    build: Callable[..., "Method"]
     config: type
     receiver_on_every_message: bool = False
 
@@ -529,142 +529,9 @@ def method_spec(method: str) -> MethodSpec:
     return METHOD_SPECS[method]
 
 
-def build_method(
-    method: str, env, cfg, *, device: torch.device | str = "cpu", seeds: Sequence[int] | None = None
-) -> Method:
-    """Builds ``method`` for ``env`` from ``cfg`` (the recipe's ``loss`` / ``optim`` / ``network`` sections).
-
-    With ``seeds`` (a list of ints), every network is a :class:`~msgzoo.modules.seed_ensemble.SeedEnsemble`
-    holding one independent copy per seed, initialised as a separate run with that seed would be
-    (``torch.manual_seed(seed)`` before ``build_method``); ``env`` must then have ``batch_size=[len(seeds),
-    num_envs]``, and every loss is built with ``ensemble_shape=(len(seeds),)``: it reduces each term per seed (the
-    mean over a seed's samples, summed over seeds), so the loss as it is gives every seed its own run's gradient.
-
-    ``cfg`` needs: ``network.hidden``; ``optim.{signaling_lr, sender_critic_lr, receiver_actor_lr,
-    receiver_critic_lr}``; ``loss.{sender_gamma, receiver_gamma, receiver_coeff, lagrange_multiplier,
-    epsilon, obedience_mode, counterfactual, dual_lr, target_tau, receiver_entropy_coeff,
-    sender_entropy_coeff}``; ``dial.{noise_std, lr, eps_init, eps_end, annealing_frames}`` for DIAL; optionally
-    ``sender_objective.receiver_weight`` and ``warmup.{frames, receiver_weight, joint_epsilon}`` (schedules over
-    each seed's first ``warmup.frames`` env steps: a :class:`RewardMix`, after which the sender's losses read
-    :data:`SENDER_OBJECTIVE_KEY`, and the obedience loss's ``joint_epsilon``).
-    """
-    spec = method_spec(method)
-    if seeds is not None:
-        seeds = tuple(int(s) for s in seeds)
-        if len(seeds) < 1 or len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds={list(seeds)} is invalid: expected distinct integers.")
-        if tuple(env.batch_size[:1]) != (len(seeds),) or len(env.batch_size) != 2:
-            raise ValueError(
-                f"env.batch_size={list(env.batch_size)} does not match seeds={list(seeds)}: expected "
-                f"batch_size=[{len(seeds)}, num_envs] (one row of games per seed)."
-            )
-    nets = Networks(env, hidden=tuple(cfg.network.hidden), seeds=seeds)
-    return spec.build(spec.name, env, nets, cfg, device)
-
-
 #: The config fields the receiver-and-sender methods' learning rates come from.
-_OPTIM_LEARNING_RATES = ("optim.signaling_lr", "optim.sender_critic_lr", "optim.receiver_actor_lr",
+OPTIM_LEARNING_RATES = ("optim.signaling_lr", "optim.sender_critic_lr", "optim.receiver_actor_lr",
                          "optim.receiver_critic_lr")
-
-
-def _build_receiver_and_sender(
-    name: str, env, nets: Networks, cfg, device, *, sender: str, obedience: bool
-) -> Method:
-    """SG, SGOC, PG, PGOC: an A2C receiver and a sender trained by ``sender`` (``"signaling"``: the signaling
-    gradient, ``"policy_gradient"``: A2C over messages), with the obedience constraints if ``obedience``; the
-    receiver and the sender update in turn, on alternate batches."""
-    k, a = nets.num_messages, nets.num_actions
-    L, O = cfg.loss, cfg.optim
-    scheme = make_signaling_scheme(nets.sender(k)).to(device)
-    receiver = make_receiver_actor(nets.receiver(a)).to(device)
-    receiver_critic = make_value_critic(
-        nets.receiver(1), in_keys=[("receiver", "observation"), ("sender", "message")], out_key=RECEIVER_VALUE_KEY
-    ).to(device)
-    # the receiver's entropy bonus: a constant, or from warmup.receiver_entropy_coeff to loss.receiver_entropy_coeff
-    # over the warm-up (a receiver that explores while the messages gain meaning, and stops mixing afterwards)
-    receiver_entropy = schedule_over_warmup(cfg, "receiver_entropy_coeff")
-    receiver_loss = make_receiver_a2c_loss(
-        receiver, receiver_critic, gamma=L.receiver_gamma,
-        entropy_coeff=L.receiver_entropy_coeff if receiver_entropy is None else receiver_entropy.start,
-        entropy_bonus=receiver_entropy is not None or L.receiver_entropy_coeff > 0, ensemble_shape=nets.ensemble_shape,
-    )
-    sender_losses: dict[str, LossModule] = {}
-    sender_critics: list[nn.Module] = []
-    if sender == "signaling":
-        w_sender = make_action_value_critic(nets.sender(a)).to(device)
-        sender_losses["signaling"] = SignalingGradientLoss(
-            scheme, receiver, w_sender, receiver_coeff=L.receiver_coeff, gamma=L.sender_gamma, num_messages=k,
-            entropy_coeff=getattr(L, "sender_entropy_coeff", 0.0),
-            recommendation_weight=L.get("recommendation_weight", 0.0), ensemble_shape=nets.ensemble_shape,
-        )
-        sender_critics.append(w_sender)
-    elif pg_critic_from_config(cfg) == "sarsa_q":
-        # the authors' PG sender: Q(s, sigma) by SARSA from a target copy (a SoftUpdate below)
-        q_sender = make_action_value_critic(nets.sender(k), out_key=("sender", "message_value")).to(device)
-        sender_losses["policy_gradient"] = SarsaPolicyGradientLoss(
-            scheme, q_sender, gamma=L.sender_gamma, lookup=L.get("pg_lookup", "message"),
-            entropy_coeff=L.sender_entropy_coeff, ensemble_shape=nets.ensemble_shape,
-        )
-        sender_critics.append(q_sender)
-    else:
-        v_sender = make_value_critic(nets.sender(1), in_keys=[("sender", "observation")], out_key=("sender", "state_value")).to(device)
-        sender_losses["policy_gradient"] = make_sender_a2c_loss(
-            scheme, v_sender, gamma=L.sender_gamma, entropy_coeff=L.sender_entropy_coeff,
-            ensemble_shape=nets.ensemble_shape,
-        )
-        sender_critics.append(v_sender)
-    if obedience:
-        noise_allowance = obedience_noise_allowance_from_config(cfg)
-        w_receiver = make_action_value_critic(nets.sender(a), out_key=("sender", "receiver_action_value")).to(device)
-        sender_losses["obedience"] = ObedienceConstraintLoss(
-            scheme, receiver, w_receiver,
-            lagrange_multiplier=L.lagrange_multiplier, epsilon=L.epsilon, mode=L.obedience_mode,
-            counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=k,
-            margin=L.get("obedience_margin", "joint"), joint_epsilon=L.get("joint_epsilon", 0.0),
-            ensemble_shape=nets.ensemble_shape,
-            recommendation_weight=L.get("recommendation_weight", 0.0), noise_allowance=noise_allowance,
-        ).to(device)
-        sender_critics.append(w_receiver)
-        if sender == "signaling":  # one update sums both: their shared no-grad results are computed once
-            sender_losses["obedience"].share_memo(sender_losses["signaling"])
-    optimizers = {
-        "receiver": _adam([(receiver, O.receiver_actor_lr), (receiver_critic, O.receiver_critic_lr)]),
-        "sender": _adam([(scheme, O.signaling_lr)] + [(c, O.sender_critic_lr) for c in sender_critics]),
-    }
-    # only msgzoo's critics have target copies (TorchRL's A2CLoss keeps none)
-    updaters = [
-        SoftUpdate(loss, tau=L.target_tau)
-        for loss in sender_losses.values()
-        if isinstance(loss, (SignalingGradientLoss, ObedienceConstraintLoss, SarsaPolicyGradientLoss))
-    ]
-    reward_mix = reward_mix_from_config(cfg)
-    joint_epsilon = schedule_over_warmup(cfg, "joint_epsilon") if obedience else None
-    epsilon = epsilon_from_config(cfg) if obedience else None
-    recommendation = schedule_after_warmup(cfg, "recommendation_weight") if sender == "signaling" or obedience else None
-    if reward_mix is not None:
-        sender_losses[sender].set_keys(reward=SENDER_OBJECTIVE_KEY)
-
-    # the receiver's critic bootstraps on the next step's message
-    receiver_phase = UpdatePhase(
-        "receiver", {"receiver": receiver_loss},
-        prepare=partial(_prepare_receiver, scheme=scheme, loss=receiver_loss, entropy=receiver_entropy),
-    )
-    sender_phase = UpdatePhase(
-        "sender", sender_losses,
-        prepare=partial(_prepare_sender, reward_mix=reward_mix, joint_epsilon=joint_epsilon, epsilon=epsilon,
-                        obedience=sender_losses.get("obedience"), recommendation=recommendation,
-                        losses=sender_losses,
-                        next_message=scheme if isinstance(sender_losses.get(sender), SarsaPolicyGradientLoss) else None),
-        # dual ascent on this batch's estimates (dual modes only)
-        after_loss={"obedience": sender_losses["obedience"].update_multipliers} if obedience else {},
-        after_step=tuple(u.step for u in updaters),
-    )
-    policy = TensorDictSequential(scheme, receiver)
-    return Method(
-        name, policy, scheme, receiver, sender_losses, receiver_loss, optimizers, updaters, seeds=nets.seeds,
-        reward_mix=reward_mix, joint_epsilon=joint_epsilon, epsilon=epsilon, phases=(receiver_phase, sender_phase),
-        readout=SCHEME_READOUT, learning_rate_fields=_OPTIM_LEARNING_RATES,
-    )
 
 
 def pg_critic_from_config(cfg) -> str:
@@ -680,7 +547,7 @@ def pg_critic_from_config(cfg) -> str:
     return critic
 
 
-def _prepare_receiver(batch: TensorDictBase, frames: int, *, scheme, loss, entropy: LinearSchedule | None) -> None:
+def prepare_receiver(batch: TensorDictBase, frames: int, *, scheme, loss, entropy: LinearSchedule | None) -> None:
     """The next step's message the receiver's critic bootstraps on; its entropy bonus on each seed's env steps."""
     attach_next_message(batch, scheme)
     if entropy is not None:
@@ -698,7 +565,7 @@ def obedience_noise_allowance_from_config(cfg) -> float:
     return float(L.get("obedience_noise_allowance", 0.0))
 
 
-def _prepare_sender(
+def prepare_sender(
     batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, epsilon, obedience, recommendation, losses,
     next_message=None,
 ) -> None:
@@ -719,36 +586,12 @@ def _prepare_sender(
                 loss.recommendation_weight = recommendation.value(frames)
 
 
-def _build_dial(name: str, env, nets: Networks, cfg, device) -> Method:
-    """DIAL: sender and receiver trained together by the receiver's TD loss through the message, every batch."""
-    D = cfg.dial
-    nets = Networks(env, hidden=nets.hidden, linear_bias=True, seeds=nets.seeds)  # a zero message must not tie every Q-value
-    sender = make_dial_sender(nets.sender(nets.num_messages), noise_std=D.noise_std).to(device)
-    receiver = make_dial_receiver(nets.receiver(nets.num_actions), nets.num_actions).to(device)
-    exploration = dial_exploration(
-        nets.num_actions, eps_init=D.eps_init, eps_end=D.eps_end, annealing_num_steps=D.annealing_frames
-    ).to(device)
-    loss = DIALLoss(sender, receiver, gamma=cfg.loss.receiver_gamma, ensemble_shape=nets.ensemble_shape)
-    optimizers = {name: _adam([(sender, D.lr), (receiver, D.lr)])}
-    updater = SoftUpdate(loss, tau=cfg.loss.target_tau)
-    # the exploration schedule runs on each seed's own env steps
-    phase = UpdatePhase(name, {name: loss}, after_step=(updater.step,), after_batch=exploration.step)
-    policy = TensorDictSequential(sender, receiver, exploration)
-    return Method(
-        name, policy, sender, receiver, {name: loss}, None, optimizers, [updater], exploration, seeds=nets.seeds,
-        phases=(phase,), readout=DRU_READOUT, learning_rate_fields=("dial.lr",),
-    )
-
-
 #: Every method, by name: its builder and what the shared code must know of it before building.
 METHOD_SPECS: dict[str, MethodSpec] = {
-    "sgoc": MethodSpec("sgoc", partial(_build_receiver_and_sender, sender="signaling", obedience=True), SGOCConfig,
-                       receiver_on_every_message=True),
-    "sg": MethodSpec("sg", partial(_build_receiver_and_sender, sender="signaling", obedience=False), SGConfig,
-                     receiver_on_every_message=True),
-    "pgoc": MethodSpec("pgoc", partial(_build_receiver_and_sender, sender="policy_gradient", obedience=True),
-                       PGOCConfig, receiver_on_every_message=True),
-    "pg": MethodSpec("pg", partial(_build_receiver_and_sender, sender="policy_gradient", obedience=False), PGConfig),
-    "dial": MethodSpec("dial", _build_dial, DIALConfig),
+    "sgoc": MethodSpec("sgoc", SGOCConfig, receiver_on_every_message=True),
+    "sg": MethodSpec("sg", SGConfig, receiver_on_every_message=True),
+    "pgoc": MethodSpec("pgoc", PGOCConfig, receiver_on_every_message=True),
+    "pg": MethodSpec("pg", PGConfig),
+    "dial": MethodSpec("dial", DIALConfig),
 }
 METHODS = tuple(METHOD_SPECS)

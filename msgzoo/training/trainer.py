@@ -20,11 +20,12 @@ the total over seeds.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -131,7 +132,7 @@ class Trainer:
     Args:
         env: a batched msgzoo environment (``batch_size=[num_envs]``; with several seeds ``[num_seeds, num_envs]``,
             the method's :attr:`~msgzoo.training.methods.Method.ensemble_shape` first).
-        method: from :func:`msgzoo.training.methods.build_method`.
+        method: a recipe's ``make_method`` (``recipes.build_method``).
         experiment: where logs, checkpoints and the summary go.
 
     Keyword Args:
@@ -191,6 +192,8 @@ class Trainer:
         self.episode_length, self.device = episode_length, torch.device(device)
         self.iteration, self.frames = 0, 0  # frames: env steps of each seed
         self.wall_time = 0.0  # training seconds, over every session of a resumed run
+        self.cpu_time = 0.0  # this process's CPU seconds in the last training session
+        self._latest: dict = {}  # the newest value of every metric, logged at the next log step
         self.interrupted: str | None = None  # the signal that stopped the last train(), if any
         self.resumed_from: Path | None = None
         self.resume_override: list[str] = []
@@ -255,15 +258,16 @@ class Trainer:
             batch_size=rows // self.minibatches,
         )
 
-    def update(self, batch: TensorDictBase, metrics: dict) -> None:
+    def update(self, batch: TensorDictBase, metrics: dict | None = None) -> None:
         """Updates on ``batch`` with the method's next phase (they are taken in turn, one per batch)."""
         phases = self.method.phases
         self.update_phase(phases[self.iteration % len(phases)], batch, metrics)
 
-    def update_phase(self, phase: UpdatePhase, batch: TensorDictBase, metrics: dict) -> None:
+    def update_phase(self, phase: UpdatePhase, batch: TensorDictBase, metrics: dict | None = None) -> None:
         """``phase`` on ``batch``: its preparation on the whole batch, then ``epochs`` passes of ``minibatches``
-        steps (losses summed, optimizer step, after-step hooks), then its after-batch hook. Metrics are the last
-        step's."""
+        steps (losses summed, optimizer step, after-step hooks), then its after-batch hook. Metrics (into
+        ``metrics`` if given) are the last step's; the next log reports them."""
+        metrics = {} if metrics is None else metrics
         if phase.prepare is not None:
             phase.prepare(batch, self.frames)  # schedules run on each seed's own env steps
         seeds = self.num_seeds > 1  # the seed dim goes behind the environments' dim, which the buffer indexes
@@ -274,6 +278,7 @@ class Trainer:
                 self._step(phase, minibatch.transpose(0, 1).contiguous() if seeds else minibatch, metrics)
         if phase.after_batch is not None:
             phase.after_batch(self._seed_frames(batch))
+        self._latest.update(metrics)
 
     def _seed_frames(self, batch: TensorDictBase) -> int:
         """Env steps of each seed in ``batch`` (``[*ensemble_shape, num_envs, T]``): those of one seed's row."""
@@ -392,12 +397,28 @@ class Trainer:
 
     # -- loop ----------------------------------------------------------------------------------
     def train(self) -> dict:
-        """Trains until the budget is spent (or SIGINT/SIGTERM); returns the last logged metrics."""
+        """Trains until the budget is spent (or SIGINT/SIGTERM); returns the last logged metrics. The loop the
+        recipes write out: :meth:`collecting`, then :meth:`update_phase` and :meth:`end_of_batch` per batch."""
+        with self.collecting() as collector:
+            for batch in collector:
+                self.update(batch)
+                if self.end_of_batch(batch):
+                    break
+        return self.exp.last_metrics
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[Iterable[TensorDictBase]]:
+        """TorchRL's ``Collector`` over the rest of the budget (whole batches; nothing on a finished run), with
+        what a run needs around it: the resume's RNG and pending inputs restored, the progress bar, SIGINT/SIGTERM
+        caught (:meth:`end_of_batch` then checkpoints and stops), and on any error the newest good state saved
+        before it propagates. Times the session: :attr:`wall_time` (over every session of a resumed run) and
+        :attr:`cpu_time` (this process's CPU seconds in this session)."""
         remaining = self.total_frames - self.frames
         if remaining <= 0:  # a finished run resumed with the same budget: nothing to train
             if self.history:
                 self.exp.last_metrics = {k: v for k, v in self.history[-1].items() if k != "frames"}
-            return self.exp.last_metrics
+            yield ()
+            return
         # The standard scheme + receiver sequence collects through an equivalent fused module (same networks, same
         # keys and random draws, less per-step overhead); any other policy is used as it is.
         policy = fuse_policy(self.method.policy) or self.method.policy
@@ -424,50 +445,56 @@ class Trainer:
         pbar.update(self.frames)
         self._shown = self.frames
         self.interrupted = None
-        start, prior_wall = time.perf_counter(), self.wall_time
-        start -= prior_wall  # time/wall_s and steps/s count the sessions before a resume too
-        last_good, saved_iteration = None, -1
-        latest: dict = {}  # the newest value of every metric, from both phases
+        # time/wall_s and steps/s count the sessions before a resume too
+        self._start = time.perf_counter() - self.wall_time
+        cpu_start = time.process_time()
+        self._last_good, self._saved_iteration = None, -1
+        self._latest = {}  # the newest value of every metric, from every phase
         with GracefulInterrupt() as interrupt:
+            self._interrupt = interrupt
             try:
-                for batch in collector:
-                    metrics: dict = {}
-                    self.update(batch, metrics)
-                    self.frames += self._seed_frames(batch)
-                    self.iteration += 1
-                    self._accumulate_rewards(batch)
-                    latest.update(metrics)
-                    if self.iteration % self.log_interval == 0 or self.frames >= self.total_frames:
-                        self._raise_if_nonfinite()
-                        self._reward_metrics(latest)
-                        self.wall_time = time.perf_counter() - start
-                        self._log(latest, start)
-                        # a copy (state_dict() holds live tensors): what is saved if a NaN appears later
-                        last_good = self._snapshot()
-                    save = self.checkpoint_interval and self.iteration % self.checkpoint_interval == 0
-                    if save or interrupt.requested:
-                        self._raise_if_nonfinite()  # never overwrite a good checkpoint with a bad state
-                        self.wall_time = time.perf_counter() - start
-                        self.save()
-                        saved_iteration = self.iteration
-                    if interrupt.requested:
-                        self.interrupted = interrupt.signal_name
-                        print(f"\n{interrupt.signal_name}: checkpoint saved to {self.checkpoint_path}; "
-                              f"resume with resume={self.checkpoint_path}")
-                        break
+                yield collector
             except Exception:  # NonFiniteError, or any crash: keep the newest good state to resume from
                 # the last logged state is the newest known good one, unless a periodic checkpoint is newer
-                if last_good is not None and last_good["iteration"] > saved_iteration:
-                    save_checkpoint(self.checkpoint_path, last_good)
+                if self._last_good is not None and self._last_good["iteration"] > self._saved_iteration:
+                    save_checkpoint(self.checkpoint_path, self._last_good)
                 raise
             finally:
-                # kept so that a checkpoint after train() continues exactly
+                # kept so that a checkpoint after training continues exactly
                 self._last_carrier = collector_carrier(collector).clone()
                 collector.shutdown()
-                self._collector = None
+                self._collector = self._interrupt = self._last_good = None
                 self.exp.close_progress()
-        self.wall_time = time.perf_counter() - start
-        return self.exp.last_metrics
+                self.wall_time = time.perf_counter() - self._start
+                self.cpu_time = time.process_time() - cpu_start
+
+    def end_of_batch(self, batch: TensorDictBase) -> bool:
+        """After a batch's update: counts its env steps, logs every ``log_interval`` batches (reading the NaN flag,
+        keeping the state as "last good"), checkpoints every ``checkpoint_interval``. Returns True when the run must
+        stop: a SIGINT/SIGTERM arrived (a checkpoint is then saved). Call inside :meth:`collecting`."""
+        self.frames += self._seed_frames(batch)
+        self.iteration += 1
+        self._accumulate_rewards(batch)
+        if self.iteration % self.log_interval == 0 or self.frames >= self.total_frames:
+            self._raise_if_nonfinite()
+            self._reward_metrics(self._latest)
+            self.wall_time = time.perf_counter() - self._start
+            self._log(self._latest, self._start)
+            # a copy (state_dict() holds live tensors): what is saved if a NaN appears later
+            self._last_good = self._snapshot()
+        interrupt = self._interrupt
+        save = self.checkpoint_interval and self.iteration % self.checkpoint_interval == 0
+        if save or interrupt.requested:
+            self._raise_if_nonfinite()  # never overwrite a good checkpoint with a bad state
+            self.wall_time = time.perf_counter() - self._start
+            self.save()
+            self._saved_iteration = self.iteration
+        if interrupt.requested:
+            self.interrupted = interrupt.signal_name
+            print(f"\n{interrupt.signal_name}: checkpoint saved to {self.checkpoint_path}; "
+                  f"resume with resume={self.checkpoint_path}")
+            return True
+        return False
 
     def _accumulate_rewards(self, batch: TensorDictBase) -> None:
         """Sums the batch's mean step rewards per seed (no host sync); :meth:`_reward_metrics` averages them at log
