@@ -343,3 +343,44 @@ def test_best_response_regret(game):
     always_worst = torch.nn.functional.one_hot(torch.tensor([worst]), actions).double()
     expected = float((p @ u).max() - (p @ u)[worst])
     assert best_response_regret(prior, ur, no_info, always_worst) == pytest.approx(expected)
+
+
+# ------------------------------------------------------------ a margin for the receiver (receiver_margin)
+def test_a_receiver_margin_leaves_every_recommendation_that_surplus():
+    from msgzoo.game_theory.suite import persuasion_suite
+
+    for game in persuasion_suite(num_random=6):
+        prior = torch.tensor(game.occupancy or game.prior, dtype=torch.float64)
+        ur = torch.tensor(game.receiver_utility, dtype=torch.float64)
+        values = []
+        for margin in (0.0, 0.01, 0.03):
+            try:
+                opt = optimal_signaling_scheme(prior, game.sender_utility, ur, receiver_margin=margin)
+            except ValueError as err:  # no scheme can leave that surplus: said, not solved
+                assert "receiver_margin" in str(err) and margin > 0
+                break
+            joint = prior[:, None] * opt.scheme  # P(s, a recommended)
+            sent = joint.sum(0) > 1e-9
+            surplus = joint.T @ ur  # [a, a']: sum_s P(s) phi(a|s) w^j(s, a')
+            gap = surplus.diagonal()[:, None] - surplus  # E[w^j(a) - w^j(a') ; a]
+            # each sent recommendation a: E[w^j(a) - w^j(a') | a] >= margin for every a' != a
+            need = margin * joint.sum(0)[:, None] * (1 - torch.eye(len(gap), dtype=torch.float64))
+            assert bool((gap[sent] >= need[sent] - 1e-7).all())
+            values.append(opt.sender_value)
+        assert values == sorted(values, reverse=True)  # a margin never helps the sender
+    zero = optimal_signaling_scheme([1 / 3, 2 / 3], [[0, 1], [0, 1]], [[1, 0], [-1, 1]], receiver_margin=0.0)
+    assert zero.sender_value == optimal_signaling_scheme([1 / 3, 2 / 3], [[0, 1], [0, 1]], [[1, 0], [-1, 1]]).sender_value
+
+
+def test_the_recommendation_letter_with_a_margin_gives_the_receiver_that_much():
+    # hire after "hire" must pay HR m: the weak share of "hire" falls from 1/2, the sender gives up what HR gains
+    opt = optimal_signaling_scheme([2 / 3, 1 / 3], [[0, 1], [0, 1]], [[0, -1], [0, 1]], receiver_margin=0.01)
+    assert opt.receiver_value == pytest.approx(0.01 * (opt.sender_value), rel=1e-6)
+    assert opt.sender_value < 2 / 3
+
+
+def test_an_impossible_or_bad_receiver_margin_fails_naming_it():
+    with pytest.raises(ValueError, match="receiver_margin=0.01 is infeasible"):
+        optimal_signaling_scheme([0.5, 0.5], [[1, 0], [0, 1]], [[1, 1], [1, 1]], receiver_margin=0.01)
+    with pytest.raises(ValueError, match="receiver_margin=-0.1 is invalid"):
+        optimal_signaling_scheme([0.5, 0.5], [[1, 0], [0, 1]], [[1, 0], [0, 1]], receiver_margin=-0.1)

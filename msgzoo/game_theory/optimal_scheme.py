@@ -39,6 +39,7 @@ on-policy learners weigh their samples; for a stationary start (``p_0 P = p_0``)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -140,6 +141,7 @@ def optimal_signaling_scheme(
     *,
     receiver_weight: float = 0.0,
     sender_emission: ArrayLike | None = None,
+    receiver_margin: float = 0.0,
 ) -> OptimalScheme:
     """Sender-optimal signaling scheme of a one-step persuasion game: the obedience LP of the paper's eq. (1).
 
@@ -173,6 +175,11 @@ def optimal_signaling_scheme(
             optimum of the mixed objective.
         sender_emission: ``[|S|, |E|]`` row-stochastic matrix ``E(e | s)`` of what the sender observes (default
             None: it sees the state). The returned scheme is then ``[|E|, |A|]``, ``scheme[e, a] = phi(a | e)``.
+        receiver_margin: ``m >= 0``: every recommendation the scheme sends must leave the receiver at least ``m``
+            (in its payoff units) over every other action, ``E[w^j(s, a) - w^j(s, a') | a] >= m``, i.e.
+            ``sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a') - m] >= 0`` (linear; an unsent recommendation is
+            unconstrained). Default 0: eq. (1). A margin makes obeying strictly better, so a receiver that learns
+            (and does not break ties in the sender's favour) still obeys; its value shows what that robustness costs.
 
     Returns:
         :class:`OptimalScheme` with the ``[|S|, |A|]`` (``[|E|, |A|]`` with an emission) float64 scheme and the
@@ -181,8 +188,10 @@ def optimal_signaling_scheme(
     Raises:
         ValueError: naming the argument, for wrong shapes, a prior that is not a distribution, a
             ``receiver_weight`` outside ``[0, 1]`` or a ``sender_emission`` whose rows are not distributions.
-        RuntimeError: with the solver's message if HiGHS fails (the LP is always feasible and bounded, so
-            this signals a numerical problem).
+        ValueError: also when no scheme meets ``receiver_margin`` (e.g. two actions that pay the receiver the
+            same in every state), naming the margin.
+        RuntimeError: with the solver's message if HiGHS fails (without a margin the LP is always feasible and
+            bounded, so this signals a numerical problem).
 
     Examples:
         >>> from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER as RL
@@ -193,6 +202,9 @@ def optimal_signaling_scheme(
         [0.5, 1.0]
     """
     w = _check_receiver_weight(receiver_weight)
+    margin = float(receiver_margin)
+    if not (math.isfinite(margin) and margin >= 0.0):
+        raise ValueError(f"receiver_margin={receiver_margin!r} is invalid: expected a finite margin >= 0.")
     if sender_emission is None:
         p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
     else:  # the same LP over what the sender observes; "states" below are its emissions
@@ -211,14 +223,19 @@ def optimal_signaling_scheme(
             if a2 == a:
                 continue
             row = np.zeros((num_states, num_actions))
-            # -sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a')] <= 0
-            row[:, a] = -p * (ur[:, a] - ur[:, a2])
+            # -sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a') - margin] <= 0
+            row[:, a] = -p * (ur[:, a] - ur[:, a2] - margin) if margin else -p * (ur[:, a] - ur[:, a2])
             rows.append(row.reshape(n))
     a_ub = np.stack(rows)
     b_ub = np.zeros(len(rows))
     a_eq = np.kron(np.eye(num_states), np.ones((1, num_actions)))
     b_eq = np.ones(num_states)
     res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0.0, 1.0), method="highs")
+    if margin and res.status == 2:
+        raise ValueError(
+            f"receiver_margin={margin} is infeasible: no scheme leaves the receiver that surplus for every "
+            "recommendation it sends. Fix: a smaller receiver_margin."
+        )
     if not res.success or res.x is None:
         raise RuntimeError(f"the obedience LP failed (status {res.status}): {res.message}")
 
