@@ -12,6 +12,7 @@ from torchrl.objectives import A2CLoss
 
 from msgzoo.objectives import DIALLoss, ObedienceConstraintLoss, SarsaPolicyGradientLoss, SignalingGradientLoss
 from msgzoo.pipelines import one_step
+from msgzoo.training.config_schema import ConfigError
 from msgzoo.runtime.experiment import Experiment, start_run
 from msgzoo.training.methods import METHODS
 from recipes import TASKS, build_method, recipe
@@ -85,7 +86,7 @@ def test_the_recipes_loop_runs_on_torchrls_collector(recipe_config, tmp_path):
 
 def test_a_recipe_refuses_another_methods_config(recipe_config):
     cfg = recipe_config("pg_recommendation_letter")
-    with pytest.raises(ValueError, match="method='pg' does not match this recipe, which trains 'sgoc'"):
+    with pytest.raises(ConfigError, match="method='pg' is invalid: expected 'sgoc', the method this recipe trains"):
         start_run(cfg, "sgoc")
 
 

@@ -11,7 +11,6 @@ per step; the benchmarks (LP optimum, no information) are the one-step ones on t
 """
 from __future__ import annotations
 
-
 from omegaconf import DictConfig
 
 from msgzoo.envs import BayesianPersuasionEnv

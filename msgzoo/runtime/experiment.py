@@ -37,6 +37,7 @@ import torch
 from torchrl.record.loggers import CSVLogger, TensorboardLogger
 
 from msgzoo.runtime.config_validation import check_logger_backends, check_resume, method_config, validate_config
+from msgzoo.training.config_schema import fail
 
 __all__ = ["Experiment", "config_hash", "config_seeds", "config_to_dict", "seeds_summary", "to_jsonable"]
 
@@ -57,10 +58,8 @@ def start_run(cfg: Any, method: str) -> list[int] | None:
     before anything runs) and a ``resume=`` checkpoint against ``cfg``, sets torch's threads (``threads``) and seed;
     returns the seeds trained together (:func:`config_seeds`: None for one seed)."""
     if cfg.get("method", method) != method:
-        raise ValueError(
-            f"method={cfg.method!r} does not match this recipe, which trains {method!r}: run "
-            f"recipes/{cfg.method}_<task>.py instead, or drop the method= override."
-        )
+        fail("method", cfg.method, f"{method!r}, the method this recipe trains",
+             f"run recipes/{cfg.method}_<task>.py instead, or drop the method= override")
     validate_config(cfg, method=method)
     check_resume(cfg)
     torch.set_num_threads(int(cfg.get("threads", 1)))
