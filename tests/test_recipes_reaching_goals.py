@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import RECIPES
-from msgzoo.pipelines.reaching_goals import budget_frames, make_env
+from msgzoo.pipelines.reaching_goals import make_env
+from msgzoo.training.methods import budget_frames
 from recipes import run_recipe as run
 
 METHODS = ["sgoc", "sg", "pgoc", "pg", "dial"]

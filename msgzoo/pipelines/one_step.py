@@ -19,7 +19,7 @@ from msgzoo.envs.persuasion_games import MARKOV_GAMES, make_persuasion_env
 from msgzoo.game_theory.optimal_scheme import no_information_value, optimal_signaling_scheme
 from msgzoo.runtime.experiment import Experiment, seeds_summary
 from msgzoo.training.evaluation import one_step_evaluator, one_step_tables
-from msgzoo.training.methods import Method, budget_frames
+from msgzoo.training.methods import Method
 from msgzoo.training.trainer import Trainer
 
 #: The sender value the issue's speed target counts students up to (the reference reaches 0.64).
@@ -76,17 +76,9 @@ def make_trainer(cfg: DictConfig, env: BayesianPersuasionEnv, method: Method, ex
     students; whole episodes of a Markov game), the config's log / checkpoint intervals and replay passes, the exact
     payoffs logged at every log step, one run folder per seed when several train together; resumed from
     ``cfg.resume`` if set."""
-    trainer = Trainer(
-        env, method, exp,
-        total_frames=budget_frames(cfg), frames_per_batch=env.batch_size[-1] * env.horizon,
-        max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
-        checkpoint_interval=cfg.logger.checkpoint_interval, evaluate=one_step_evaluator(env), device=cfg.device,
-        seed_experiments=exp.seed_runs(cfg, method.name) if method.seeds else None,
-        epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
+    return Trainer.from_config(
+        cfg, env, method, exp, frames_per_batch=env.batch_size[-1] * env.horizon, evaluate=one_step_evaluator(env)
     )
-    if cfg.resume:
-        trainer.resume(cfg.resume, cfg.get("resume_override") or ())
-    return trainer
 
 
 def finish(cfg: DictConfig, exp: Experiment, env: BayesianPersuasionEnv, method: Method, trainer: Trainer) -> dict:

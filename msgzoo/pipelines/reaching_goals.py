@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 from msgzoo.envs import ReachingGoalsEnv
 from msgzoo.runtime.experiment import Experiment, seeds_summary
 from msgzoo.training.evaluation import evaluate_episodes
-from msgzoo.training.methods import Method, budget_frames
+from msgzoo.training.methods import Method
 from msgzoo.training.trainer import Trainer
 
 #: The sender return per episode the issue's target counts episodes up to (the paper's SGOC reaches ~250 on 3x3).
@@ -37,17 +37,10 @@ def make_trainer(cfg: DictConfig, env: ReachingGoalsEnv, method: Method, exp: Ex
     """The :class:`Trainer` of a recipe's run: per seed the budget and batch a single run would have (``num_envs``
     games x ``env.steps_per_batch`` steps), the config's log / checkpoint intervals and replay passes, one run folder
     per seed when several train together; resumed from ``cfg.resume`` if set."""
-    trainer = Trainer(
-        env, method, exp,
-        total_frames=budget_frames(cfg), frames_per_batch=env.batch_size[-1] * int(cfg.env.steps_per_batch),
-        max_grad=cfg.optim.max_grad, log_interval=cfg.logger.log_interval,
-        checkpoint_interval=cfg.logger.checkpoint_interval, episode_length=env.horizon, device=cfg.device,
-        seed_experiments=exp.seed_runs(cfg, method.name) if method.seeds else None,
-        epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
+    return Trainer.from_config(
+        cfg, env, method, exp, frames_per_batch=env.batch_size[-1] * int(cfg.env.steps_per_batch),
+        episode_length=env.horizon,
     )
-    if cfg.resume:
-        trainer.resume(cfg.resume, cfg.get("resume_override") or ())
-    return trainer
 
 
 def finish(cfg: DictConfig, exp: Experiment, env: ReachingGoalsEnv, method: Method, trainer: Trainer) -> dict:

@@ -44,7 +44,7 @@ from msgzoo.runtime.checkpoint import (
 from msgzoo.runtime.config_validation import check_resume_config
 from msgzoo.runtime.experiment import Experiment, to_jsonable
 from msgzoo.runtime.nan_guard import NonFiniteError, check_finite
-from msgzoo.training.methods import Method, UpdatePhase
+from msgzoo.training.methods import Method, UpdatePhase, budget_frames
 
 
 #: Version of the trainer's checkpoint layout (2: tensors and plain values only, with the run's config; 3: ``frames``
@@ -206,6 +206,26 @@ class Trainer:
         self.history: list[dict] = []
         self.epochs, self.minibatches = int(epochs), int(minibatches)
         self.buffer = self._replay_buffer(env)
+
+    @classmethod
+    def from_config(
+        cls, cfg, env, method: Method, experiment: Experiment, *, frames_per_batch: int,
+        evaluate: Callable[[Method], dict] | None = None, episode_length: int = 1,
+    ) -> "Trainer":
+        """A recipe's trainer: the budget of ``cfg`` per seed (:func:`~msgzoo.training.methods.budget_frames`), its
+        ``optim.{max_grad, epochs, minibatches}``, ``logger.{log_interval, checkpoint_interval}`` and ``device``,
+        one run folder per seed when several train together; resumed from ``cfg.resume`` if set."""
+        trainer = cls(
+            env, method, experiment,
+            total_frames=budget_frames(cfg), frames_per_batch=frames_per_batch, max_grad=cfg.optim.max_grad,
+            log_interval=cfg.logger.log_interval, checkpoint_interval=cfg.logger.checkpoint_interval,
+            evaluate=evaluate, episode_length=episode_length, device=cfg.device,
+            seed_experiments=experiment.seed_runs(cfg, method.name) if method.seeds else None,
+            epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
+        )
+        if cfg.resume:
+            trainer.resume(cfg.resume, cfg.get("resume_override") or ())
+        return trainer
 
     @property
     def frames_all_seeds(self) -> int:
