@@ -316,6 +316,8 @@ def _seeded_state(seed: int) -> torch.Tensor:
 
 
 def adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer:
+    """One Adam optimizer with a parameter group per ``(module or parameter list, learning rate)``, in order (the
+    checkpoint's and ``resume_override``'s order); a learning rate <= 0 fails naming it."""
     params = []
     for module, lr in groups:
         ps = list(module.parameters()) if isinstance(module, nn.Module) else list(module)
