@@ -69,7 +69,7 @@ def train(cfg: DictConfig) -> dict:
         #    The trainer logs, checks for nan/inf and checkpoints around every batch, and stops on SIGINT/SIGTERM.
         with trainer.collecting() as collector:
             for batch in collector:
-                trainer.update_phase(method.phases[trainer.iteration % len(method.phases)], batch)
+                trainer.update(batch)  # the method's next phase: its one joint phase, every batch
                 if trainer.end_of_batch(batch):
                     break
 

@@ -23,7 +23,7 @@ from msgzoo.training.evaluation import SCHEME_READOUT
 from msgzoo.training.methods import (
     OPTIM_LEARNING_RATES, RECEIVER_VALUE_KEY, SENDER_OBJECTIVE_KEY, Method, Networks, UpdatePhase, adam,
     epsilon_from_config, obedience_noise_allowance_from_config, prepare_receiver, prepare_sender,
-    reward_mix_from_config, schedule_after_warmup, schedule_over_warmup,
+    receiver_entropy_from_config, reward_mix_from_config, schedule_after_warmup, schedule_over_warmup,
 )
 
 METHOD = "sgoc"
@@ -42,11 +42,10 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
 
     # The receiver's loss: TorchRL's A2C; its entropy bonus moves from warmup.receiver_entropy_coeff to
     # loss.receiver_entropy_coeff over the warm-up (a constant without one)
-    receiver_entropy = schedule_over_warmup(cfg, "receiver_entropy_coeff")
+    entropy_coeff, entropy_bonus, receiver_entropy = receiver_entropy_from_config(cfg)
     receiver_loss = make_receiver_a2c_loss(
-        receiver, receiver_critic, gamma=L.receiver_gamma,
-        entropy_coeff=L.receiver_entropy_coeff if receiver_entropy is None else receiver_entropy.start,
-        entropy_bonus=receiver_entropy is not None or L.receiver_entropy_coeff > 0, ensemble_shape=nets.ensemble_shape,
+        receiver, receiver_critic, gamma=L.receiver_gamma, entropy_coeff=entropy_coeff, entropy_bonus=entropy_bonus,
+        ensemble_shape=nets.ensemble_shape,
     )
 
     # The sender's losses: the signaling gradient through the receiver's policy, with its critic W^i(s, a), and
@@ -124,7 +123,7 @@ def train(cfg: DictConfig) -> dict:
         #    The trainer logs, checks for nan/inf and checkpoints around every batch, and stops on SIGINT/SIGTERM.
         with trainer.collecting() as collector:
             for batch in collector:
-                trainer.update_phase(method.phases[trainer.iteration % len(method.phases)], batch)
+                trainer.update(batch)  # the method's next phase: the receiver's, then the sender's, in turn
                 if trainer.end_of_batch(batch):
                     break
 

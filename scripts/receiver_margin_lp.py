@@ -33,9 +33,11 @@ def main(argv=None) -> None:
     parser.add_argument("--method", default="sgoc")
     parser.add_argument("--margins", nargs="+", type=float, default=[0.01, 0.03, 0.05])
     args = parser.parse_args(argv)
-    learned = {r["game"]: r["fraction"] for r in json.load(open(args.results))["results"] if r["method"] == args.method}
+    with open(args.results) as f:
+        results = json.load(f)
+    learned = {r["game"]: r["fraction"] for r in results["results"] if r["method"] == args.method}
     rows = []
-    for game in persuasion_suite(json.load(open(args.results)).get("num_random", 40)):
+    for game in persuasion_suite(results.get("num_random", 40)):
         if game.trivial or game.name not in learned:
             continue
         seeds = learned[game.name]

@@ -224,7 +224,7 @@ def optimal_signaling_scheme(
                 continue
             row = np.zeros((num_states, num_actions))
             # -sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a') - margin] <= 0
-            row[:, a] = -p * (ur[:, a] - ur[:, a2] - margin) if margin else -p * (ur[:, a] - ur[:, a2])
+            row[:, a] = -p * (ur[:, a] - ur[:, a2] - margin)  # x - 0.0 == x: eq. (1) bit for bit without one
             rows.append(row.reshape(n))
     a_ub = np.stack(rows)
     b_ub = np.zeros(len(rows))

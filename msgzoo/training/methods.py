@@ -116,6 +116,17 @@ def schedule_over_warmup(cfg, field: str) -> LinearSchedule | None:
     return LinearSchedule(start, end, frames) if start != end else None
 
 
+def receiver_entropy_from_config(cfg) -> tuple[float, bool, LinearSchedule | None]:
+    """The receiver's entropy bonus: its coefficient at the start, whether its loss needs the bonus term at all, and
+    its schedule (``warmup.receiver_entropy_coeff`` moving to ``loss.receiver_entropy_coeff`` over the warm-up, which
+    :func:`prepare_receiver` applies; None: the constant ``loss.receiver_entropy_coeff``)."""
+    schedule = schedule_over_warmup(cfg, "receiver_entropy_coeff")
+    if schedule is None:
+        constant = float(cfg.loss.receiver_entropy_coeff)
+        return constant, constant > 0, None
+    return schedule.start, True, schedule
+
+
 @dataclass
 class UpdatePhase:
     """One optimizer step of a method, taken on a collected batch: the losses it sums, the optimizer it steps, and

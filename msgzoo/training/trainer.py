@@ -418,7 +418,7 @@ class Trainer:
     # -- loop ----------------------------------------------------------------------------------
     def train(self) -> dict:
         """Trains until the budget is spent (or SIGINT/SIGTERM); returns the last logged metrics. The loop the
-        recipes write out: :meth:`collecting`, then :meth:`update_phase` and :meth:`end_of_batch` per batch."""
+        recipes write out: :meth:`collecting`, then :meth:`update` and :meth:`end_of_batch` per batch."""
         with self.collecting() as collector:
             for batch in collector:
                 self.update(batch)
