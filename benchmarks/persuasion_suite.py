@@ -152,8 +152,13 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+#: Result files the figure draws (the first ones given: today's defaults first); every file gets its tables.
+FIGURE_FILES = 4
+
+
 def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
-    """The table and figure of one or more result files into ``docs/results.md`` (between the markers)."""
+    """The tables of one or more result files, and the figure of the first :data:`FIGURE_FILES` of them, into
+    ``docs/results.md`` (between the markers)."""
     from msgzoo.report.compare import save_figure
     import matplotlib.pyplot as plt
 
@@ -170,8 +175,8 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
     lines = [BEGIN, "", "_Written by `python benchmarks/persuasion_suite.py --report "
              + " ".join(_shown(p) for p, _ in reports)
              + "`._", ""]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for p, rep in reports:
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for index, (p, rep) in enumerate(reports):
         label = Path(p).stem + (f" ({' '.join(rep['overrides'])})" if rep["overrides"] else "")
         lines += [f"### `{Path(p).name}`" + (f": overrides `{' '.join(rep['overrides'])}`" if rep["overrides"] else ": no overrides (the defaults when it ran)"),
                   "", f"{rep['seeds']} seeds per game trained together; wall time of the whole run {rep['wall_s']:.0f} s.", ""]
@@ -199,7 +204,7 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
                 f"{r['lp_value']:.3f} | {_pct(statistics.fmean(f))} | {_pct(min(f))} | {' '.join(_pct(x) for x in f)} | "
                 f"{max(r['receiver_regret']):.4f} | {r['cpu_s']:.1f} | {_pct(statistics.fmean(b))} / {_pct(min(b))} |")
         lines += ["", "</details>", ""]
-        for method in rep["summary"]:
+        for method in rep["summary"] if index < FIGURE_FILES else ():
             rows = sorted((r for r in rep["results"] if r["method"] == method), key=lambda r: statistics.fmean(r["fraction"]))
             xs = [(i + 0.5) / len(rows) for i in range(len(rows))]  # a quantile axis: files of different sizes align
             line, = ax.plot(xs, [statistics.fmean(r["fraction"]) for r in rows], label=f"{method}: {label} ({len(rows)} games)")
@@ -210,7 +215,8 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
     ax.set_xlabel("share of the games, sorted by the mean over seeds (dots: every seed)")
     ax.set_ylabel("fraction of the LP gain over no information")
     ax.set_ylim(-0.2, 1.1)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1, frameon=False)
+    fig.tight_layout()
     figure = save_figure(fig, out_dir / "fraction_of_gain.png")
     lines += [f"![fraction of the LP gain per game, all seeds](results/persuasion_suite/{figure.name})", "", END]
     results_md = docs / "results.md"

@@ -15,14 +15,14 @@ from omegaconf import DictConfig
 from tensordict.nn import TensorDictSequential
 from torchrl.objectives import SoftUpdate
 
-from msgzoo.modules import make_action_value_critic, make_receiver_actor, make_signaling_scheme, make_value_critic
-from msgzoo.objectives import SignalingGradientLoss, make_receiver_a2c_loss
+from msgzoo.modules import make_action_value_critic, make_receiver_actor, make_signaling_scheme
+from msgzoo.objectives import SignalingGradientLoss
 from msgzoo.pipelines import reaching_goals as task
 from msgzoo.runtime.experiment import Experiment, start_run
 from msgzoo.training.evaluation import SCHEME_READOUT
 from msgzoo.training.methods import (
-    OPTIM_LEARNING_RATES, RECEIVER_VALUE_KEY, SENDER_OBJECTIVE_KEY, Method, Networks, UpdatePhase, adam,
-    prepare_receiver, prepare_sender, receiver_entropy_from_config, reward_mix_from_config, schedule_after_warmup,
+    OPTIM_LEARNING_RATES, SENDER_OBJECTIVE_KEY, Method, Networks, UpdatePhase, adam, make_receiver_loss,
+    prepare_receiver, prepare_sender, reward_mix_from_config, schedule_after_warmup,
 )
 
 METHOD = "sg"
@@ -35,17 +35,11 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
     nets = Networks(env, hidden=cfg.network.hidden, seeds=seeds)
     scheme = make_signaling_scheme(nets.sender(nets.num_messages)).to(device)  # the sender's phi(sigma | s)
     receiver = make_receiver_actor(nets.receiver(nets.num_actions)).to(device)  # the receiver's pi(a | o, sigma)
-    receiver_critic = make_value_critic(
-        nets.receiver(1), in_keys=[("receiver", "observation"), ("sender", "message")], out_key=RECEIVER_VALUE_KEY
-    ).to(device)
 
-    # The receiver's loss: TorchRL's A2C; its entropy bonus moves from warmup.receiver_entropy_coeff to
-    # loss.receiver_entropy_coeff over the warm-up (a constant without one)
-    entropy_coeff, entropy_bonus, receiver_entropy = receiver_entropy_from_config(cfg)
-    receiver_loss = make_receiver_a2c_loss(
-        receiver, receiver_critic, gamma=L.receiver_gamma, entropy_coeff=entropy_coeff, entropy_bonus=entropy_bonus,
-        ensemble_shape=nets.ensemble_shape,
-    )
+    # The receiver's loss (loss.receiver_gradient): TorchRL's A2C with a critic V(o, sigma) (sampled, the paper's),
+    # or every action's advantage under a critic Q(o, sigma, .) (all_actions, natural); its entropy bonus moves from
+    # warmup.receiver_entropy_coeff to loss.receiver_entropy_coeff over the warm-up (a constant without one)
+    receiver_critic, receiver_loss, receiver_entropy = make_receiver_loss(receiver, nets, cfg, device=device)
 
     # The sender's loss: the signaling gradient through the receiver's policy, with its critic W^i(s, a)
     sender_critic = make_action_value_critic(nets.sender(nets.num_actions)).to(device)
@@ -58,8 +52,9 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
 
     # Optimizers (Adam, one per agent), and the sender's critic's target copy
     optimizers = {
-        "receiver": adam([(receiver, O.receiver_actor_lr), (receiver_critic, O.receiver_critic_lr)]),
-        "sender": adam([(scheme, O.signaling_lr), (sender_critic, O.sender_critic_lr)]),
+        "receiver": adam([(receiver, O.receiver_actor_lr), (receiver_critic, O.receiver_critic_lr)],
+                         beta2=O.adam_beta2),
+        "sender": adam([(scheme, O.signaling_lr), (sender_critic, O.sender_critic_lr)], beta2=O.adam_beta2),
     }
     target_updaters = [SoftUpdate(signaling_loss, tau=L.target_tau)]
 

@@ -128,6 +128,26 @@ def test_resume_override_applies_the_new_values_and_is_recorded(finished, recipe
     assert torch.all(state["losses"]["loss_obedience"]["lagrange_multiplier"] == 20)
 
 
+def test_adams_beta2_is_refused_or_applied_on_resume_and_older_checkpoints_ran_with_torchs(
+        finished, recipe_config, tmp_path):
+    checkpoint = finished[0] / "checkpoint.pt"
+    refused = r"(?s)optim.adam_beta2: checkpoint 0.99, now 0.9.*resume_override=\[optim.adam_beta2"
+    with pytest.raises(ConfigError, match=refused):
+        _tiny_run(recipe_config, tmp_path, "b", f"resume={checkpoint}", "optim.adam_beta2=0.9")
+    _tiny_run(recipe_config, tmp_path, "c", f"resume={checkpoint}", "collector.total_frames=2560",
+              "optim.adam_beta2=0.9", "resume_override=[optim.adam_beta2]")
+    state = load_checkpoint(tmp_path / "c" / "checkpoint.pt")
+    assert all(g["betas"] == (0.9, 0.9) for opt in state["optimizers"].values() for g in opt["param_groups"])
+    # a checkpoint made before the field existed ran with torch's 0.999: today's 0.99 is a change it must allow
+    older = load_checkpoint(checkpoint)
+    del older["config"]["optim"]["adam_beta2"], older["config"]["loss"]["receiver_gradient"]
+    save_checkpoint(tmp_path / "older.pt", older)
+    with pytest.raises(ConfigError, match="optim.adam_beta2: checkpoint 0.999, now 0.99"):
+        _tiny_run(recipe_config, tmp_path, "d", f"resume={tmp_path / 'older.pt'}")
+    _tiny_run(recipe_config, tmp_path, "e", f"resume={tmp_path / 'older.pt'}", "optim.adam_beta2=0.999",
+              "collector.total_frames=2560")
+
+
 def test_resume_override_cannot_change_the_game_or_networks(finished, recipe_config, tmp_path):
     with pytest.raises(ConfigError, match="resume_override=.*'env.num_envs' is not"):
         _tiny_run(recipe_config, tmp_path, "b", f"resume={finished[0] / 'checkpoint.pt'}", "env.num_envs=32",

@@ -1,5 +1,6 @@
 """Loss modules for Markov signaling games (TorchRL ``LossModule`` subclasses and factories)."""
 from msgzoo.objectives.actor_critic import (
+    AllActionsA2CLoss,
     PerSeedA2CLoss,
     SarsaPolicyGradientLoss,
     attach_next_message,
@@ -13,6 +14,7 @@ from msgzoo.objectives.receivers_obedience import ReceiversObedienceLoss, receiv
 from msgzoo.objectives.signaling_gradient import SignalingGradientLoss
 
 __all__ = [
+    "AllActionsA2CLoss",
     "DIALLoss",
     "ExpectedStateValue",
     "ObedienceConstraintLoss",

@@ -20,6 +20,7 @@ from msgzoo.objectives.common import (
     check_writes,
     critic_output,
     logits_module_of,
+    receiver_dist,
     reduce_per_seed,
     scheme_logits,
 )
@@ -298,11 +299,7 @@ class SarsaPolicyGradientLoss(LossModule):
         log_phi = (log_phi_all * message).sum(-1)
 
         q = self._q(tensordict, self.critic_network_params)
-        if q.shape[-1] != logits.shape[-1]:
-            raise ValueError(
-                f"critic_network writes {q.shape[-1]} values at {keys.message_value!r}, the scheme has "
-                f"{logits.shape[-1]} messages: build the critic with one output per message."
-            )
+        _check_critic_width(q, logits.shape[-1], keys.message_value, "messages", "the scheme")
         nxt = tensordict.get("next")
         reward = nxt.get(keys.reward).squeeze(-1)
         with torch.no_grad():
@@ -345,6 +342,174 @@ class SarsaPolicyGradientLoss(LossModule):
         return TensorDict(out, batch_size=[])
 
 
+#: The receiver's policy-gradient estimators (``loss.receiver_gradient``): ``sampled`` (TorchRL's A2C on the action
+#: taken), ``all_actions`` or ``natural`` (:class:`AllActionsA2CLoss`).
+RECEIVER_GRADIENTS = ("sampled", "all_actions", "natural")
+
+
+class AllActionsA2CLoss(LossModule):
+    r"""An actor-critic whose policy gradient sums over every action (the "all-actions" gradient of Sutton et al.,
+    2000; "mean actor-critic", Allen et al., 2017) instead of weighting the log-probability of the action taken:
+
+    .. math::
+
+        \mathcal{L}_\text{objective} = -\mathbb{E}_{o, \sigma}\Big[\textstyle\sum_a \pi(a | o, \sigma)
+            \big(Q(o, \sigma, a) - V(o, \sigma)\big)\Big],
+        \qquad V(o, \sigma) = \textstyle\sum_a \pi(a | o, \sigma) Q(o, \sigma, a),
+
+        \mathcal{L}_\text{critic} = \big(Q(o, \sigma, a) - [r + \gamma (1 - d) V(o', \sigma')]\big)^2,
+
+    with ``Q`` detached in the objective and ``V(o', sigma')`` (expected SARSA: the current policy at the next step's
+    observation and message, no target copy, as TorchRL's TD(0) estimator bootstraps the A2C critic) detached in the
+    target. Its expectation is the A2C gradient's, without the sampling noise of the action (it still has the
+    critic's errors, and an action the receiver no longer takes keeps its last estimate). With ``natural=True`` the
+    objective is ``-E[sum_a log pi(a | o, sigma) (A(a) - mean_b A(b))]``: each logit moves by its action's
+    advantage, the natural policy gradient of a tabular softmax policy (Kakade, 2001) up to a common shift, without
+    the ``pi(a)`` factor that slows an action the receiver has all but dropped. It is the receiver's learner of
+    ``loss.receiver_gradient=all_actions`` (``natural``: ``loss.receiver_gradient=natural``); the receiver still acts
+    by sampling.
+
+    Trains (``loss.parameters()``): the actor's logits network and the critic.
+
+    Args:
+        actor_network: the receiver's policy, a ``ProbabilisticActor`` over a categorical on logits (e.g.
+            :func:`~msgzoo.modules.make_receiver_actor`).
+        critic_network: ``Q(o, sigma, .)``, one value per action at ``action_value`` (e.g.
+            ``make_action_value_critic(net, in_keys=[("receiver", "observation"), ("sender", "message")],
+            out_key=("receiver", "action_value"))``).
+
+    Keyword Args:
+        gamma (float): the discount. Default 0.0 (a myopic receiver).
+        entropy_coeff (float): weight of the entropy bonus (``loss_entropy``; schedulable, as TorchRL's A2C's).
+            Default 0.0.
+        entropy_bonus (bool): whether to add the bonus term at all (None: ``entropy_coeff > 0``).
+        critic_coeff (float): weight of ``loss_critic``. Default 1.0.
+        loss_critic_type (str): ``"l2"``, ``"l1"`` or ``"smooth_l1"``. Default ``"l2"``.
+        natural (bool): the natural gradient above instead of the all-actions gradient. Default False.
+        ensemble_shape (tuple of int): the batch's leading seed dimensions (:func:`~msgzoo.objectives.reduce_per_seed`).
+            Default ``()``: one run.
+
+    Returns, from ``forward``, a TensorDict with ``loss_objective``, ``loss_critic`` (and ``loss_entropy`` with a
+    bonus), and the detached ``entropy`` and ``state_value`` (the mean ``V(o, sigma)``).
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> from msgzoo.modules import ObservationMessageNet, VectorNet, make_action_value_critic, make_receiver_actor
+        >>> actor = make_receiver_actor(ObservationMessageNet(VectorNet(2, 2)))
+        >>> critic = make_action_value_critic(ObservationMessageNet(VectorNet(2, 2)),
+        ...     in_keys=[("receiver", "observation"), ("sender", "message")], out_key=("receiver", "action_value"))
+        >>> loss = AllActionsA2CLoss(actor, critic)
+        >>> td = TensorDict({("receiver", "observation"): torch.zeros(4, 0),
+        ...     ("sender", "message"): torch.eye(2)[[0, 1, 1, 0]], ("receiver", "action"): torch.eye(2)[[1, 1, 0, 0]],
+        ...     ("next", "receiver", "reward"): torch.ones(4, 1),
+        ...     ("next", "terminated"): torch.ones(4, 1, dtype=torch.bool)}, batch_size=[4])
+        >>> sorted(loss(td).keys())
+        ['entropy', 'loss_critic', 'loss_objective', 'state_value']
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Tensordict keys the loss reads; change them with :meth:`set_keys`.
+
+        Attributes:
+            action (NestedKey): the one-hot action taken. Defaults to ``("receiver", "action")``.
+            reward (NestedKey): the reward (under ``"next"``). Defaults to ``("receiver", "reward")``.
+            action_value (NestedKey): where the critic writes ``Q(o, sigma, .)``.
+                Defaults to ``("receiver", "action_value")``.
+            terminated (NestedKey): terminated flag (under ``"next"``). Defaults to ``"terminated"``.
+        """
+
+        action: NestedKey = ("receiver", "action")
+        reward: NestedKey = ("receiver", "reward")
+        action_value: NestedKey = ("receiver", "action_value")
+        terminated: NestedKey = "terminated"
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+    _schedulable_buffers = frozenset({"entropy_coeff"})
+
+    actor_network: nn.Module
+    critic_network: TensorDictModule
+
+    def __init__(
+        self,
+        actor_network: nn.Module,
+        critic_network: TensorDictModule,
+        *,
+        gamma: float = 0.0,
+        entropy_coeff: float = 0.0,
+        entropy_bonus: bool | None = None,
+        critic_coeff: float = 1.0,
+        loss_critic_type: str = "l2",
+        natural: bool = False,
+        ensemble_shape: tuple[int, ...] = (),
+    ):
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma={gamma} is invalid: expected a discount in [0, 1].")
+        if entropy_coeff < 0:
+            raise ValueError(f"entropy_coeff={entropy_coeff} is invalid: expected a bonus >= 0.")
+        super().__init__()
+        self.natural = bool(natural)
+        self.actor_network, self.critic_network = actor_network, critic_network
+        self.gamma, self.critic_coeff, self.loss_critic_type = float(gamma), float(critic_coeff), loss_critic_type
+        self.entropy_bonus = entropy_coeff > 0 if entropy_bonus is None else bool(entropy_bonus)
+        self.register_buffer("entropy_coeff", torch.tensor(float(entropy_coeff)))
+        self.ensemble_shape = check_ensemble_shape(ensemble_shape)
+
+    @property
+    def in_keys(self) -> list:
+        keys = self.tensor_keys
+        nets = [*self.actor_network.in_keys, *self.critic_network.in_keys]
+        nxt = [keys.reward, keys.terminated] + (nets if self.gamma > 0 else [])
+        return list(dict.fromkeys([*nets, keys.action, *(("next", *_as_tuple(k)) for k in nxt)]))
+
+    @property
+    def out_keys(self) -> list:
+        keys = ["loss_objective", "loss_critic", "entropy", "state_value"]
+        return keys + ["loss_entropy"] if self.entropy_bonus else keys
+
+    def _log_probs(self, tensordict: TensorDictBase) -> torch.Tensor:
+        return receiver_dist(self.actor_network, tensordict).logits  # normalised: log pi(. | o, sigma)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        keys = self.tensor_keys
+        check_writes(self.critic_network, keys.action_value, "action_value", "critic_network")
+        log_pi = self._log_probs(tensordict)
+        pi = log_pi.exp()
+        q = critic_output(self.critic_network, tensordict, keys.action_value)
+        _check_critic_width(q, pi.shape[-1], keys.action_value, "actions", "the actor")
+        nxt = tensordict.get("next")
+        reward = nxt.get(keys.reward).squeeze(-1)
+        with torch.no_grad():
+            if self.gamma > 0:  # expected SARSA on the current policy at the next observation and message
+                q_next = critic_output(self.critic_network, nxt, keys.action_value)
+                v_next = (self._log_probs(nxt).exp() * q_next).sum(-1)
+                alive = (~nxt.get(keys.terminated).squeeze(-1)).to(v_next.dtype)
+                target = reward + self.gamma * alive * v_next
+            else:
+                target = reward
+            q_detached = q.detach()
+            value = (pi.detach() * q_detached).sum(-1, keepdim=True)
+            advantage = q_detached - value
+        q_taken = (q * tensordict.get(keys.action).to(q.dtype)).sum(-1)
+        loss_critic = distance_loss(q_taken, target.to(q_taken.dtype), self.loss_critic_type)
+        entropy = -(pi * log_pi).sum(-1)
+        if self.natural:  # d/d logit(a) = -(A(a) - mean_b A(b)): each logit moves by its advantage
+            objective = (log_pi * (advantage - advantage.mean(-1, keepdim=True))).sum(-1)
+        else:  # d/d logit(a) = -pi(a) A(a)
+            objective = (pi * advantage).sum(-1)
+        out = {
+            "loss_objective": -reduce_per_seed(objective, self.ensemble_shape),
+            "loss_critic": self.critic_coeff * reduce_per_seed(loss_critic, self.ensemble_shape),
+            "entropy": entropy.detach().mean(),
+            "state_value": value.mean(),
+        }
+        if self.entropy_bonus:
+            out["loss_entropy"] = -self.entropy_coeff * reduce_per_seed(entropy, self.ensemble_shape)
+        return TensorDict(out, batch_size=[])
+
+
 @torch.no_grad()
 def attach_next_message(tensordict: TensorDictBase, scheme: nn.Module, *, done_key: NestedKey = "done") -> TensorDictBase:
     """Writes the message the scheme sends at the next step into ``("next", ...)``, in place.
@@ -364,6 +529,15 @@ def attach_next_message(tensordict: TensorDictBase, scheme: nn.Module, *, done_k
         fresh = torch.where(done.unsqueeze(-1), fresh, shifted)
     nxt.set(key, fresh)
     return tensordict
+
+
+def _check_critic_width(values: torch.Tensor, expected: int, key: NestedKey, what: str, owner: str) -> None:
+    """A critic with one output per message (or action) of the policy it scores, else ``ValueError`` naming both."""
+    if values.shape[-1] != expected:
+        raise ValueError(
+            f"critic_network writes {values.shape[-1]} values at {key!r}, {owner} has {expected} {what}: build the "
+            f"critic with one output per {what[:-1]}."
+        )
 
 
 def _prefix(key: NestedKey) -> tuple:

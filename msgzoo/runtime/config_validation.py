@@ -45,7 +45,8 @@ RESUME_FREE = ("resume", "resume_override", "run_dir", "logger", "device", "thre
 RESUME_OVERRIDABLE = ("optim", "loss", "dial.lr")
 #: Fields added to the recipes' configs after checkpoints were made: a checkpoint whose config has the section but
 #: not the field ran with this value (what the code did before the field existed).
-ADDED_FIELDS = {"optim.epochs": 1, "optim.minibatches": 1}
+ADDED_FIELDS = {"optim.epochs": 1, "optim.minibatches": 1, "optim.adam_beta2": 0.999,
+                "loss.receiver_gradient": "sampled"}
 _MISSING = "<absent>"
 
 
@@ -92,8 +93,8 @@ def check_resume_config(
                           "so it is not resumed. Fix: start a new run.")
     method = method or current.get("method") or saved.get("method")
     old, new = _flatten(method_config(saved, method)), _flatten(method_config(current, method))
-    for field, value in ADDED_FIELDS.items():
-        if any(k.startswith(field.rsplit(".", 1)[0] + ".") for k in old):
+    for field, value in ADDED_FIELDS.items():  # only where the method reads the field (its config has it)
+        if field in new and any(k.startswith(field.rsplit(".", 1)[0] + ".") for k in old):
             old.setdefault(field, value)
     changed = sorted(k for k in old.keys() | new.keys()
                      if not under(k, RESUME_FREE) and old.get(k, _MISSING) != new.get(k, _MISSING))

@@ -27,7 +27,7 @@ from tensordict.nn import TensorDictSequential
 from torch import nn
 from torchrl.objectives import LossModule, SoftUpdate
 
-from msgzoo.modules import GridNet, ObservationMessageNet, VectorNet
+from msgzoo.modules import GridNet, ObservationMessageNet, VectorNet, make_action_value_critic, make_value_critic
 from msgzoo.modules.seed_ensemble import SeedEnsemble, seed_members
 from msgzoo.objectives import attach_next_message
 from msgzoo.objectives.obedience import COUNTERFACTUALS, DUAL_MODES, MARGINS, MODES
@@ -44,10 +44,14 @@ from msgzoo.training.config_schema import (
     probability,
     setting,
 )
-from msgzoo.objectives.actor_critic import PG_LOOKUPS
+from msgzoo.objectives.actor_critic import (
+    PG_LOOKUPS, RECEIVER_GRADIENTS, AllActionsA2CLoss, make_receiver_a2c_loss,
+)
 from msgzoo.training.evaluation import SCHEME_READOUT, PolicyReadout
 
 RECEIVER_VALUE_KEY = ("receiver", "state_value")
+#: Where the critic Q(o, sigma, .) of ``loss.receiver_gradient=all_actions`` (or ``natural``) writes.
+RECEIVER_ACTION_VALUE_KEY = ("receiver", "action_value")
 #: ``loss.pg_critic``: the PG sender's critic (``value``: TorchRL's A2C with V(s); ``sarsa_q``: the authors' Q(s, sigma)).
 PG_CRITICS = ("value", "sarsa_q")
 #: What the sender's losses learn from when its objective mixes in the receiver's reward (see :class:`RewardMix`).
@@ -125,6 +129,35 @@ def receiver_entropy_from_config(cfg) -> tuple[float, bool, LinearSchedule | Non
         constant = float(cfg.loss.receiver_entropy_coeff)
         return constant, constant > 0, None
     return schedule.start, True, schedule
+
+
+def make_receiver_loss(receiver: nn.Module, nets: "Networks", cfg, *, device="cpu"):
+    """The receiver's critic, loss and entropy schedule, as ``loss.receiver_gradient`` asks:
+
+    - ``sampled``: TorchRL's A2C (the paper's receiver, section 4.2): the log-probability of the action taken,
+      weighted by its advantage against a critic ``V(o, sigma)``;
+    - ``all_actions``: :class:`~msgzoo.objectives.AllActionsA2CLoss`: every action's probability weighted by its
+      advantage under a critic ``Q(o, sigma, .)``, the same expected gradient without the action's sampling noise;
+    - ``natural``: the same loss with ``natural=True``: each logit moved by its action's advantage.
+
+    The entropy bonus is :func:`receiver_entropy_from_config`'s (its schedule, None for a constant, is returned for
+    :func:`prepare_receiver`). Returns ``(critic, loss, entropy_schedule)``.
+    """
+    L = cfg.loss
+    entropy_coeff, entropy_bonus, entropy = receiver_entropy_from_config(cfg)
+    in_keys = [("receiver", "observation"), ("sender", "message")]
+    gradient = L.get("receiver_gradient", "sampled")
+    if gradient in ("all_actions", "natural"):
+        critic = make_action_value_critic(nets.receiver(nets.num_actions), in_keys=in_keys,
+                                          out_key=RECEIVER_ACTION_VALUE_KEY).to(device)
+        loss = AllActionsA2CLoss(receiver, critic, gamma=L.receiver_gamma, entropy_coeff=entropy_coeff,
+                                 entropy_bonus=entropy_bonus, natural=gradient == "natural",
+                                 ensemble_shape=nets.ensemble_shape)
+        return critic, loss, entropy
+    critic = make_value_critic(nets.receiver(1), in_keys=in_keys, out_key=RECEIVER_VALUE_KEY).to(device)
+    loss = make_receiver_a2c_loss(receiver, critic, gamma=L.receiver_gamma, entropy_coeff=entropy_coeff,
+                                  entropy_bonus=entropy_bonus, ensemble_shape=nets.ensemble_shape)
+    return critic, loss, entropy
 
 
 @dataclass
@@ -326,16 +359,17 @@ def _seeded_state(seed: int) -> torch.Tensor:
         return torch.get_rng_state()
 
 
-def adam(groups: list[tuple[nn.Module | list, float]]) -> torch.optim.Optimizer:
+def adam(groups: list[tuple[nn.Module | list, float]], *, beta2: float = 0.999) -> torch.optim.Optimizer:
     """One Adam optimizer with a parameter group per ``(module or parameter list, learning rate)``, in order (the
-    checkpoint's and ``resume_override``'s order); a learning rate <= 0 fails naming it."""
+    checkpoint's and ``resume_override``'s order); a learning rate <= 0 fails naming it. ``beta2``: the decay of
+    Adam's second-moment estimate (torch's 0.999 by default; it remembers about ``1 / (1 - beta2)`` steps)."""
     params = []
     for module, lr in groups:
         ps = list(module.parameters()) if isinstance(module, nn.Module) else list(module)
         if lr <= 0:
             raise ValueError(f"learning rate {lr} is invalid: expected a positive learning rate.")
         params.append({"params": ps, "lr": lr})
-    return torch.optim.Adam(params)
+    return torch.optim.Adam(params, betas=(0.9, beta2))
 
 
 # ---------------------------------------------------------------- what each method reads from a recipe's config
@@ -351,6 +385,7 @@ class ReceiverA2CLoss:
 
     receiver_gamma: float = setting(**DISCOUNT)
     receiver_entropy_coeff: float = setting(**COEFFICIENT)
+    receiver_gradient: str = setting(one_of(RECEIVER_GRADIENTS), f"one of {RECEIVER_GRADIENTS}", "sampled")
 
 
 @dataclass(frozen=True)
@@ -410,6 +445,7 @@ class ReceiverSenderOptim:
     sender_critic_lr: float = setting(**LEARNING_RATE)
     receiver_actor_lr: float = setting(**LEARNING_RATE)
     receiver_critic_lr: float = setting(**LEARNING_RATE)
+    adam_beta2: float = setting(lambda v: number(v) and 0 < v < 1, "a decay in (0, 1)", 0.999)
 
 
 @dataclass(frozen=True)

@@ -91,9 +91,11 @@ def _all_finite(tensors) -> torch.Tensor:
 
 
 def _hyperparameters(method: Method) -> dict:
-    """The hyperparameters a checkpoint also holds: the optimizers' learning rates, the Lagrange multipliers."""
+    """The hyperparameters a checkpoint also holds: the optimizers' learning rates and Adam betas, the Lagrange
+    multipliers."""
     return {
         "lr": {k: [g["lr"] for g in opt.param_groups] for k, opt in method.optimizers.items()},
+        "betas": {k: [g["betas"] for g in opt.param_groups] for k, opt in method.optimizers.items()},
         "lagrange_multiplier": {
             k: m.lagrange_multiplier.clone() for k, m in method.modules().items() if hasattr(m, "lagrange_multiplier")
         },
@@ -108,6 +110,10 @@ def _apply_overrides(method: Method, fresh: dict, overrides: Sequence[str]) -> N
         for k, opt in method.optimizers.items():
             for group, lr in zip(opt.param_groups, fresh["lr"][k]):
                 group["lr"] = lr
+    if any(o in ("optim", "optim.adam_beta2") for o in overrides):  # torch's load_state_dict restored the old betas
+        for k, opt in method.optimizers.items():
+            for group, betas in zip(opt.param_groups, fresh["betas"][k]):
+                group["betas"] = betas
     if any(o in ("loss", "loss.lagrange_multiplier") for o in overrides):
         modules = method.modules()
         for k, value in fresh["lagrange_multiplier"].items():
