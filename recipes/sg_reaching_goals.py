@@ -34,7 +34,9 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
     # Networks (one independent copy per seed when several seeds train together)
     nets = Networks(env, hidden=cfg.network.hidden, seeds=seeds)
     scheme = make_signaling_scheme(nets.sender(nets.num_messages)).to(device)  # the sender's phi(sigma | s)
-    receiver = make_receiver_actor(nets.receiver(nets.num_actions)).to(device)  # the receiver's pi(a | o, sigma)
+    # the receiver's pi(a | o, sigma); it starts reading message k as action k if receiver_recommendation_logit > 0
+    receiver_net = nets.receiver(nets.num_actions, recommendation_logit=cfg.network.receiver_recommendation_logit)
+    receiver = make_receiver_actor(receiver_net).to(device)
 
     # The receiver's loss (loss.receiver_gradient): TorchRL's A2C with a critic V(o, sigma) (sampled, the paper's),
     # or every action's advantage under a critic Q(o, sigma, .) (all_actions, natural); its entropy bonus moves from

@@ -37,7 +37,24 @@ def test_suite_benchmark_runs_scores_and_reports(tmp_path):
     text = (docs / "results.md").read_text()
     assert "persuasion-suite:begin" in text and "random_05_3x3" in text
     assert "schemes vs a best-responding receiver" in text  # the split of a shortfall: scheme or receiver
+    assert "a population with selection (not a per-seed result)" in text
     assert (docs / "results" / "persuasion_suite" / "fraction_of_gain.png").stat().st_size > 1000
     # a second report replaces the section instead of appending another one
     subprocess.run([sys.executable, str(SCRIPT), "--report", str(out), "--docs", str(docs)], check=True, timeout=300)
     assert (docs / "results.md").read_text().count("persuasion-suite:begin") == 1
+
+
+def test_the_population_with_selection_picks_by_sender_value_not_by_the_lp():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from persuasion_suite import best_seed_per_game
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = [  # game a: the best sender value is seed 1; game b: seed 0, whose receiver errs in the sender's favour
+        {"game": "a", "sender_value": [0.1, 0.5, 0.3], "fraction": [0.2, 0.95, 0.6], "receiver_regret": [0, 0.001, 0]},
+        {"game": "b", "sender_value": [0.9, 0.4, 0.2], "fraction": [1.3, 0.85, 0.7], "receiver_regret": [0.02, 0, 0]},
+        {"game": "c", "sender_value": [0.3, 0.3, 0.2], "fraction": [0.5, 0.5, 0.4], "receiver_regret": [0, 0, 0]},
+    ]
+    b = best_seed_per_game(rows)
+    assert b == {"median_game_fraction": 0.95, "games_at_0.9": 2, "worst_fraction": 0.5, "worst_game": "c",
+                 "max_receiver_regret": 0.02}

@@ -342,15 +342,31 @@ class Networks:
             return self._build(lambda: GridNet(c, h, w, out_features, hidden=self.hidden))
         return self._build(lambda: VectorNet(self.sender_shape[0], out_features, bias=self.linear_bias))
 
-    def receiver(self, out_features: int) -> nn.Module:
+    def receiver(self, out_features: int, *, recommendation_logit: float = 0.0) -> nn.Module:
+        """The receiver's body ``(o, sigma) -> out_features``. ``recommendation_logit``: added, after the random
+        initialisation, to output ``k``'s weight on message ``k`` (``k < min(out_features, num_messages)``), so that an
+        initial policy reads message ``k`` as "take action ``k``" (one-step games only; 0: the reference's init)."""
         if self.grid:
+            if recommendation_logit:
+                raise ValueError(
+                    f"network.receiver_recommendation_logit={recommendation_logit} is invalid on a grid: its messages "
+                    "are cells, not actions. Fix: set network.receiver_recommendation_logit=0."
+                )
             c, h, w = self.receiver_shape
             return self._build(
                 lambda: ObservationMessageNet(GridNet(c + 1, h, w, out_features, hidden=self.hidden), grid_shape=(h, w))
             )
-        return self._build(lambda: ObservationMessageNet(
-            VectorNet(self.receiver_shape[0] + self.num_messages, out_features, bias=self.linear_bias)
-        ))
+        d = self.receiver_shape[0]
+
+        def body() -> nn.Module:
+            net = VectorNet(d + self.num_messages, out_features, bias=self.linear_bias)
+            if recommendation_logit:
+                k = torch.arange(min(out_features, self.num_messages))
+                with torch.no_grad():
+                    net.net[0].weight[k, d + k] += recommendation_logit
+            return ObservationMessageNet(net)
+
+        return self._build(body)
 
 
 def _seeded_state(seed: int) -> torch.Tensor:
@@ -485,9 +501,18 @@ class ObedienceWarmup(RecommendationWarmup):
 
 
 @dataclass(frozen=True)
-class ReceiverSenderConfig:
-    """What SG, SGOC, PG and PGOC read beyond their losses: the learning rates and the sender's objective."""
+class ReceiverNetwork:
+    """The A2C receiver's initial policy (SG, SGOC, PG, PGOC)."""
 
+    receiver_recommendation_logit: float = setting(non_negative, "a logit >= 0 (0: the reference's random init)", 0.0)
+
+
+@dataclass(frozen=True)
+class ReceiverSenderConfig:
+    """What SG, SGOC, PG and PGOC read beyond their losses: the learning rates, the sender's objective and the
+    receiver's initial policy."""
+
+    network: ReceiverNetwork
     optim: ReceiverSenderOptim
     sender_objective: SenderObjective
     warmup: ReceiverWarmup
