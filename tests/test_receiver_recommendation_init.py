@@ -4,8 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from msgzoo.pipelines import one_step
-from msgzoo.pipelines import reaching_goals
+from msgzoo.pipelines import one_step, reaching_goals
 from msgzoo.runtime.config_validation import validate_config
 from msgzoo.training.config_schema import ConfigError
 from msgzoo.training.methods import Networks
