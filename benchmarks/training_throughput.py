@@ -26,6 +26,7 @@ Usage::
         [--num-envs 64 256 1024] [--batches 60] [--methods sgoc sg pgoc pg dial] [--no-profile]
         [--num-seeds 1 15]    # seeds trained together in one process (num_envs games each)
     python benchmarks/training_throughput.py --against 106decf [--rounds 3] [--against-batches 150 400]
+        [--against-num-seeds 5]    # both sides with 5 seeds trained together (the persuasion suite's setting)
     python benchmarks/training_throughput.py --split [--batches 200] --out ...   # CPU time per batch, by phase
 """
 from __future__ import annotations
@@ -206,9 +207,9 @@ def _subprocess(args: list[str], root: Path = ROOT) -> dict:
 AGAINST_TASKS = ("reaching_goals", "recommendation_letter")
 
 
-def against(rev: str, rounds: int, batches: dict[str, int], extra: list[str]) -> dict:
-    """The default SGOC loops of this checkout and of commit ``rev``, alternated ``rounds`` times per task (old, new,
-    old, new, ...), each measurement in its own process. Returns every measurement and, per task, the median env
+def against(rev: str, rounds: int, batches: dict[str, int], extra: list[str], num_seeds: int = 1) -> dict:
+    """The default SGOC loops of this checkout and of commit ``rev`` (``num_seeds`` seeds trained together), alternated
+    ``rounds`` times per task (old, new, old, new, ...), each measurement in its own process. Returns every measurement and, per task, the median env
     steps per CPU-second of each side and their ratio (new / old)."""
     import statistics
 
@@ -232,7 +233,7 @@ def against(rev: str, rounds: int, batches: dict[str, int], extra: list[str]) ->
                 runs = {"old": [], "new": []}
                 for r in range(rounds):
                     for side, root in (("old", old), ("new", ROOT)):
-                        m = _subprocess([task, "sgoc", str(num_envs), str(batches[task]), "1", *extra], root)
+                        m = _subprocess([task, "sgoc", str(num_envs), str(batches[task]), str(num_seeds), *extra], root)
                         runs[side].append(m)
                         print(f"{task:<22} {r:>5} {side:<5} {num_envs:>8} {m['env_steps']:>10} {m['cpu_s']:>7.2f} "
                               f"{m['env_steps_per_cpu_s']:>11.0f}", flush=True)
@@ -252,7 +253,7 @@ def against(rev: str, rounds: int, batches: dict[str, int], extra: list[str]) ->
     dirty = bool(subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
                                 capture_output=True, text=True).stdout.strip())
     return {"against": rev, "old_commit": commit, "new_commit": head, "new_has_uncommitted_changes": dirty,
-            "rounds": rounds, "tasks": tasks}
+            "rounds": rounds, "num_seeds": num_seeds, "tasks": tasks}
 
 
 def main(argv=None) -> int:
@@ -270,6 +271,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="--against: measurements per side and task, alternated")
     parser.add_argument("--against-batches", nargs=2, type=int, default=[150, 400], metavar=("RG", "LETTER"),
                         help="--against: collected batches per measurement, Reaching Goals and Recommendation Letter")
+    parser.add_argument("--against-num-seeds", type=int, default=1, metavar="N",
+                        help="--against: seeds trained together in each measurement (num_seeds=N)")
     parser.add_argument("--split", action="store_true",
                         help="only the CPU time per batch of collection and of each update phase, default SGOC loops")
     parser.add_argument("--single", nargs="+", help=argparse.SUPPRESS)  # internal: task method num_envs batches
@@ -294,9 +297,10 @@ def main(argv=None) -> int:
                                 "phase_split": splits}, argv, start)
         return 0
     if args.against:
-        if args.rounds < 1 or min(args.against_batches) < 1:
-            raise SystemExit("--rounds and --against-batches must be positive integers.")
-        comparison = against(args.against, args.rounds, dict(zip(AGAINST_TASKS, args.against_batches)), extra)
+        if args.rounds < 1 or min(args.against_batches) < 1 or args.against_num_seeds < 1:
+            raise SystemExit("--rounds, --against-batches and --against-num-seeds must be positive integers.")
+        comparison = against(args.against, args.rounds, dict(zip(AGAINST_TASKS, args.against_batches)), extra,
+                             num_seeds=args.against_num_seeds)
         default_out = str(ROOT / "benchmarks" / "results" / "training_throughput.json")
         out_path = Path(args.out if args.out != default_out else
                         ROOT / "benchmarks" / "results" / f"training_throughput_against_{args.against}.json")

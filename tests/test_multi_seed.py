@@ -190,3 +190,67 @@ def test_budgets_and_schedules_count_each_seeds_own_steps(recipe_config, tmp_pat
             assert [[row["frames"] for row in h] for h in trainer.seed_history] == [counts[num_seeds][2]] * num_seeds
     assert counts[3] == counts[1] == (5, 5 * per_batch, [64, 128, 160])
     assert eps[3] == pytest.approx(eps[1]) and eps[1] < 1.0
+
+
+class _MethodOf(nn.Module):
+    """``base.<name>(*args)`` as a module's forward, for ``functional_call``."""
+
+    def __init__(self, base: nn.Module, name: str):
+        super().__init__()
+        self.base, self.name = base, name
+
+    def forward(self, *args):
+        return getattr(self.base, self.name)(*args)
+
+
+def _vmap_reference(nets, name: str, *args):
+    """What SeedEnsemble computes where a member has no every-seed path: ``torch.vmap`` of ``functional_call``."""
+    from torch.func import functional_call, stack_module_state
+
+    params, _ = stack_module_state(nets)
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    caller = _MethodOf(nets[0], name)
+    dims = tuple(0 if isinstance(a, torch.Tensor) else None for a in args)
+    call = lambda p, *xs: functional_call(caller, {f"base.{k}": v for k, v in p.items()}, xs)  # noqa: E731
+    return params, torch.vmap(call, in_dims=(0, *dims))(params, *args)
+
+
+@pytest.mark.parametrize(
+    "make, name, args, fast",
+    [
+        (lambda: VectorNet(3, 4, bias=False), "forward", lambda: (torch.randn(3, 6, 3),), True),
+        (lambda: VectorNet(3, 4, hidden=(8, 5)), "forward", lambda: (torch.randn(3, 2, 6, 3),), True),
+        (lambda: ObservationMessageNet(VectorNet(4, 2, bias=False)), "forward",
+         lambda: (torch.randn(3, 6, 1), torch.eye(3)[torch.randint(3, (3, 6))]), True),
+        (lambda: ObservationMessageNet(VectorNet(4, 2, bias=False)), "forward_all_messages",
+         lambda: (torch.randn(3, 6, 1), 3), True),
+        (lambda: ObservationMessageNet(VectorNet(3, 2, bias=False)), "forward_all_messages",  # no observation
+         lambda: (torch.randn(3, 6, 0), 3), True),
+        (lambda: GridNet(2, 3, 3, 4), "forward", lambda: (torch.randn(3, 5, 2, 2, 3, 3),), True),
+        (lambda: ObservationMessageNet(GridNet(2, 3, 3, 4), grid_shape=(3, 3)), "forward",
+         lambda: (torch.randn(3, 5, 1, 3, 3), torch.eye(9)[torch.randint(9, (3, 5))]), True),
+        (lambda: ObservationMessageNet(GridNet(2, 3, 3, 4), grid_shape=(3, 3)), "forward_all_messages",
+         lambda: (torch.randn(3, 2, 5, 1, 3, 3), 9), True),
+        (lambda: ObservationMessageNet(GridNet(1, 3, 3, 4), grid_shape=(3, 3)), "forward_all_messages",  # message only
+         lambda: (torch.randn(3, 5, 0, 3, 3), 9), True),
+        # behind a hidden layer vmap rounds differently: the member declines (None) and vmap runs
+        (lambda: ObservationMessageNet(VectorNet(5, 4, hidden=(8,))), "forward_all_messages",
+         lambda: (torch.randn(3, 2, 6, 2), 3), False),
+    ],
+)
+def test_every_seed_paths_equal_vmap_bit_for_bit(make, name, args, fast):
+    """VectorNet's and ObservationMessageNet's ``*_stacked`` paths (one bmm per layer) give what vmap gives, outputs
+    and gradients exactly, so the speed-up changes no run's numbers."""
+    torch.manual_seed(0)
+    nets = [make() for _ in range(3)]
+    inputs = args()
+    params, expected = _vmap_reference(nets, name, *inputs)
+    ensemble = SeedEnsemble(nets)
+    stacked = {k: getattr(ensemble, k.replace(".", "__")) for k in params}
+    assert (getattr(ensemble.base, f"{name}_stacked")(stacked, *inputs) is not None) == fast
+    out = getattr(ensemble, name)(*inputs)
+    assert out.shape == expected.shape and torch.equal(out, expected)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), list(stacked.values()))
+    expected_grads = torch.autograd.grad((expected * weights).sum(), list(params.values()))
+    assert all(torch.equal(g, e) for g, e in zip(grads, expected_grads))

@@ -1,7 +1,8 @@
 """Encoders for grid observations and one-hot vectors, the bodies of every msgzoo network."""
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,31 @@ def run_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
             x = torch.relu(x)
         else:
             x = layer(x)
+    return x
+
+
+def _stackable(mlp: nn.Sequential) -> bool:
+    return all(type(layer) is nn.Linear or (type(layer) is nn.ReLU and not layer.inplace) for layer in mlp)
+
+
+def _rows_per_seed(x: torch.Tensor) -> torch.Tensor:
+    """``[S, *batch, in] -> [S, N, in]`` (also for ``in = 0``: an observation-free receiver)."""
+    return x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1])
+
+
+def run_mlp_stacked(mlp: nn.Sequential, params: Mapping[str, torch.Tensor], prefix: str, x: torch.Tensor) -> torch.Tensor:
+    """:func:`run_mlp` of ``mlp`` for ``S`` seeds at once, from parameters stacked along a leading seed
+    dimension (``params[f"{prefix}{i}.weight"]``: ``[S, out, in]``) on ``x`` ``[S, N, in]``: one ``bmm`` per layer,
+    the kernel ``torch.vmap`` lowers each seed's ``F.linear`` to, so the results are the same bit for bit, without
+    vmap's per-call cost (tested). Only for :func:`_mlp`'s ``Linear`` / ``ReLU`` layers (see :func:`_stackable`)."""
+    for i, layer in enumerate(mlp):
+        if type(layer) is nn.Linear:
+            x = torch.bmm(x, params[f"{prefix}{i}.weight"].transpose(1, 2))
+            bias = params.get(f"{prefix}{i}.bias")
+            if bias is not None:
+                x = x + bias.unsqueeze(1)
+        else:
+            x = torch.relu(x)
     return x
 
 
@@ -60,6 +86,33 @@ class VectorNet(nn.Module):
         if first.bias is not None:
             h = h + first.bias
         return run_mlp(self.net[1:], h)
+
+    # -- SeedEnsemble's fast paths: every seed at once from stacked parameters (None: not supported, use vmap) ------
+    def forward_stacked(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`forward` of ``S`` seeds: ``params`` by parameter name, stacked ``[S, ...]``; ``x``
+        ``[S, *batch, in]`` -> ``[S, *batch, out]``."""
+        if not _stackable(self.net):
+            return None
+        out = run_mlp_stacked(self.net, params, "net.", _rows_per_seed(x))
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+    def forward_all_one_hot_stacked(
+        self, params: Mapping[str, torch.Tensor], x: torch.Tensor, num_one_hot: int
+    ) -> torch.Tensor | None:
+        """:meth:`forward_all_one_hot` of ``S`` seeds, as :meth:`forward_stacked`: ``[S, *batch, K, out]``. Single
+        linear maps only (the one-step nets): behind a hidden layer vmap's kernels round differently, so deeper nets
+        keep vmap (None)."""
+        if len(self.net) != 1 or type(self.net[0]) is not nn.Linear:
+            return None
+        d, k = x.shape[-1], num_one_hot
+        if d + k != self.net[0].in_features:
+            raise ValueError(f"x has {d} features: expected {self.net[0].in_features - k} (+ {k} one-hot).")
+        weight, bias = params["net.0.weight"], params.get("net.0.bias")  # [S, out, d + K], [S, out]
+        h = torch.bmm(_rows_per_seed(x), weight[:, :, :d].transpose(1, 2))  # [S, N, out]
+        h = h.unsqueeze(-2) + weight[:, :, d:].transpose(1, 2).unsqueeze(1)  # [S, N, K, out]
+        if bias is not None:
+            h = h + bias[:, None, None, :]
+        return h.reshape(*x.shape[:-1], k, h.shape[-1])
 
 
 class GridNet(nn.Module):
@@ -165,6 +218,52 @@ class GridNet(nn.Module):
         return out.reshape(*batch, h * w, self.out_features)
 
 
+    # -- SeedEnsemble's fast paths (the dense convolution only; None: use vmap) -------------------------------------
+    def _dense_stacked(self, params: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Every seed's :meth:`conv_matrix` ``[S, C*H*W, F*H*W]`` and its bias per output ``[S, F*H*W]``."""
+        if self.in_channels * self.height * self.width > self.DENSE_MAX_FEATURES or not _stackable(self.head):
+            return None
+        weight = params["conv.weight"]
+        seeds = weight.shape[0]
+        padded = torch.cat([weight.reshape(seeds, -1), weight.new_zeros(seeds, 1)], dim=1)
+        matrix = padded[:, self._conv_index(weight.device)]
+        return matrix, params["conv.bias"].repeat_interleave(self.height * self.width, dim=1)
+
+    def _head_params(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: value for name, value in params.items() if name.startswith("head.")}
+
+    def forward_stacked(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`forward` of ``S`` seeds from stacked parameters: ``x`` ``[S, *batch, C, H, W]``."""
+        dense = self._dense_stacked(params)
+        if dense is None:
+            return None
+        matrix, bias = dense
+        flat = x.reshape(x.shape[0], math.prod(x.shape[1:-3]), -1)
+        h = torch.relu(torch.baddbmm(bias.unsqueeze(1), flat, matrix))
+        out = run_mlp_stacked(self.head, self._head_params(params), "head.", h)
+        return out.reshape(*x.shape[:-3], self.out_features)
+
+    def forward_all_cells_stacked(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor | None:
+        """:meth:`forward_all_cells` of ``S`` seeds from stacked parameters: ``[S, *batch, H*W, out]``."""
+        h, w = self.height, self.width
+        c = self.in_channels - 1
+        if x.shape[-3:] != (c, h, w):
+            raise ValueError(f"x has shape {tuple(x.shape)}: expected [..., {c}, {h}, {w}] (one channel less than the net).")
+        dense = self._dense_stacked(params)
+        if dense is None:
+            return None
+        matrix, bias = dense
+        seeds, rows = x.shape[0], math.prod(x.shape[1:-3])
+        planes = matrix[:, c * h * w:]  # [S, K, F*H*W]
+        if c > 0:
+            base = torch.baddbmm(bias.unsqueeze(1), x.reshape(seeds, rows, c * h * w), matrix[:, : c * h * w])
+        else:
+            base = bias.unsqueeze(1).expand(seeds, rows, -1)
+        hidden = torch.relu(base.unsqueeze(2) + planes.unsqueeze(1))  # [S, B, K, F*H*W]
+        out = run_mlp_stacked(self.head, self._head_params(params), "head.", hidden.reshape(seeds, -1, planes.shape[-1]))
+        return out.reshape(*x.shape[:-3], h * w, self.out_features)
+
+
 class ObservationMessageNet(nn.Module):
     """Reads the receiver's own observation and the message together.
 
@@ -204,3 +303,30 @@ class ObservationMessageNet(nn.Module):
         obs = observation.unsqueeze(len(batch)).expand(*batch, num_messages, *event)
         eye = torch.eye(num_messages, device=observation.device, dtype=observation.dtype)
         return self(obs, eye.expand(*batch, num_messages, num_messages))
+
+    # -- SeedEnsemble's fast paths (vector bodies; None: use vmap) ---------------------------------------------
+    def _body_params(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name[len("body."):]: value for name, value in params.items() if name.startswith("body.")}
+
+    def forward_stacked(
+        self, params: Mapping[str, torch.Tensor], observation: torch.Tensor, message: torch.Tensor
+    ) -> torch.Tensor | None:
+        """:meth:`forward` of ``S`` seeds from stacked parameters (see :meth:`VectorNet.forward_stacked`)."""
+        if not isinstance(self.body, (VectorNet, GridNet)):
+            return None
+        if self.grid_shape is not None:
+            message = message.reshape(*message.shape[:-1], 1, *self.grid_shape)
+            x = torch.cat([observation, message.to(observation.dtype)], dim=-3)
+        else:
+            x = torch.cat([observation, message.to(observation.dtype)], dim=-1)
+        return self.body.forward_stacked(self._body_params(params), x)
+
+    def forward_all_messages_stacked(
+        self, params: Mapping[str, torch.Tensor], observation: torch.Tensor, num_messages: int
+    ) -> torch.Tensor | None:
+        """:meth:`forward_all_messages` of ``S`` seeds from stacked parameters (bodies with the fast path)."""
+        if not self.supports_all_messages(num_messages):
+            return None
+        if self.grid_shape is not None:
+            return self.body.forward_all_cells_stacked(self._body_params(params), observation)
+        return self.body.forward_all_one_hot_stacked(self._body_params(params), observation, num_messages)

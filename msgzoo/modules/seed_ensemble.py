@@ -96,6 +96,13 @@ class SeedEnsemble(nn.Module):
                     f"dimension first ([{self.num_seeds}, ...]); build the env with batch_size=[num_seeds, num_envs]."
                 )
 
+        # a member's own every-seed path (``<name>_stacked``, e.g. VectorNet's): same numbers, without vmap's cost
+        stacked = getattr(self.base, f"{name}_stacked", None)
+        if stacked is not None:
+            out = stacked({member: getattr(self, flat) for member, flat in self._names.items()}, *args)
+            if out is not None:
+                return out
+
         def call(params, *xs):
             return functional_call(self._caller, params, (name, *xs))
 
