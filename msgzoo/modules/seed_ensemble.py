@@ -3,7 +3,10 @@
 Training 15 seeds one after the other repeats the same small-batch work (and its per-call Python overhead) 15
 times. :class:`SeedEnsemble` stacks the seeds' parameters along a leading seed dimension and evaluates every seed's
 network on its own slice of the input in one vectorised call (PyTorch's model-ensembling recipe:
-``torch.func.stack_module_state`` + ``functional_call`` under ``torch.vmap``). Seeds stay independent: seed ``i``'s
+``torch.func.stack_module_state`` + ``functional_call`` under ``torch.vmap``). Where the member's architecture has an
+every-seed path of its own (a method ``<name>_stacked(params, *inputs)``, e.g. :class:`~msgzoo.modules.VectorNet`'s:
+one ``bmm`` per layer from the stacked parameters, the same numbers as vmap bit for bit), that path runs instead and
+saves vmap's per-call cost; it returns None where it does not apply, and vmap runs. Seeds stay independent: seed ``i``'s
 output depends only on seed ``i``'s parameters and input slice, so the gradient of a sum of per-seed losses with
 respect to seed ``i``'s slice of the stacked parameters is exactly seed ``i``'s own gradient.
 """
