@@ -209,8 +209,8 @@ AGAINST_TASKS = ("reaching_goals", "recommendation_letter")
 
 def against(rev: str, rounds: int, batches: dict[str, int], extra: list[str], num_seeds: int = 1) -> dict:
     """The default SGOC loops of this checkout and of commit ``rev`` (``num_seeds`` seeds trained together), alternated
-    ``rounds`` times per task (old, new, old, new, ...), each measurement in its own process. Returns every measurement and, per task, the median env
-    steps per CPU-second of each side and their ratio (new / old)."""
+    ``rounds`` times per task (old, new, old, new, ...), each measurement in its own process. Returns every
+    measurement and, per task, the median env steps per CPU-second of each side and their ratio (new / old)."""
     import statistics
 
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"],

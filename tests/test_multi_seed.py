@@ -239,8 +239,8 @@ def _vmap_reference(nets, name: str, *args):
     ],
 )
 def test_every_seed_paths_equal_vmap_bit_for_bit(make, name, args, fast):
-    """VectorNet's and ObservationMessageNet's ``*_stacked`` paths (one bmm per layer) give what vmap gives, outputs
-    and gradients exactly, so the speed-up changes no run's numbers."""
+    """The ``*_stacked`` paths of VectorNet, GridNet and ObservationMessageNet (one bmm per layer) give what vmap
+    gives, outputs and gradients exactly, so the speed-up changes no run's numbers."""
     torch.manual_seed(0)
     nets = [make() for _ in range(3)]
     inputs = args()

@@ -41,7 +41,9 @@ def _rows_per_seed(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1])
 
 
-def run_mlp_stacked(mlp: nn.Sequential, params: Mapping[str, torch.Tensor], prefix: str, x: torch.Tensor) -> torch.Tensor:
+def run_mlp_stacked(
+    mlp: nn.Sequential, params: Mapping[str, torch.Tensor], prefix: str, x: torch.Tensor
+) -> torch.Tensor:
     """:func:`run_mlp` of ``mlp`` for ``S`` seeds at once, from parameters stacked along a leading seed
     dimension (``params[f"{prefix}{i}.weight"]``: ``[S, out, in]``) on ``x`` ``[S, N, in]``: one ``bmm`` per layer,
     the kernel ``torch.vmap`` lowers each seed's ``F.linear`` to, so the results are the same bit for bit, without
@@ -217,7 +219,6 @@ class GridNet(nn.Module):
         out = run_mlp(self.head, hidden.reshape(-1, planes.shape[-1]))  # [B * K, out]: 2-D inputs keep matmuls fast
         return out.reshape(*batch, h * w, self.out_features)
 
-
     # -- SeedEnsemble's fast paths (the dense convolution only; None: use vmap) -------------------------------------
     def _dense_stacked(self, params: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Every seed's :meth:`conv_matrix` ``[S, C*H*W, F*H*W]`` and its bias per output ``[S, F*H*W]``."""
@@ -248,7 +249,9 @@ class GridNet(nn.Module):
         h, w = self.height, self.width
         c = self.in_channels - 1
         if x.shape[-3:] != (c, h, w):
-            raise ValueError(f"x has shape {tuple(x.shape)}: expected [..., {c}, {h}, {w}] (one channel less than the net).")
+            raise ValueError(
+                f"x has shape {tuple(x.shape)}: expected [..., {c}, {h}, {w}] (one channel less than the net)."
+            )
         dense = self._dense_stacked(params)
         if dense is None:
             return None
@@ -260,7 +263,8 @@ class GridNet(nn.Module):
         else:
             base = bias.unsqueeze(1).expand(seeds, rows, -1)
         hidden = torch.relu(base.unsqueeze(2) + planes.unsqueeze(1))  # [S, B, K, F*H*W]
-        out = run_mlp_stacked(self.head, self._head_params(params), "head.", hidden.reshape(seeds, -1, planes.shape[-1]))
+        hidden = hidden.reshape(seeds, -1, planes.shape[-1])
+        out = run_mlp_stacked(self.head, self._head_params(params), "head.", hidden)
         return out.reshape(*x.shape[:-3], h * w, self.out_features)
 
 
@@ -304,7 +308,7 @@ class ObservationMessageNet(nn.Module):
         eye = torch.eye(num_messages, device=observation.device, dtype=observation.dtype)
         return self(obs, eye.expand(*batch, num_messages, num_messages))
 
-    # -- SeedEnsemble's fast paths (vector bodies; None: use vmap) ---------------------------------------------
+    # -- SeedEnsemble's fast paths (VectorNet and dense GridNet bodies; None: use vmap) ------------------------
     def _body_params(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {name[len("body."):]: value for name, value in params.items() if name.startswith("body.")}
 
