@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from msgzoo.modules import GridNet, ObservationMessageNet, VectorNet
-from msgzoo.modules.seed_ensemble import SeedEnsemble, seed_members
+from msgzoo.modules.seed_ensemble import SeedEnsemble, _MethodCall, seed_members
 from msgzoo.objectives import attach_next_message
 from msgzoo.pipelines import one_step, reaching_goals
 from recipes import build_method
@@ -192,26 +192,15 @@ def test_budgets_and_schedules_count_each_seeds_own_steps(recipe_config, tmp_pat
     assert eps[3] == pytest.approx(eps[1]) and eps[1] < 1.0
 
 
-class _MethodOf(nn.Module):
-    """``base.<name>(*args)`` as a module's forward, for ``functional_call``."""
-
-    def __init__(self, base: nn.Module, name: str):
-        super().__init__()
-        self.base, self.name = base, name
-
-    def forward(self, *args):
-        return getattr(self.base, self.name)(*args)
-
-
 def _vmap_reference(nets, name: str, *args):
     """What SeedEnsemble computes where a member has no every-seed path: ``torch.vmap`` of ``functional_call``."""
     from torch.func import functional_call, stack_module_state
 
     params, _ = stack_module_state(nets)
     params = {k: v.detach().requires_grad_() for k, v in params.items()}
-    caller = _MethodOf(nets[0], name)
+    caller = _MethodCall(nets[0])
     dims = tuple(0 if isinstance(a, torch.Tensor) else None for a in args)
-    call = lambda p, *xs: functional_call(caller, {f"base.{k}": v for k, v in p.items()}, xs)  # noqa: E731
+    call = lambda p, *xs: functional_call(caller, {f"base.{k}": v for k, v in p.items()}, (name, *xs))  # noqa: E731
     return params, torch.vmap(call, in_dims=(0, *dims))(params, *args)
 
 

@@ -73,6 +73,13 @@ class VectorNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return run_mlp(self.net, x)
 
+    def _check_one_hot_input(self, x: torch.Tensor, num_one_hot: int) -> int:
+        """The features ``d`` of :meth:`forward_all_one_hot`'s input (the net's less the one-hot part), checked."""
+        d, expected = x.shape[-1], self.net[0].in_features - num_one_hot
+        if d != expected:
+            raise ValueError(f"x has {d} features: expected {expected} (+ {num_one_hot} one-hot).")
+        return d
+
     def forward_all_one_hot(self, x: torch.Tensor, num_one_hot: int) -> torch.Tensor:
         """``forward(cat([x, e_k]))`` for every one-hot ``e_k`` of size ``num_one_hot`` at once: ``[..., K, out]``.
 
@@ -80,9 +87,7 @@ class VectorNet(nn.Module):
         per row instead of once per (row, k).
         """
         first = self.net[0]
-        d = x.shape[-1]
-        if d + num_one_hot != first.in_features:
-            raise ValueError(f"x has {d} features: expected {first.in_features - num_one_hot} (+ {num_one_hot} one-hot).")
+        d = self._check_one_hot_input(x, num_one_hot)
         h = torch.nn.functional.linear(x, first.weight[:, :d])  # [..., F]
         h = h.unsqueeze(-2) + first.weight[:, d:].transpose(0, 1)  # [..., K, F]
         if first.bias is not None:
@@ -106,9 +111,7 @@ class VectorNet(nn.Module):
         keep vmap (None)."""
         if len(self.net) != 1 or type(self.net[0]) is not nn.Linear:
             return None
-        d, k = x.shape[-1], num_one_hot
-        if d + k != self.net[0].in_features:
-            raise ValueError(f"x has {d} features: expected {self.net[0].in_features - k} (+ {k} one-hot).")
+        d, k = self._check_one_hot_input(x, num_one_hot), num_one_hot
         weight, bias = params["net.0.weight"], params.get("net.0.bias")  # [S, out, d + K], [S, out]
         h = torch.bmm(_rows_per_seed(x), weight[:, :, :d].transpose(1, 2))  # [S, N, out]
         h = h.unsqueeze(-2) + weight[:, :, d:].transpose(1, 2).unsqueeze(1)  # [S, N, K, out]
@@ -143,17 +146,21 @@ class GridNet(nn.Module):
     #: Grids with at most this many input values (``C * H * W``) take the dense path of :meth:`forward`.
     DENSE_MAX_FEATURES = 512
 
-    def conv_matrix(self) -> torch.Tensor:
+    def conv_matrix(self, weight: torch.Tensor | None = None) -> torch.Tensor:
         """The convolution as a dense matrix ``M`` (``[C*H*W, F*H*W]``): ``conv(x).flatten() = x.flatten() @ M +
         bias``. On small grids one matmul beats ``conv2d`` (whose per-image cost dominates at kernel 5 on 3x3).
 
         ``M`` is the convolution of the ``C*H*W`` basis images: each entry is one kernel weight (the one that links
         that input cell to that output cell) or zero. It is gathered from the weights with a fixed index
         (:meth:`_conv_index`), which gives the same values as convolving the basis images, bit for bit, at a fifth
-        of the cost, and follows the weights and their gradient."""
-        weight = self.conv.weight
-        padded = torch.cat([weight.reshape(-1), weight.new_zeros(1)])  # the last entry: the zeros of M
-        return padded[self._conv_index(weight.device)]
+        of the cost, and follows the weights and their gradient.
+
+        ``weight``: the kernel to use instead of the conv's own, with any leading dimensions (``[S, F, C, k, k]``:
+        one matrix per seed, ``[S, C*H*W, F*H*W]``)."""
+        weight = self.conv.weight if weight is None else weight
+        flat = weight.flatten(-4)
+        padded = torch.cat([flat, flat.new_zeros(*flat.shape[:-1], 1)], dim=-1)  # the last entry: the zeros of M
+        return padded[..., self._conv_index(weight.device)]
 
     def _conv_index(self, device: torch.device) -> torch.Tensor:
         """``[C*H*W, F*H*W]`` indices into the flat kernel (its size: a zero): entry ``((c, y, x), (f, oy, ox))``
@@ -186,6 +193,15 @@ class GridNet(nn.Module):
             h = torch.relu(self.conv(flat)).flatten(1)
         return run_mlp(self.head, h).reshape(*batch, self.out_features)
 
+    def _check_cells_input(self, x: torch.Tensor) -> int:
+        """The observation channels ``c`` of :meth:`forward_all_cells`'s input (one less than the net's), checked."""
+        c, h, w = self.in_channels - 1, self.height, self.width
+        if x.shape[-3:] != (c, h, w):
+            raise ValueError(
+                f"x has shape {tuple(x.shape)}: expected [..., {c}, {h}, {w}] (one channel less than the net)."
+            )
+        return c
+
     def forward_all_cells(self, x: torch.Tensor) -> torch.Tensor:
         """``forward(cat([x, onehot_plane(k)], channel))`` for every cell ``k`` at once: ``[..., H*W, out]``.
 
@@ -194,9 +210,7 @@ class GridNet(nn.Module):
         is convolved once per row and the ``H*W`` plane parts once per call (not once per row and cell).
         """
         h, w = self.height, self.width
-        c = self.in_channels - 1
-        if x.shape[-3:] != (c, h, w):
-            raise ValueError(f"x has shape {tuple(x.shape)}: expected [..., {c}, {h}, {w}] (one channel less than the net).")
+        c = self._check_cells_input(x)
         batch = x.shape[:-3]
         conv = self.conv
         if self.in_channels * h * w <= self.DENSE_MAX_FEATURES:
@@ -224,10 +238,7 @@ class GridNet(nn.Module):
         """Every seed's :meth:`conv_matrix` ``[S, C*H*W, F*H*W]`` and its bias per output ``[S, F*H*W]``."""
         if self.in_channels * self.height * self.width > self.DENSE_MAX_FEATURES or not _stackable(self.head):
             return None
-        weight = params["conv.weight"]
-        seeds = weight.shape[0]
-        padded = torch.cat([weight.reshape(seeds, -1), weight.new_zeros(seeds, 1)], dim=1)
-        matrix = padded[:, self._conv_index(weight.device)]
+        matrix = self.conv_matrix(params["conv.weight"])
         return matrix, params["conv.bias"].repeat_interleave(self.height * self.width, dim=1)
 
     def _head_params(self, params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -247,11 +258,7 @@ class GridNet(nn.Module):
     def forward_all_cells_stacked(self, params: Mapping[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor | None:
         """:meth:`forward_all_cells` of ``S`` seeds from stacked parameters: ``[S, *batch, H*W, out]``."""
         h, w = self.height, self.width
-        c = self.in_channels - 1
-        if x.shape[-3:] != (c, h, w):
-            raise ValueError(
-                f"x has shape {tuple(x.shape)}: expected [..., {c}, {h}, {w}] (one channel less than the net)."
-            )
+        c = self._check_cells_input(x)
         dense = self._dense_stacked(params)
         if dense is None:
             return None
@@ -279,11 +286,15 @@ class ObservationMessageNet(nn.Module):
         super().__init__()
         self.body, self.grid_shape = body, grid_shape
 
-    def forward(self, observation: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
+    def _joined(self, observation: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
+        """The body's input: the message as one more grid channel, or concatenated to a vector observation."""
         if self.grid_shape is not None:
             message = message.reshape(*message.shape[:-1], 1, *self.grid_shape)
-            return self.body(torch.cat([observation, message.to(observation.dtype)], dim=-3))
-        return self.body(torch.cat([observation, message.to(observation.dtype)], dim=-1))
+            return torch.cat([observation, message.to(observation.dtype)], dim=-3)
+        return torch.cat([observation, message.to(observation.dtype)], dim=-1)
+
+    def forward(self, observation: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
+        return self.body(self._joined(observation, message))
 
     def supports_all_messages(self, num_messages: int) -> bool:
         """Whether :meth:`forward_all_messages` has a fast path for one-hot messages of this size."""
@@ -318,12 +329,7 @@ class ObservationMessageNet(nn.Module):
         """:meth:`forward` of ``S`` seeds from stacked parameters (see :meth:`VectorNet.forward_stacked`)."""
         if not isinstance(self.body, (VectorNet, GridNet)):
             return None
-        if self.grid_shape is not None:
-            message = message.reshape(*message.shape[:-1], 1, *self.grid_shape)
-            x = torch.cat([observation, message.to(observation.dtype)], dim=-3)
-        else:
-            x = torch.cat([observation, message.to(observation.dtype)], dim=-1)
-        return self.body.forward_stacked(self._body_params(params), x)
+        return self.body.forward_stacked(self._body_params(params), self._joined(observation, message))
 
     def forward_all_messages_stacked(
         self, params: Mapping[str, torch.Tensor], observation: torch.Tensor, num_messages: int
