@@ -24,7 +24,8 @@ from msgzoo.runtime.experiment import Experiment, start_run
 from msgzoo.training.evaluation import SCHEME_READOUT
 from msgzoo.training.methods import (
     OPTIM_LEARNING_RATES, SENDER_OBJECTIVE_KEY, Method, Networks, UpdatePhase, adam, epsilon_from_config,
-    make_receiver_loss, obedience_noise_allowance_from_config, pg_critic_from_config, prepare_receiver, prepare_sender,
+    make_receiver_loss, obedience_noise_allowance_from_config, obedience_smoothing_from_config,
+    pg_critic_from_config, prepare_receiver, prepare_sender,
     reward_mix_from_config, schedule_after_warmup, schedule_over_warmup,
 )
 
@@ -74,6 +75,7 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
         counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=nets.num_messages,
         margin=L.obedience_margin, joint_epsilon=L.joint_epsilon, ensemble_shape=nets.ensemble_shape,
         recommendation_weight=L.recommendation_weight, noise_allowance=obedience_noise_allowance_from_config(cfg),
+        smoothing=obedience_smoothing_from_config(cfg),
     ).to(device)
     sender_losses = {"policy_gradient": policy_loss, "obedience": obedience_loss}
 

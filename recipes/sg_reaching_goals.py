@@ -47,7 +47,7 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
     sender_critic = make_action_value_critic(nets.sender(nets.num_actions)).to(device)
     signaling_loss = SignalingGradientLoss(
         scheme, receiver, sender_critic, receiver_coeff=L.receiver_coeff, gamma=L.sender_gamma,
-        num_messages=nets.num_messages, entropy_coeff=L.sender_entropy_coeff,
+        num_messages=nets.num_messages, entropy_coeff=L.sender_entropy_coeff, gradient=L.sender_gradient,
         recommendation_weight=L.recommendation_weight, ensemble_shape=nets.ensemble_shape,
     )
     sender_losses = {"signaling": signaling_loss}

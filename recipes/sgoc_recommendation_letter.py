@@ -23,7 +23,8 @@ from msgzoo.runtime.experiment import Experiment, start_run
 from msgzoo.training.evaluation import SCHEME_READOUT
 from msgzoo.training.methods import (
     OPTIM_LEARNING_RATES, SENDER_OBJECTIVE_KEY, Method, Networks, UpdatePhase, adam, epsilon_from_config,
-    make_receiver_loss, obedience_noise_allowance_from_config, prepare_receiver, prepare_sender, reward_mix_from_config,
+    make_receiver_loss, obedience_noise_allowance_from_config, obedience_smoothing_from_config,
+    prepare_receiver, prepare_sender, reward_mix_from_config,
     schedule_after_warmup, schedule_over_warmup,
 )
 
@@ -50,7 +51,7 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
     sender_critic = make_action_value_critic(nets.sender(nets.num_actions)).to(device)
     signaling_loss = SignalingGradientLoss(
         scheme, receiver, sender_critic, receiver_coeff=L.receiver_coeff, gamma=L.sender_gamma,
-        num_messages=nets.num_messages, entropy_coeff=L.sender_entropy_coeff,
+        num_messages=nets.num_messages, entropy_coeff=L.sender_entropy_coeff, gradient=L.sender_gradient,
         recommendation_weight=L.recommendation_weight, ensemble_shape=nets.ensemble_shape,
     )
     receiver_value = make_action_value_critic(
@@ -62,6 +63,7 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
         counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=nets.num_messages,
         margin=L.obedience_margin, joint_epsilon=L.joint_epsilon, ensemble_shape=nets.ensemble_shape,
         recommendation_weight=L.recommendation_weight, noise_allowance=obedience_noise_allowance_from_config(cfg),
+        smoothing=obedience_smoothing_from_config(cfg),
     ).to(device)
     obedience_loss.share_memo(signaling_loss)  # their shared no-grad results are computed once per update
     sender_losses = {"signaling": signaling_loss, "obedience": obedience_loss}

@@ -73,7 +73,7 @@ def test_lp_beats_every_obedient_joint_scheme_on_a_grid(seed):
 CFG = OmegaConf.create(dict(
     seed=0, num_seeds=1, threads=1, run_dir=None, env=dict(num_envs=256), collector=dict(total_frames=2048),
     optim=dict(signaling_lr=0.02, sender_critic_lr=0.02, receiver_actor_lr=0.015, receiver_critic_lr=0.007, max_grad=1.0),
-    loss=dict(receiver_coeff=2.0, lagrange_multiplier=20.0, epsilon=0.01, target_tau=0.02),
+    loss=dict(receiver_coeff=2.0, sender_gradient="sampled", lagrange_multiplier=20.0, epsilon=0.01, target_tau=0.02),
 ))
 
 
@@ -96,9 +96,10 @@ def test_the_actions_gradient_and_the_signaling_gradient():
     assert x.shape == (2, 2, 2) and torch.allclose(x.sum((1, 2)), torch.ones(2, dtype=torch.float64))
 
 
-def test_recipe_runs(recipe_config, tmp_path):
+@pytest.mark.parametrize("sender_gradient", ["sampled", "expected"])
+def test_recipe_runs(recipe_config, tmp_path, sender_gradient):
     cfg = recipe_config("sgoc_coaching_letter", "collector.total_frames=8192", "env.num_envs=512", "num_seeds=2",
-                        f"run_dir={tmp_path}")
+                        f"run_dir={tmp_path}", f"loss.sender_gradient={sender_gradient}")
     summary = run(cfg)
     written = json.loads((Path(tmp_path) / "summary.json").read_text())
     assert written["lp_sender_value"] == pytest.approx(7 / 9) and written["lp_best_fixed_action"] == pytest.approx(31 / 45)

@@ -9,6 +9,7 @@ import torch
 from torchrl.envs.utils import check_env_specs, step_mdp
 
 from msgzoo.envs import BayesianPersuasionEnv, ReachingGoalsEnv, recommendation_letter, render_frame
+from msgzoo.envs.reaching_goals import MOVES
 
 UP, DOWN, LEFT, RIGHT = range(4)
 SQRT2 = math.sqrt(2.0)
@@ -564,3 +565,33 @@ def test_plot_signaling_scheme():
     with pytest.raises(ValueError):
         plot_signaling_scheme(torch.ones(8) / 8, 3, 3)
     plt.close("all")
+
+
+# ----------------------------------------------------------------------------- Reaching Goals: every move's reward
+@pytest.mark.parametrize("bounded", [True, False])
+def test_rewards_of_every_move_are_what_a_step_pays(bounded):
+    env = ReachingGoalsEnv(num_envs=64, height=4, width=5, bounded=bounded, seed=3)
+    td = env.reset()
+    every = env.rewards_of_every_move(td["sender", "state"])  # [64, 4, 2]
+    for move in range(4):
+        paid = step_with(env, td.clone(), move)["next"]
+        assert torch.equal(every[:, move, 0], paid["sender", "reward"].squeeze(-1))
+        assert torch.equal(every[:, move, 1], paid["receiver", "reward"].squeeze(-1))
+
+
+@pytest.mark.parametrize("observes, size", [((), 9), (("position",), 81), (("position", "goal"), 729)])
+def test_receiver_information_tells_apart_what_the_receiver_sees(observes, size):
+    from msgzoo.modules.receiver import moves_toward
+
+    env = ReachingGoalsEnv(num_envs=1, receiver_observes=observes)
+    cells = torch.arange(9)
+    state = torch.stack(torch.meshgrid(cells, cells, cells, indexing="ij"), -1).reshape(-1, 3)
+    index = torch.stack([env.receiver_information(state, torch.full((len(state),), m)) for m in range(9)])
+    assert index.unique().numel() == size and int(index.max()) == size - 1
+    # moves toward a cell: from the middle of 3x3 toward each corner, two moves; toward itself, none
+    toward = moves_toward(3, torch.full((9,), 4), cells).to(torch.int64)
+    assert toward[[0, 2, 6, 8]].sum(-1).tolist() == [2, 2, 2, 2] and toward[4].sum() == 0
+    assert toward[1].tolist() == [1, 0, 0, 0] and toward[5].tolist() == [0, 0, 0, 1]  # up, right
+    for move, (d_row, d_col) in enumerate(MOVES):  # the modules' move order is the env's
+        target = torch.tensor([(1 + d_row) * 3 + 1 + d_col])
+        assert moves_toward(3, torch.tensor([4]), target).nonzero()[:, 1].tolist() == [move]

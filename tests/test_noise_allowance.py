@@ -100,27 +100,65 @@ def test_the_allowance_shifts_the_uniform_estimates_hinge():
     torch.testing.assert_close(shifted, expected, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("field", ["noise_allowance", "smoothing"])
 @pytest.mark.parametrize("kwargs", [dict(mode="dual"), dict(mode="dual_pairwise"),
                                     dict(mode="stringent", counterfactual="uniform")])
-def test_a_mode_without_a_hinge_on_an_estimate_fails(kwargs):
+def test_a_mode_without_a_hinge_on_an_estimate_fails(kwargs, field):
+    """Both act on a hinge on a batch estimate; a negative value fails too."""
     scheme, receiver, critic = tabular_modules(PHI2, PI2, U_RECEIVER, w_key=W_RECEIVER_KEY)
-    with pytest.raises(ValueError, match="noise_allowance=1.0 is invalid"):
-        _loss((scheme, receiver, critic), num_messages=2, noise_allowance=1.0, **kwargs)
-    with pytest.raises(ValueError, match="noise_allowance=-0.5 is invalid"):
-        _loss((scheme, receiver, critic), noise_allowance=-0.5)
+    with pytest.raises(ValueError, match=f"{field}=1.0 is invalid"):
+        _loss((scheme, receiver, critic), num_messages=2, **{field: 1.0}, **kwargs)
+    with pytest.raises(ValueError, match=f"{field}=-0.5 is invalid"):
+        _loss((scheme, receiver, critic), **{field: -0.5})
 
 
+@pytest.mark.parametrize("field, attribute, default", [("loss.obedience_noise_allowance", "noise_allowance", 1.0),
+                                                       ("loss.obedience_smoothing", "smoothing", 0.0)])
 @pytest.mark.parametrize("method", ["sgoc", "pgoc"])
-def test_the_config_field_reaches_the_loss_and_fails_by_name(recipe_config, method):
+def test_the_config_field_reaches_the_loss_and_fails_by_name(recipe_config, method, field, attribute, default):
     name = f"{method}_recommendation_letter"
-    cfg = recipe_config(name, "env.num_envs=8", "loss.obedience_noise_allowance=1.645")
+    cfg = recipe_config(name, "env.num_envs=8", f"{field}=1.645")
     validate_config(cfg, method=method)
-    assert build_method(method, one_step.make_env(cfg), cfg).sender_losses["obedience"].noise_allowance == 1.645
-    assert build_method(method, one_step.make_env(cfg), recipe_config(name, "env.num_envs=8")).sender_losses[
-        "obedience"].noise_allowance == 1.0  # the one-step default
-    with pytest.raises(ConfigError, match="loss.obedience_noise_allowance=-1 is invalid"):
-        validate_config(recipe_config(name, "loss.obedience_noise_allowance=-1"), method=method)
-    # modes without a hinge on an estimate do not read it (as lagrangian does not read dual_lr): the default works
+    assert getattr(build_method(method, one_step.make_env(cfg), cfg).sender_losses["obedience"], attribute) == 1.645
+    assert getattr(build_method(method, one_step.make_env(cfg), recipe_config(name, "env.num_envs=8")).sender_losses[
+        "obedience"], attribute) == default  # the one-step default
+    with pytest.raises(ConfigError, match=f"{field}=-1 is invalid"):
+        validate_config(recipe_config(name, f"{field}=-1"), method=method)
+    # modes without a hinge on an estimate do not read it (as lagrangian does not read dual_lr): its value is ignored
     for mode in ("dual", "dual_pairwise"):
-        dual = recipe_config(name, "env.num_envs=8", f"loss.obedience_mode={mode}")
-        assert build_method(method, one_step.make_env(dual), dual).sender_losses["obedience"].noise_allowance == 0.0
+        dual = recipe_config(name, "env.num_envs=8", f"loss.obedience_mode={mode}", f"{field}=1.645")
+        assert getattr(build_method(method, one_step.make_env(dual), dual).sender_losses["obedience"], attribute) == 0.0
+
+
+# ------------------------------------------------------------------------ loss.obedience_smoothing: a smoothed hinge
+@pytest.mark.parametrize("mode", ["lagrangian", "stringent"])
+def test_smoothing_is_the_hinges_expectation_under_a_gaussian_error(mode):
+    """smoothing=s: lambda * E[relu(x + tau e)], e ~ N(0, 1), tau = s SE, per pair (x = eps - k SE - C_hat); its
+    gradient through C_hat is lambda * Phi(x / tau) (by quadrature: the closed form is no approximation)."""
+    *modules, batch = _batch()
+    d, _, _ = _per_state_terms(batch)
+    n = d.shape[0]
+    off = ~torch.eye(2, dtype=torch.bool)
+    c_hat, se = d.mean(0)[off], (d.std(0) / n**0.5)[off]
+    s, k = 1.5, 1.0
+    x, tau = EPS - k * se - c_hat, s * se
+    e = torch.linspace(-12, 12, 200_001, dtype=F64)
+    density = torch.exp(-0.5 * e**2) / (2 * torch.pi) ** 0.5
+    expected_hinge = (torch.relu(x[:, None] + tau[:, None] * e) * density).sum(-1) * (e[1] - e[0])
+    reduce = torch.sum if mode == "lagrangian" else torch.mean
+    got = _loss(modules, mode=mode, noise_allowance=k, smoothing=s)(batch)["loss_obedience"].detach().to(F64)
+    torch.testing.assert_close(got, LAMBDA * reduce(expected_hinge), rtol=1e-4, atol=1e-7)
+    hinge = _loss(modules, mode=mode, noise_allowance=k)(batch)["loss_obedience"].detach().to(F64)
+    assert got > hinge  # Jensen: the expectation of a convex hinge is above the hinge
+    # zero smoothing is the hinge, to the bit
+    zero = _loss(modules, mode=mode, noise_allowance=k, smoothing=0.0)(batch)["loss_obedience"].detach()
+    assert torch.equal(zero, _loss(modules, mode=mode, noise_allowance=k)(batch)["loss_obedience"].detach())
+
+
+def test_the_smoothed_hinges_gradient_is_the_normal_cdf():
+    scheme, receiver, critic = tabular_modules(PHI2, PI2, U_RECEIVER, w_key=W_RECEIVER_KEY)
+    loss = _loss((scheme, receiver, critic), smoothing=1.0)
+    shortfall = torch.linspace(-3, 3, 13, dtype=F64, requires_grad=True)
+    se = torch.full_like(shortfall, 0.5)
+    (grad,) = torch.autograd.grad(loss._hinge(shortfall, se).sum(), shortfall)
+    torch.testing.assert_close(grad, torch.special.ndtr(shortfall.detach() / 0.5))

@@ -738,6 +738,46 @@ def test_straight_through_signaling_gradient_points_uphill(tabular_batch):
     torch.testing.assert_close(g[2.0] - g[0.0], 2 * st, rtol=1e-3, atol=1e-6)  # linear in c
 
 
+
+def test_expected_signaling_gradient_is_the_exact_gradient_on_the_batch_states(tabular_batch):
+    """gradient="expected" with c = 0 and the exact W^i: -grad loss_signaling is grad_eta of the batch states' mean
+    V^i(s_t) = sum_sigma phi(sigma|s_t) sum_a pi(a|sigma) w(s_t, a), exactly (no message or action noise left)."""
+    scheme, receiver, critic = tabular_modules(PHI3, PI3, U_SENDER)
+    loss = SignalingGradientLoss(scheme, receiver, critic, receiver_coeff=0.0, gamma=0.0, gradient="expected")
+    batch = tabular_batch[:4096]
+    got = -_scheme_grad(loss(batch), "loss_signaling", scheme).to(F64)
+    weight = only_param(scheme).detach().to(F64).requires_grad_(True)
+    s = batch["sender", "state"]
+    value = ((torch.softmax(weight.T, -1) @ PI3 * U_SENDER)[s]).sum(-1).mean()
+    (exact,) = torch.autograd.grad(value, weight)
+    assert exact.abs().max() > 1e-2
+    torch.testing.assert_close(got, exact, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("receiver_coeff", [0.0, 2.0])
+def test_expected_signaling_gradient_is_the_sampled_one_in_expectation(tabular_batch, receiver_coeff):
+    """Both estimators have the same mean over the messages and actions drawn (the expected one conditions on the
+    states, the sent message and its Gumbel noise), and the expected one has a smaller spread over batches."""
+    scheme, receiver, critic = tabular_modules(PHI3, PI3, U_SENDER)
+    g = {
+        name: _chunked_gradients(
+            SignalingGradientLoss(scheme, receiver, critic, receiver_coeff=receiver_coeff, gamma=0.0, gradient=name),
+            scheme, tabular_batch, chunks=20,
+        )
+        for name in ("sampled", "expected")
+    }
+    difference = g["sampled"] - g["expected"]  # the same states, messages and noise: only the draws differ
+    mean, se = difference.mean(0), difference.std(0) / math.sqrt(difference.shape[0])
+    assert ((mean.abs() <= 5 * se + 1e-5)).all(), f"{mean}\nse {se}"
+    # the spread left (c = 2: the Gumbel noise of the straight-through term) is under half the sampled one's
+    assert g["expected"].var(0).sum() < 0.5 * g["sampled"].var(0).sum()
+
+
+def test_signaling_gradient_estimator_must_be_known():
+    with pytest.raises(ValueError, match="gradient='exact'.*sampled"):
+        SignalingGradientLoss(*default_modules(), gradient="exact")
+
+
 # ------------------------------------------------------------------------------------ obedience modes
 
 

@@ -1,9 +1,12 @@
-"""``network.receiver_recommendation_logit``: the receiver's initial policy reads message k as "take action k"."""
+"""``network.receiver_recommendation_logit``: the receiver's initial policy reads message k as "take action k" (a
+one-step game), or a message cell as "go there" (Reaching Goals)."""
 from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.functional import one_hot
 
+from msgzoo.modules.receiver import moves_toward
 from msgzoo.pipelines import one_step, reaching_goals
 from msgzoo.runtime.config_validation import validate_config
 from msgzoo.training.config_schema import ConfigError
@@ -41,14 +44,47 @@ def test_the_initial_policy_follows_the_recommendation(recipe_config):
     assert (probs.diagonal() > 0.9).all()  # message k -> action k
 
 
-def test_a_negative_logit_and_a_logit_on_a_grid_fail_naming_the_field(recipe_config):
+def test_a_negative_logit_fails_naming_the_field(recipe_config):
     with pytest.raises(ConfigError, match=r"network\.receiver_recommendation_logit"):
         validate_config(recipe_config("sgoc_recommendation_letter", "network.receiver_recommendation_logit=-1"),
                         method="sgoc")
-    grid = recipe_config("sgoc_reaching_goals", "network.receiver_recommendation_logit=1")
-    with pytest.raises(ConfigError, match=r"network\.receiver_recommendation_logit.*cells, not actions"):
-        validate_config(grid, method="sgoc")
+    validate_config(recipe_config("sgoc_reaching_goals", "network.receiver_recommendation_logit=4"), method="sgoc")
     validate_config(recipe_config("dial_reaching_goals", "network.receiver_recommendation_logit=1"), method="dial")
-    with pytest.raises(ValueError, match=r"network\.receiver_recommendation_logit"):
-        Networks(reaching_goals.make_env(grid)).receiver(5, recommendation_logit=1.0)
 
+
+@pytest.mark.parametrize("map_name, observes", [("3x3", "[position]"), ("5x5", "[]"), ("3x3", "[position,goal]")])
+def test_a_grid_receiver_starts_by_moving_toward_the_message_cell(recipe_config, map_name, observes):
+    """On a grid the message is a cell: the initial policy moves toward it (from the receiver's position, or from
+    the grid's centre when it sees the message only), in every seed of an ensemble."""
+    cfg = recipe_config("sgoc_reaching_goals", f"map={map_name}", f"env.receiver_observes={observes}")
+    env = reaching_goals.make_env(cfg, num_envs=4, num_seeds=2)
+    nets = Networks(env, hidden=cfg.network.hidden, seeds=[0, 1])
+    receiver = nets.receiver(4, recommendation_logit=4.0)
+    h, w = env.height, env.width
+    cells = torch.arange(h * w)
+    position, message = (c.flatten() for c in torch.meshgrid(cells, cells, indexing="ij"))
+    observation = torch.zeros(len(message), env.num_receiver_channels, h * w)
+    for channel, item in enumerate(env.receiver_observes):  # the goal anywhere: the prior ignores it
+        observation[torch.arange(len(message)), channel, position if item == "position" else (position + 3) % (h * w)] = 1
+    observation = observation.reshape(len(message), -1, h, w)
+    probs = receiver(observation.expand(2, *observation.shape), one_hot(message, h * w).expand(2, -1, -1)).softmax(-1)
+    source = position if "position" in env.receiver_observes else torch.full_like(message, (h // 2) * w + w // 2)
+    toward = moves_toward(w, source, message)
+    on_the_way = (probs * toward).sum(-1)[:, toward.any(-1)]  # pairs where some move gets closer
+    assert on_the_way.min() > 0.9  # ~0.95 for one such move at logit 4, ~0.98 for two
+    # the two seeds' receivers are separate initialisations, each fitted
+    assert not torch.allclose(probs[0], probs[1], atol=1e-6)
+
+
+def test_the_grid_prior_is_only_an_initialisation(recipe_config):
+    """Logit 0 leaves a grid receiver's random init as it was; a positive one moves every parameter (the reference's
+    network, fitted), and nothing else of the method changes."""
+    env = reaching_goals.make_env(recipe_config("sgoc_reaching_goals"), num_envs=2)
+    torch.manual_seed(0)
+    plain = Networks(env).receiver(4)
+    torch.manual_seed(0)
+    zero = Networks(env).receiver(4, recommendation_logit=0.0)
+    torch.manual_seed(0)
+    fitted = Networks(env).receiver(4, recommendation_logit=4.0)
+    for a, b, c in zip(plain.parameters(), zero.parameters(), fitted.parameters()):
+        assert torch.equal(a, b) and a.shape == c.shape and not torch.equal(a, c)

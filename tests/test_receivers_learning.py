@@ -130,7 +130,9 @@ def test_no_information_value():
     assert no_information_value(*voting_game(costs=[0.4, 0.4, 1.0]), signaling="public") == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("overrides", [(), ("signaling=public", "env.num_messages=2")])
+@pytest.mark.parametrize(
+    "overrides", [(), ("signaling=public", "env.num_messages=2"), ("loss.sender_gradient=expected",)]
+)
 def test_voting_recipe_runs(recipe_config, tmp_path, overrides):
     cfg = recipe_config("sgoc_voting", "collector.total_frames=8192", "env.num_envs=512", "num_seeds=2",
                         "warmup.frames=2048", f"run_dir={tmp_path}", *overrides)
@@ -140,5 +142,5 @@ def test_voting_recipe_runs(recipe_config, tmp_path, overrides):
     assert [s["seed"] for s in summary["seeds"]] == [0, 1]
     for s in written["seeds"]:
         assert 0.0 <= s["sender_reward"] <= 1.0 and len(s["receiver_rewards"]) == 3 and s["env_steps"] == 8192
-        assert len(s["scheme"]) == 2 and len(s["scheme"][0]) == (2 if overrides else 8)
+        assert len(s["scheme"]) == 2 and len(s["scheme"][0]) == (2 if "signaling=public" in overrides else 8)
         assert np.shape(s["policies"]) == (3, 2, 2) and np.shape(s["played"]) == (2, 8)

@@ -121,3 +121,16 @@ def test_markov_game_stopped_run_continues_exactly(recipe_config, tmp_path):
     resumed = run(cfg("resumed", 640, f"resume={tmp_path / 'stopped' / 'checkpoint.pt'}"), method="sgoc")
     for key in ("sender_reward", "receiver_reward", "scheme", "policy", "env_steps"):
         assert resumed[key] == full[key], key
+
+
+@pytest.mark.parametrize(
+    "game", [[], [*MARKOV, "loss.sender_gamma=0.9"]], ids=["recommendation_letter", "weather_forecast_discounted"]
+)
+def test_the_expected_signaling_gradient_runs_through_the_recipes(game, recipe_config, tmp_path):
+    cfg = recipe_config("sgoc_recommendation_letter", *TINY, *game, "num_seeds=2", "loss.sender_gradient=expected",
+                        f"+run_dir={tmp_path}")
+    summary = run(cfg, method="sgoc")
+    assert summary["num_seeds"] == 2 and summary["env_steps_per_seed"] == 4096
+    for seed in (0, 1):
+        written = json.loads((tmp_path / f"seed{seed}" / "summary.json").read_text())
+        assert written["seed"] == seed and -1.0 <= written["sender_reward"] <= 1.5

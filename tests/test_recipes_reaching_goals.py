@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import RECIPES
+from msgzoo.envs import ReachingGoalsEnv
 from msgzoo.pipelines.reaching_goals import make_env
+from msgzoo.training.evaluation import myopic_receiver_regret
 from msgzoo.training.methods import budget_frames
 from recipes import run_recipe as run
 
@@ -36,6 +39,8 @@ def recipe_runs(tmp_path_factory):
     jobs = {method: [f"{method}_reaching_goals.py", *TINY, "figures=false", "seed=2"] for method in METHODS}
     jobs["sgoc_figures"] = ["sgoc_reaching_goals.py", *TINY]
     jobs["pgoc_three_seeds"] = ["pgoc_reaching_goals.py", *TINY, "figures=false", "seed=4", "num_seeds=3"]
+    jobs["sg_expected_two_seeds"] = ["sg_reaching_goals.py", *TINY, "figures=false", "num_seeds=2",
+                                     "loss.sender_gradient=expected"]
     procs = {}
     for name, (script, *overrides) in jobs.items():
         cwd = root / name
@@ -100,6 +105,13 @@ def test_seeds_trained_together_summarise_as_separate_runs(recipe_runs):
     assert summary["sender_return"]["mean"] == pytest.approx(sum(returns) / 3)
 
 
+def test_the_expected_signaling_gradient_trains_every_seed(recipe_runs):
+    summary, _ = _summary(recipe_runs["sg_expected_two_seeds"])
+    assert summary["seeds"] == [0, 1] and summary["env_steps"] == 2 * summary["env_steps_per_seed"]
+    for path in summary["seed_summaries"]:
+        assert "sender_gradient: expected" in (Path(path).parent / "config.yaml").read_text()
+
+
 def test_main_job_writes_its_figures(recipe_runs):
     summary, lines = _summary(recipe_runs["sgoc_figures"])
     figures = summary["figures"]
@@ -140,3 +152,38 @@ def test_receiver_observation_variant_trains(recipe_config, tmp_path, capsys):
     summary = run(cfg, method="sgoc")
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"summary: {tmp_path / 'summary.json'}"
     assert summary["map"] == "5x5" and summary["env_steps"] >= 1000
+
+
+def _regret_by_hand(env, rollout) -> float:
+    """The myopic regret with a Python dict per (observation, message) pair."""
+    state = rollout["sender", "state"].reshape(-1, 3).tolist()
+    message = rollout["sender", "message"].reshape(len(state), -1).argmax(-1).tolist()
+    taken = rollout["receiver", "action"].reshape(len(state), -1).argmax(-1).tolist()
+    rewards = env.rewards_of_every_move(torch.tensor(state))[..., 1].tolist()
+    sums = {}
+    for s, m, r in zip(state, message, rewards):
+        key = (m, *(s[c] for c, item in ((0, "position"), (2, "goal")) if item in env.receiver_observes))
+        sums[key] = [a + b for a, b in zip(sums.get(key, [0.0] * 4), r)]
+    total = 0.0
+    for s, m, a, r in zip(state, message, taken, rewards):
+        key = (m, *(s[c] for c, item in ((0, "position"), (2, "goal")) if item in env.receiver_observes))
+        best = max(range(4), key=lambda k: sums[key][k])
+        total += r[best] - r[a]
+    return total / len(state) * env.horizon
+
+
+@pytest.mark.parametrize("observes", [(), ("position",), ("position", "goal")])
+def test_myopic_receiver_regret(observes):
+    env = ReachingGoalsEnv(num_envs=64, horizon=20, receiver_observes=observes, seed=1)
+    rollout = env.rollout(20, break_when_any_done=False)  # random messages and moves
+    regret = myopic_receiver_regret(env, rollout)
+    assert regret > 1.0
+    assert regret == pytest.approx(_regret_by_hand(env, rollout), rel=1e-5)
+    # a receiver that takes each pair's best move has no regret
+    state = rollout["sender", "state"]
+    rewards = env.rewards_of_every_move(state)[..., 1]
+    key = env.receiver_information(state, rollout["sender", "message"].argmax(-1)).flatten()
+    sums = torch.zeros(int(key.max()) + 1, 4).index_add_(0, key, rewards.reshape(-1, 4))
+    best = torch.nn.functional.one_hot(sums.argmax(-1)[key], 4).reshape(*state.shape[:-1], 4)
+    rollout.set(("receiver", "action"), best)
+    assert myopic_receiver_regret(env, rollout) == pytest.approx(0.0, abs=1e-9)

@@ -327,6 +327,20 @@ class ReachingGoalsEnv(EnvBase):
             },
         )
 
+    def rewards_of_every_move(self, state: torch.Tensor) -> torch.Tensor:
+        """``[..., 4, 2]``: the (sender, receiver) reward each move (:data:`MOVES` order) would pay from ``state``
+        (``[..., 3]`` cells: receiver, red apple, green apple), as :meth:`_step` pays it."""
+        moved = self._move_table[state[..., :1] * len(MOVES) + torch.arange(len(MOVES), device=state.device)]
+        return self._reward_table[moved.unsqueeze(-1) * self.num_cells + state[..., None, 1:]]
+
+    def receiver_information(self, state: torch.Tensor, message: torch.Tensor) -> torch.Tensor:
+        """``[...]`` int64: one index per distinct (receiver observation, message) pair, in
+        ``[0, num_cells ** (1 + len(receiver_observes)))``: what the receiver's policy can tell apart."""
+        index = message
+        for channel in self._receiver_channels:  # 0: its position, 2: its (green) apple
+            index = index * self.num_cells + state[..., channel]
+        return index
+
     def _set_seed(self, seed: int | None) -> None:
         self._generator.manual_seed(int(seed) if seed is not None else 0)
 

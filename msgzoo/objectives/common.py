@@ -117,14 +117,9 @@ def receiver_dist(receiver: nn.Module, tensordict: TensorDictBase):
     return receiver.get_dist(tensordict.select(*receiver.in_keys, strict=False).copy())
 
 
-def receiver_log_prob(receiver: nn.Module, tensordict: TensorDictBase, action: torch.Tensor) -> torch.Tensor:
-    """``log pi(action | inputs)`` of the receiver on ``tensordict``'s inputs: ``receiver_dist(...).log_prob(action)``.
-
-    For ``ProbabilisticActor(TensorDictModule(net) -> logits, OneHotCategorical)`` (what
-    :func:`~msgzoo.modules.make_receiver_actor` builds) it is computed as ``torch.distributions.OneHotCategorical``
-    computes it (the logits less their ``logsumexp``, at the action's ``max`` index), without building the
-    distribution: the same values and gradients.
-    """
+def _categorical_logits(receiver: nn.Module, tensordict: TensorDictBase) -> torch.Tensor | None:
+    """The receiver's logits, computed directly when it is ``ProbabilisticActor(TensorDictModule(net) -> logits,
+    OneHotCategorical)`` (what :func:`~msgzoo.modules.make_receiver_actor` builds); None for any other receiver."""
     modules = getattr(receiver, "module", None)
     if isinstance(receiver, ProbabilisticTensorDictSequential) and isinstance(modules, nn.ModuleList) and len(modules) == 2:
         body, head = modules
@@ -136,13 +131,37 @@ def receiver_log_prob(receiver: nn.Module, tensordict: TensorDictBase, action: t
             and tuple(getattr(head, "dist_keys", ())) == ("logits",)
             and list(head.in_keys) == [body.out_keys[0]]
         ):
-            logits = module_output(body, tensordict, body.out_keys[0])
-            if logits is not None:
-                normalized = logits - logits.logsumexp(dim=-1, keepdim=True)
-                index = action.max(-1)[1].long().unsqueeze(-1)
-                index, normalized = torch.broadcast_tensors(index, normalized)
-                return normalized.gather(-1, index[..., :1]).squeeze(-1)
+            return module_output(body, tensordict, body.out_keys[0])
+    return None
+
+
+def receiver_log_prob(receiver: nn.Module, tensordict: TensorDictBase, action: torch.Tensor) -> torch.Tensor:
+    """``log pi(action | inputs)`` of the receiver on ``tensordict``'s inputs: ``receiver_dist(...).log_prob(action)``.
+
+    For ``ProbabilisticActor(TensorDictModule(net) -> logits, OneHotCategorical)`` (what
+    :func:`~msgzoo.modules.make_receiver_actor` builds) it is computed as ``torch.distributions.OneHotCategorical``
+    computes it (the logits less their ``logsumexp``, at the action's ``max`` index), without building the
+    distribution: the same values and gradients.
+    """
+    logits = _categorical_logits(receiver, tensordict)
+    if logits is not None:
+        normalized = logits - logits.logsumexp(dim=-1, keepdim=True)
+        index = action.max(-1)[1].long().unsqueeze(-1)
+        index, normalized = torch.broadcast_tensors(index, normalized)
+        return normalized.gather(-1, index[..., :1]).squeeze(-1)
     return receiver_dist(receiver, tensordict).log_prob(action)
+
+
+def receiver_log_probs_all_actions(receiver: nn.Module, tensordict: TensorDictBase, num_actions: int) -> torch.Tensor:
+    """``log pi(a | inputs)`` for every action ``a``: ``[*batch, num_actions]`` (the log-softmax of the logits for
+    :func:`receiver_log_prob`'s fast path; ``log_prob`` of each one-hot action otherwise)."""
+    logits = _categorical_logits(receiver, tensordict)
+    if logits is not None:
+        return logits - logits.logsumexp(dim=-1, keepdim=True)
+    dist = receiver_dist(receiver, tensordict)
+    eye = torch.eye(num_actions, device=tensordict.device if tensordict.device is not None else None)
+    batch = tensordict.batch_size
+    return torch.stack([dist.log_prob(eye[a].expand(*batch, num_actions)) for a in range(num_actions)], -1)
 
 
 def receiver_probs_all_messages(

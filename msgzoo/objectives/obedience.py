@@ -1,6 +1,7 @@
 """The extended obedience constraints (paper, Lemma 4.2, eq. 4, 6, 7) as a TorchRL loss module."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -118,6 +119,11 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             a standard error or two; the allowance removes it. Not with the dual modes (whose multipliers price the
             estimates, not a hinge) nor ``"stringent"`` with ``"uniform"`` (a hinge per sample, not on an estimate).
             Default 0: the hinge on the estimate itself.
+        smoothing (float): ``s >= 0``: each such hinge :math:`(x)^+` (``x`` the bound less the estimate) is replaced by
+            its expectation under a Gaussian error of width :math:`\tau = s\,\mathrm{SE}`,
+            :math:`\tau\,(z\Phi(z) + \varphi(z))` with :math:`z = x / \tau`, whose gradient :math:`\Phi(z)` moves
+            smoothly with the estimate where the hinge's jumps from 0 to 1 (so Adam's second moment is not inflated by
+            the hinge switching on and off). The same modes as ``noise_allowance``. Default 0: the hinge.
 
     Returns, from ``forward``: ``loss_obedience``, ``loss_critic`` and the detached diagnostics
     ``constraint`` (:math:`\hat C`), ``violation_rate`` (the share of terms below ``epsilon``) and
@@ -200,6 +206,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         joint_epsilon: float = 0.0,
         recommendation_weight: float = 0.0,
         noise_allowance: float = 0.0,
+        smoothing: float = 0.0,
     ):
         if not 0.0 <= recommendation_weight <= 1.0:
             raise ValueError(f"recommendation_weight={recommendation_weight} is invalid: expected a weight in [0, 1].")
@@ -224,12 +231,15 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             )
         if not noise_allowance >= 0.0:
             raise ValueError(f"noise_allowance={noise_allowance} is invalid: expected k >= 0 standard errors.")
-        if noise_allowance > 0 and (mode in DUAL_MODES or (mode == "stringent" and counterfactual == "uniform")):
-            raise ValueError(
-                f"noise_allowance={noise_allowance} is invalid with mode={mode!r}, counterfactual={counterfactual!r}: "
-                "it shifts a hinge on a batch estimate, which only mode='lagrangian' (or 'stringent' with "
-                "counterfactual='all') has; set noise_allowance=0."
-            )
+        if not smoothing >= 0.0:
+            raise ValueError(f"smoothing={smoothing} is invalid: expected a width >= 0 in standard errors.")
+        for name, value in (("noise_allowance", noise_allowance), ("smoothing", smoothing)):
+            if value > 0 and (mode in DUAL_MODES or (mode == "stringent" and counterfactual == "uniform")):
+                raise ValueError(
+                    f"{name}={value} is invalid with mode={mode!r}, counterfactual={counterfactual!r}: it acts on a "
+                    "hinge on a batch estimate, which only mode='lagrangian' (or 'stringent' with "
+                    f"counterfactual='all') has; set {name}=0."
+                )
         ensemble_shape = check_ensemble_shape(ensemble_shape)
         super().__init__()
         self.ensemble_shape = ensemble_shape
@@ -240,6 +250,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         self.joint_epsilon = float(joint_epsilon)
         self.recommendation_weight = float(recommendation_weight)
         self.noise_allowance = float(noise_allowance)
+        self.smoothing = float(smoothing)
         self.epsilon, self.dual_lr, self.gamma = float(epsilon), float(dual_lr), float(gamma)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
         size = {"dual": num_messages, "dual_pairwise": (num_messages or 0) * ((num_messages or 0) - 1)}.get(mode, 1)
@@ -318,6 +329,16 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         variance = (second - mean.square()).clamp(min=0.0) * (n / max(n - 1, 1))
         return (variance / n).sqrt()
 
+    def _hinge(self, shortfall: torch.Tensor, se: torch.Tensor | None) -> torch.Tensor:
+        """``relu(shortfall)``, or with ``smoothing`` its expectation under a Gaussian error of ``tau = smoothing x
+        SE``, ``tau (z Phi(z) + phi(z))`` with ``z = shortfall / tau``: its gradient ``Phi(z)`` moves smoothly with
+        the estimate instead of jumping from 0 to 1 where the estimate crosses the bound."""
+        if not self.smoothing or se is None:
+            return torch.relu(shortfall)
+        tau = (self.smoothing * se).clamp_min(1e-12)
+        z = shortfall / tau
+        return tau * (z * torch.special.ndtr(z) + torch.exp(-0.5 * z.square()) / math.sqrt(2.0 * math.pi))
+
     def _critic_values(self, tensordict: TensorDictBase) -> torch.Tensor:
         critic = self.critic_network
         check_writes(critic, self.tensor_keys.action_value, "action_value", "critic_network")
@@ -376,20 +397,25 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             terms_eps, pairs_eps, per_message_eps = terms_eps + floor, pairs_eps + floor, per_message_eps + floor
 
         hinge_pairs, hinge_terms = pairs_eps, terms_eps
-        if self.noise_allowance:  # the hinge fires at C_hat < bound - k SE: no surplus kept against the batch's noise
+        se = None
+        if self.noise_allowance or self.smoothing:  # the batch standard error of each hinged estimate
             if self.counterfactual == "all":
                 se = _off_diagonal(self._pairwise_standard_error(phi, q, matrix))
-                hinge_pairs = hinge_terms = pairs_eps - self.noise_allowance * se  # stringent's terms are the pairs
             else:  # the one estimate: the mean of the c_t
                 se = terms.detach().std(-1, keepdim=True) / terms.shape[-1] ** 0.5
-                hinge_pairs = pairs_eps - self.noise_allowance * se
+        if self.noise_allowance:  # the hinge fires at C_hat < bound - k SE: no surplus kept against the batch's noise
+            hinge_pairs = pairs_eps - self.noise_allowance * se
+            if self.counterfactual == "all":
+                hinge_terms = hinge_pairs  # stringent's terms are the pairs
 
         # every loss below is per problem (the last dim reduced), then summed over problems (reduce_per_seed)
         if self.mode == "lagrangian":
             # eq. 7: sum over the estimated pairs of lambda * (C(sigma, sigma') - epsilon)^-
-            loss = reduce_per_seed(lam[..., 0] * torch.relu(hinge_pairs - pair_terms).sum(-1), self.ensemble_shape)
+            hinge = self._hinge(hinge_pairs - pair_terms, se)
+            loss = reduce_per_seed(lam[..., 0] * hinge.sum(-1), self.ensemble_shape)
         elif self.mode == "stringent":
-            loss = reduce_per_seed(lam[..., 0] * torch.relu(hinge_terms - terms).mean(-1), self.ensemble_shape)
+            hinge = self._hinge(hinge_terms - terms, se if self.counterfactual == "all" else None)
+            loss = reduce_per_seed(lam[..., 0] * hinge.mean(-1), self.ensemble_shape)
         else:
             # what each multiplier prices, and the right-hand side it is held to
             estimates, bounds = (per_message, per_message_eps) if self.mode == "dual" else (pair_terms, pairs_eps)

@@ -19,11 +19,16 @@ from msgzoo.objectives.common import (
     logits_module_of,
     memo_receiver_probs_all_messages,
     receiver_log_prob,
+    receiver_log_probs_all_actions,
     recommended,
     reduce_per_seed,
     scheme_logits,
     value_under_policies,
 )
+
+#: The estimators of eq. 2 (``gradient=``): ``sampled`` on the message and action sent, ``expected`` in closed form
+#: over every message and action.
+SENDER_GRADIENTS = ("sampled", "expected")
 
 
 class SignalingGradientLoss(SenderCriticLoss):
@@ -70,6 +75,15 @@ class SignalingGradientLoss(SenderCriticLoss):
             ``(num_seeds,)`` with :class:`~msgzoo.modules.SeedEnsemble` networks: every ``loss_*`` term is then
             each seed's mean summed over seeds (:func:`~msgzoo.objectives.common.reduce_per_seed`), so each seed's
             parameters get their own run's gradient. Default ``()``: one run, plain means.
+        gradient (str): the estimator of eq. 2. ``"sampled"`` (the paper's): both terms at the message and action
+            sent, weighted by the sampled action's advantage :math:`W^i(s,a) - V^i(s)`. ``"expected"``: eq. 2's
+            expectation taken in closed form where it can be, with the same critic: the :math:`\log\varphi` term
+            over every message and action, :math:`\sum_\sigma \nabla_\eta\varphi_\eta(\sigma|s,o)
+            \big(\sum_a\pi(a|o,\sigma)W^i(s,a) - V^i(s)\big)`, and the :math:`\log\pi` term over every action at
+            the (straight-through) message sent, :math:`\sum_a \pi(a|o,\sigma)(W^i(s,a) - V^i(s))
+            \nabla_\eta\log\pi_\theta(a|o,\sigma(\eta))`. The same expected gradient without the sampling noise
+            of the message and the action (only that of the states and the Gumbel noise is left), as
+            ``counterfactual="all"`` does for the obedience constraints. Default ``"sampled"``.
 
     Returns, from ``forward``, a TensorDict with ``loss_signaling`` (the negated surrogate of eq. 2),
     ``loss_critic`` and the detached diagnostics ``sender_value`` (mean :math:`V^i(s)`) and ``advantage``.
@@ -144,7 +158,10 @@ class SignalingGradientLoss(SenderCriticLoss):
         entropy_coeff: float = 0.0,
         recommendation_weight: float = 0.0,
         ensemble_shape: tuple[int, ...] = (),
+        gradient: str = "sampled",
     ):
+        if gradient not in SENDER_GRADIENTS:
+            raise ValueError(f"gradient={gradient!r} is invalid: expected one of {SENDER_GRADIENTS}.")
         if not 0.0 <= recommendation_weight <= 1.0:
             raise ValueError(f"recommendation_weight={recommendation_weight} is invalid: expected a weight in [0, 1].")
         if not 0.0 <= gamma <= 1.0:
@@ -162,6 +179,7 @@ class SignalingGradientLoss(SenderCriticLoss):
         self.entropy_coeff = float(entropy_coeff)
         self.recommendation_weight = float(recommendation_weight)
         self.ensemble_shape = check_ensemble_shape(ensemble_shape)
+        self.gradient = gradient
 
     def _extra_in_keys(self) -> list:
         return [self.tensor_keys.gumbel]
@@ -179,14 +197,18 @@ class SignalingGradientLoss(SenderCriticLoss):
         num_messages = logits.shape[-1]
         message = tensordict.get(keys.message).to(logits.dtype)
         action = tensordict.get(keys.action)
-        log_phi = (torch.log_softmax(logits, -1) * message).sum(-1)
+        sampled = self.gradient == "sampled"
+        log_phi = (torch.log_softmax(logits, -1) * message).sum(-1) if sampled else None
 
         # log pi(a | o, sigma(eta)): the straight-through message carries eta's gradient, theta is frozen.
         st_message = straight_through_one_hot(logits, tensordict.get(keys.gumbel), self.temperature, hard=message)
         inputs = tensordict.select(*self.receiver_network.in_keys, strict=False).copy()
         inputs.set(keys.message, st_message)
         with frozen(self.receiver_network):
-            log_pi = receiver_log_prob(self.receiver_network, inputs, action)
+            if sampled:  # at the action taken
+                log_pi = receiver_log_prob(self.receiver_network, inputs, action)
+            else:  # at every action
+                log_pi = receiver_log_probs_all_actions(self.receiver_network, inputs, action.shape[-1])
 
         loss_critic, w = action_value_td_loss(
             self, tensordict, scheme=self.scheme_network, receiver=self.receiver_network,
@@ -196,7 +218,16 @@ class SignalingGradientLoss(SenderCriticLoss):
             pi_all = memo_receiver_probs_all_messages(self, tensordict, num_messages)
             value = value_under_policies(torch.softmax(logits, -1), pi_all, w)
             advantage = (w * action.to(w.dtype)).sum(-1) - value
-        surrogate = advantage * (log_phi + self.receiver_coeff * log_pi)
+        if sampled:
+            surrogate = advantage * (log_phi + self.receiver_coeff * log_pi)
+        else:
+            with torch.no_grad():  # what each message is worth, and pi(. | o, sigma sent)
+                message_advantage = torch.einsum("...ka,...a->...k", pi_all, w) - value.unsqueeze(-1)
+                pi_sent = torch.einsum("...ka,...k->...a", pi_all, message)
+                action_advantage = w - value.unsqueeze(-1)
+            score = (torch.softmax(logits, -1) * message_advantage).sum(-1)
+            path = (pi_sent * action_advantage * log_pi).sum(-1)
+            surrogate = score + self.receiver_coeff * path
         loss_signaling = -reduce_per_seed(surrogate, self.ensemble_shape)
         beta = self.recommendation_weight
         if beta > 0:

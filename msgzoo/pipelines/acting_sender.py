@@ -66,7 +66,7 @@ def build(env: ActingSenderPersuasionEnv, cfg: DictConfig) -> dict:
             value_key=("sender", "state_value"), log_prob_key=("sender", "action_log_prob"),
         ),
         "signaling": SignalingGradientLoss(scheme, receiver, w_sender, receiver_coeff=L.receiver_coeff, gamma=0.0,
-                                           num_messages=k),
+                                           num_messages=k, gradient=L.sender_gradient),
         "obedience": ObedienceConstraintLoss(
             scheme, receiver, w_receiver, lagrange_multiplier=L.lagrange_multiplier, epsilon=L.epsilon,
             counterfactual="all", gamma=0.0, num_messages=k,

@@ -97,7 +97,7 @@ def _losses(agents: _Agents, cfg: DictConfig, warmup: bool):
     )
     signaling = SignalingGradientLoss(
         agents.scheme, agents.joint_actor, agents.sender_critic, receiver_coeff=L.receiver_coeff, gamma=0.0,
-        num_messages=agents.routing.profile_size,
+        num_messages=agents.routing.profile_size, gradient=L.sender_gradient,
     )
     signaling.set_keys(message=("sender", "profile"), action=("sender", "action_profile"))
     if warmup:

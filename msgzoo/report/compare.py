@@ -156,7 +156,7 @@ def summarise(groups: dict[tuple[str, str], list[dict]]) -> list[dict]:
     for (task, method), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], _order(kv[0][1]))):
         kind = _kind(runs)
         row = {"task": task, "method": method, "seeds": len(runs)}
-        for key, _, _ in PANELS[kind]:
+        for key in [k for k, _, _ in PANELS[kind]] + ["receiver_regret"]:  # regret: the runs that measured it
             values = np.array([r[key] for r in runs if _number(r.get(key))], dtype=float)
             if values.size:
                 row[key] = {
@@ -180,7 +180,8 @@ def _order(method: str) -> int:
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
-    keys = [k for k in ("sender_reward", "receiver_reward", "sender_return", "receiver_return", "welfare") if any(k in r for r in rows)]
+    keys = [k for k in ("sender_reward", "receiver_reward", "sender_return", "receiver_return", "welfare", "receiver_regret")
+            if any(k in r for r in rows)]
     head = "| task | method | seeds | " + " | ".join(f"{k} (mean ± std) [min, max]" for k in keys) + " | wall time (s) |"
     lines = [head, "|" + "---|" * (4 + len(keys))]
     for r in rows:

@@ -46,7 +46,8 @@ RESUME_OVERRIDABLE = ("optim", "loss", "dial.lr")
 #: Fields added to the recipes' configs after checkpoints were made: a checkpoint whose config has the section but
 #: not the field ran with this value (what the code did before the field existed).
 ADDED_FIELDS = {"optim.epochs": 1, "optim.minibatches": 1, "optim.adam_beta2": 0.999,
-                "loss.receiver_gradient": "sampled", "network.receiver_recommendation_logit": 0.0}
+                "loss.receiver_gradient": "sampled", "network.receiver_recommendation_logit": 0.0,
+                "loss.sender_gradient": "sampled", "loss.obedience_smoothing": 0.0}
 _MISSING = "<absent>"
 
 
@@ -442,10 +443,6 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
         if cfg.env.num_envs % cfg.optim.minibatches:
             _fail("optim.minibatches", cfg.optim.minibatches, f"a divisor of env.num_envs={cfg.env.num_envs} (each "
                   "minibatch takes an equal share of the batch's environments)", "set optim.minibatches=1, 2, 4, ...")
-        logit = _get(cfg, "network.receiver_recommendation_logit")
-        if logit and "network.receiver_recommendation_logit" in schema_fields(method_spec(method).config):
-            _fail("network.receiver_recommendation_logit", logit, "0 on a grid (its messages are cells, not actions)",
-                  "set network.receiver_recommendation_logit=0.")
         check_memory(cfg, method)  # last: it reads the (now checked) map and batch sizes
         return
     # one-step persuasion: the env checks the rest (one row per state, rows that are distributions)

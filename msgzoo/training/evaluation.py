@@ -139,4 +139,25 @@ def evaluate_episodes(env, method: Method, *, deterministic: bool = False) -> di
         rollout = env.rollout(horizon, method.policy, break_when_any_done=False)
     sender = rollout["next", "sender", "reward"].sum(-2).mean()
     receiver = rollout["next", "receiver", "reward"].sum(-2).mean()
-    return {"sender_return": float(sender), "receiver_return": float(receiver), "welfare": float(sender + receiver)}
+    out = {"sender_return": float(sender), "receiver_return": float(receiver), "welfare": float(sender + receiver)}
+    if hasattr(env, "rewards_of_every_move"):
+        out["receiver_regret"] = myopic_receiver_regret(env, rollout)
+    return out
+
+
+def myopic_receiver_regret(env, rollout) -> float:
+    """What the receiver gives up per episode against a myopic best response to the sender's scheme, estimated on
+    ``rollout`` (Reaching Goals): for each (observation, message) pair the receiver can tell apart, the move with the
+    highest mean immediate reward over the rollout's visits, and the regret is the mean over steps of that move's
+    reward less the reward of the move taken, times the horizon. The exact optimum's receiver (a myopic one that
+    obeys when it cannot gain by deviating) has regret 0; in-sample, so a small positive bias where visits are few."""
+    state = rollout["sender", "state"].reshape(-1, 3)
+    message = rollout["sender", "message"].reshape(state.shape[0], -1).argmax(-1)
+    taken = rollout["receiver", "action"].reshape(state.shape[0], -1).argmax(-1)
+    rewards = env.rewards_of_every_move(state)[..., 1]  # [steps, moves] the receiver's
+    key = env.receiver_information(state, message)
+    keys, key = torch.unique(key, return_inverse=True)
+    sums = torch.zeros(len(keys), rewards.shape[-1], dtype=rewards.dtype).index_add_(0, key, rewards)
+    best = sums.argmax(-1)[key]  # the same argmax as of the means: every move is counted at every visit
+    regret = rewards.gather(-1, best.unsqueeze(-1)) - rewards.gather(-1, taken.unsqueeze(-1))
+    return float(regret.mean() * env.horizon)

@@ -28,6 +28,7 @@ from torch import nn
 from torchrl.objectives import LossModule, SoftUpdate
 
 from msgzoo.modules import GridNet, ObservationMessageNet, VectorNet, make_action_value_critic, make_value_critic
+from msgzoo.modules.receiver import fit_to_moves_toward_message
 from msgzoo.modules.seed_ensemble import SeedEnsemble, seed_members
 from msgzoo.objectives import attach_next_message
 from msgzoo.objectives.obedience import COUNTERFACTUALS, DUAL_MODES, MARGINS, MODES
@@ -47,6 +48,7 @@ from msgzoo.training.config_schema import (
 from msgzoo.objectives.actor_critic import (
     PG_LOOKUPS, RECEIVER_GRADIENTS, AllActionsA2CLoss, make_receiver_a2c_loss,
 )
+from msgzoo.objectives.signaling_gradient import SENDER_GRADIENTS
 from msgzoo.training.evaluation import SCHEME_READOUT, PolicyReadout
 
 RECEIVER_VALUE_KEY = ("receiver", "state_value")
@@ -343,19 +345,21 @@ class Networks:
         return self._build(lambda: VectorNet(self.sender_shape[0], out_features, bias=self.linear_bias))
 
     def receiver(self, out_features: int, *, recommendation_logit: float = 0.0) -> nn.Module:
-        """The receiver's body ``(o, sigma) -> out_features``. ``recommendation_logit``: added, after the random
-        initialisation, to output ``k``'s weight on message ``k`` (``k < min(out_features, num_messages)``), so that an
-        initial policy reads message ``k`` as "take action ``k``" (one-step games only; 0: the reference's init)."""
+        """The receiver's body ``(o, sigma) -> out_features``. ``recommendation_logit`` (0: the reference's init): on a
+        one-step game, added after the random initialisation to output ``k``'s weight on message ``k`` (``k <
+        min(out_features, num_messages)``), so that an initial policy reads message ``k`` as "take action ``k``"; on
+        a grid, the random initialisation is then fitted to a policy that reads the message cell as "go there"
+        (:func:`fit_to_moves_toward_message`)."""
         if self.grid:
-            if recommendation_logit:
-                raise ValueError(
-                    f"network.receiver_recommendation_logit={recommendation_logit} is invalid on a grid: its messages "
-                    "are cells, not actions. Fix: set network.receiver_recommendation_logit=0."
-                )
             c, h, w = self.receiver_shape
-            return self._build(
-                lambda: ObservationMessageNet(GridNet(c + 1, h, w, out_features, hidden=self.hidden), grid_shape=(h, w))
-            )
+
+            def grid_body() -> nn.Module:
+                net = ObservationMessageNet(GridNet(c + 1, h, w, out_features, hidden=self.hidden), grid_shape=(h, w))
+                if recommendation_logit:
+                    fit_to_moves_toward_message(net, self.env.receiver_observes, h, w, recommendation_logit)
+                return net
+
+            return self._build(grid_body)
         d = self.receiver_shape[0]
 
         def body() -> nn.Module:
@@ -418,6 +422,7 @@ class ObedienceLoss:
     dual_lr: float = setting(positive, "a positive dual step", 0.01)
     recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
     obedience_noise_allowance: float = setting(non_negative, "k >= 0 standard errors", 0.0)
+    obedience_smoothing: float = setting(non_negative, "a width >= 0 in standard errors", 0.0)
 
 
 @dataclass(frozen=True)
@@ -426,6 +431,7 @@ class SGLoss(ReceiverA2CLoss):
 
     sender_gamma: float = setting(**DISCOUNT)
     receiver_coeff: float = setting(number, "a finite weight", 2.0)
+    sender_gradient: str = setting(one_of(SENDER_GRADIENTS), f"one of {SENDER_GRADIENTS}", "sampled")
     sender_entropy_coeff: float = setting(**COEFFICIENT)
     target_tau: float = setting(**_TAU)
     recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
@@ -633,10 +639,17 @@ def obedience_noise_allowance_from_config(cfg) -> float:
     ``stringent`` with ``counterfactual=all``), else 0: the dual modes price the estimates linearly (no hinge, no
     Jensen bias to allow for) and ``stringent`` with ``uniform`` has one hinge per sample, so there the field is not
     read, as ``loss.dual_lr`` is not read by ``lagrangian``."""
+    return float(cfg.loss.get("obedience_noise_allowance", 0.0)) if _hinges_on_estimates(cfg) else 0.0
+
+
+def obedience_smoothing_from_config(cfg) -> float:
+    """``loss.obedience_smoothing``, read where ``loss.obedience_noise_allowance`` is (a hinge on an estimate)."""
+    return float(cfg.loss.get("obedience_smoothing", 0.0)) if _hinges_on_estimates(cfg) else 0.0
+
+
+def _hinges_on_estimates(cfg) -> bool:
     L = cfg.loss
-    if L.obedience_mode in DUAL_MODES or (L.obedience_mode == "stringent" and L.counterfactual == "uniform"):
-        return 0.0
-    return float(L.get("obedience_noise_allowance", 0.0))
+    return not (L.obedience_mode in DUAL_MODES or (L.obedience_mode == "stringent" and L.counterfactual == "uniform"))
 
 
 def prepare_sender(
