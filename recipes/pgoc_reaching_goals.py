@@ -24,7 +24,8 @@ from msgzoo.runtime.experiment import Experiment, start_run
 from msgzoo.training.evaluation import SCHEME_READOUT
 from msgzoo.training.methods import (
     OPTIM_LEARNING_RATES, SENDER_OBJECTIVE_KEY, Method, Networks, UpdatePhase, adam, epsilon_from_config,
-    make_receiver_loss, obedience_noise_allowance_from_config, obedience_smoothing_from_config,
+    lagrange_multiplier_from_config, make_receiver_loss, obedience_noise_allowance_from_config,
+    obedience_recommendation_weight_from_config, obedience_smoothing_from_config, recommendation_scheduled_losses,
     pg_critic_from_config, prepare_receiver, prepare_sender,
     reward_mix_from_config, schedule_after_warmup, schedule_over_warmup,
 )
@@ -74,8 +75,8 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
         lagrange_multiplier=L.lagrange_multiplier, epsilon=L.epsilon, mode=L.obedience_mode,
         counterfactual=L.counterfactual, dual_lr=L.dual_lr, gamma=L.receiver_gamma, num_messages=nets.num_messages,
         margin=L.obedience_margin, joint_epsilon=L.joint_epsilon, ensemble_shape=nets.ensemble_shape,
-        recommendation_weight=L.recommendation_weight, noise_allowance=obedience_noise_allowance_from_config(cfg),
-        smoothing=obedience_smoothing_from_config(cfg),
+        recommendation_weight=obedience_recommendation_weight_from_config(cfg),
+        noise_allowance=obedience_noise_allowance_from_config(cfg), smoothing=obedience_smoothing_from_config(cfg),
     ).to(device)
     sender_losses = {"policy_gradient": policy_loss, "obedience": obedience_loss}
 
@@ -91,12 +92,13 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
         if isinstance(loss, (SarsaPolicyGradientLoss, ObedienceConstraintLoss))
     ]
 
-    # Schedules over each seed's env steps: the cooperative warm-up's reward mix, the obedience margins, the
-    # recommendation weight (each None where the config keeps it constant)
+    # Schedules over each seed's env steps: the cooperative warm-up's reward mix, the obedience margins and
+    # multiplier, the recommendation weight (each None where the config keeps it constant)
     reward_mix = reward_mix_from_config(cfg)
     if reward_mix is not None:  # the sender learns from the mixed reward the sender phase writes
         policy_loss.set_keys(reward=SENDER_OBJECTIVE_KEY)
     joint_epsilon, epsilon = schedule_over_warmup(cfg, "joint_epsilon"), epsilon_from_config(cfg)
+    lagrange_multiplier = lagrange_multiplier_from_config(cfg)
 
     # The alternating update: the receiver learns on one batch, the sender on the next
     receiver_phase = UpdatePhase(
@@ -107,8 +109,9 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
     sender_phase = UpdatePhase(
         "sender", sender_losses,
         prepare=partial(prepare_sender, reward_mix=reward_mix, joint_epsilon=joint_epsilon, epsilon=epsilon,
+                        lagrange_multiplier=lagrange_multiplier,
                         obedience=obedience_loss, recommendation=schedule_after_warmup(cfg, "recommendation_weight"),
-                        losses=sender_losses,
+                        losses=recommendation_scheduled_losses(sender_losses, cfg),
                         # a SARSA critic bootstraps on the next step's message
                         next_message=scheme if isinstance(policy_loss, SarsaPolicyGradientLoss) else None),
         after_loss={"obedience": obedience_loss.update_multipliers},  # dual ascent (dual modes only)

@@ -123,3 +123,42 @@ def test_the_trainer_moves_the_weight_on_each_seeds_env_steps(recipe_config, tmp
         Trainer(env, method, exp, total_frames=128, frames_per_batch=32, log_interval=2).train()
     for name in seen:
         assert seen[name] == pytest.approx([1.0, 1.0 - (96 - 32) / 96])
+
+
+@pytest.mark.parametrize("method", ["sgoc", "pgoc"])
+def test_the_obedience_loss_keeps_its_own_weight_while_the_schedule_moves_the_others(recipe_config, tmp_path, method):
+    """``loss.obedience_recommendation_weight=1``: the obedience loss reads messages as recommendations in every update;
+    SGOC's signaling loss still follows the warm-up's schedule (PGOC's A2C sender has no beta)."""
+    from msgzoo.runtime.experiment import Experiment
+    from msgzoo.training.trainer import Trainer
+
+    cfg = recipe_config(f"{method}_recommendation_letter", "env.num_envs=32", "collector.total_frames=128",
+                        "warmup.frames=32", "warmup.recommendation_weight=0.5", "loss.recommendation_weight=0.0",
+                        "loss.obedience_recommendation_weight=1.0")
+    env = one_step.make_env(cfg)
+    built = build_method(method, env, cfg)
+    names = [n for n in ("signaling", "obedience") if hasattr(built.sender_losses.get(n), "recommendation_weight")]
+    seen = {name: [] for name in names}
+    for name in names:
+        loss = built.sender_losses[name]
+        forward = loss.forward
+        loss.forward = lambda td, loss=loss, forward=forward, name=name: seen[name].append(
+            loss.recommendation_weight) or forward(td)
+    exp = Experiment(method=method, task="t", seed=0, config={}, backends=("csv",), run_dir=tmp_path / "run")
+    with exp:
+        Trainer(env, built, exp, total_frames=128, frames_per_batch=32, log_interval=2).train()
+    assert seen["obedience"] == [1.0, 1.0]
+    if method == "sgoc":
+        assert seen["signaling"] == pytest.approx([0.5, 0.5 * (1 - (96 - 32) / 96)])
+
+
+@pytest.mark.parametrize(
+    "loss, expected",
+    [(dict(recommendation_weight=0.25, obedience_recommendation_weight=None), 0.25),  # the signaling loss's beta
+     (dict(recommendation_weight=0.25, obedience_recommendation_weight=1.0), 1.0),
+     (dict(recommendation_weight=0.25), 0.25)],  # a config without the field
+)
+def test_obedience_recommendation_weight_from_config(loss, expected):
+    from msgzoo.training.methods import obedience_recommendation_weight_from_config
+
+    assert obedience_recommendation_weight_from_config(OmegaConf.create({"loss": loss})) == expected

@@ -11,6 +11,7 @@ from msgzoo.training.methods import (
     LinearSchedule,
     RewardMix,
     epsilon_from_config,
+    lagrange_multiplier_from_config,
     schedule_over_warmup,
     reward_mix_from_config,
 )
@@ -66,6 +67,54 @@ def test_the_trainer_moves_epsilon_on_each_seeds_env_steps(recipe_config, tmp_pa
     with exp:
         Trainer(env, method, exp, total_frames=128, frames_per_batch=32, log_interval=2).train()
     assert seen == pytest.approx([0.01, 0.01 * (1 - (96 - 32) / 96)])
+
+
+@pytest.mark.parametrize(
+    "loss, expected",
+    [
+        (dict(lagrange_multiplier=10.0, lagrange_multiplier_final=20.0), LinearSchedule(10.0, 20.0, 1000, begin=300)),
+        (dict(lagrange_multiplier=10.0, lagrange_multiplier_final=None), None),  # a constant lambda
+        (dict(lagrange_multiplier=10.0, lagrange_multiplier_final=10.0), None),
+        (dict(lagrange_multiplier=1.0), None),  # a config without the field
+    ],
+)
+def test_lagrange_multiplier_schedule_from_config(loss, expected):
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"loss": loss, "warmup": {"frames": 300}, "collector": {"total_frames": 1000}})
+    assert lagrange_multiplier_from_config(cfg) == expected
+
+
+@pytest.mark.parametrize("method", ["sgoc", "pgoc"])
+def test_the_trainer_moves_the_multiplier_on_each_seeds_env_steps(recipe_config, tmp_path, method):
+    """As epsilon: lambda 10 until 32 steps, 20 at 128; the sender updates (the 2nd and 4th batches) see the
+    schedule's value at 32 and 96 env steps, and the loss's penalty scales with it."""
+    from msgzoo.runtime.experiment import Experiment
+    from msgzoo.training.trainer import Trainer
+
+    cfg = recipe_config(f"{method}_recommendation_letter", "env.num_envs=32", "collector.total_frames=128",
+                        "warmup.frames=32", "loss.lagrange_multiplier=10", "loss.lagrange_multiplier_final=20")
+    env = one_step.make_env(cfg)
+    built = build_method(method, env, cfg)
+    obedience = built.sender_losses["obedience"]
+    seen = []
+    forward = obedience.forward
+    obedience.forward = lambda td: seen.append(obedience.lagrange_multiplier.clone()) or forward(td)
+    exp = Experiment(method=method, task="t", seed=0, config={}, backends=("csv",), run_dir=tmp_path / "run")
+    with exp:
+        Trainer(env, built, exp, total_frames=128, frames_per_batch=32, log_interval=2).train()
+    assert [float(lam.mean()) for lam in seen] == pytest.approx([10.0, 10.0 + 10.0 * (96 - 32) / 96])
+    assert all(torch.all(lam == lam.flatten()[0]) for lam in seen)  # one value for every seed and pair
+
+
+def test_a_multiplier_schedule_with_dual_ascent_fails_naming_the_field(recipe_config):
+    from msgzoo.runtime.config_validation import ConfigError, validate_config
+
+    cfg = recipe_config("sgoc_recommendation_letter", "loss.obedience_mode=dual", "loss.lagrange_multiplier_final=20")
+    with pytest.raises(ConfigError, match=r"loss.lagrange_multiplier_final=20.*null with loss.obedience_mode=dual"):
+        validate_config(cfg, method="sgoc")
+    validate_config(recipe_config("sgoc_recommendation_letter", "loss.obedience_mode=dual",
+                                  "loss.lagrange_multiplier_final=null"), method="sgoc")
 
 
 def test_write_mixes_the_next_rewards_and_leaves_them_alone():

@@ -32,6 +32,7 @@ from msgzoo.training.config_schema import (
     setting,
     under,
 )
+from msgzoo.objectives.obedience import DUAL_MODES
 from msgzoo.training.methods import METHOD_SPECS, METHODS, method_spec
 
 
@@ -47,7 +48,8 @@ RESUME_OVERRIDABLE = ("optim", "loss", "dial.lr")
 #: not the field ran with this value (what the code did before the field existed).
 ADDED_FIELDS = {"optim.epochs": 1, "optim.minibatches": 1, "optim.adam_beta2": 0.999,
                 "loss.receiver_gradient": "sampled", "network.receiver_recommendation_logit": 0.0,
-                "loss.sender_gradient": "sampled", "loss.obedience_smoothing": 0.0}
+                "loss.sender_gradient": "sampled", "loss.obedience_smoothing": 0.0,
+                "loss.lagrange_multiplier_final": None, "loss.obedience_recommendation_weight": None}
 _MISSING = "<absent>"
 
 
@@ -419,6 +421,16 @@ def check_device(device: Any) -> None:
         _fail("device", device, "a device this machine has (MPS is not available)", "set device=cpu.")
 
 
+def check_multiplier_schedule(cfg: DictConfig) -> None:
+    """``loss.lagrange_multiplier_final`` schedules a fixed multiplier: with dual ascent (which moves each multiplier
+    itself, from ``loss.lagrange_multiplier``) a schedule would be silently overwritten, so it fails."""
+    final, mode = _get(cfg, "loss.lagrange_multiplier_final"), _get(cfg, "loss.obedience_mode")
+    if final is not None and mode in DUAL_MODES and final != _get(cfg, "loss.lagrange_multiplier"):
+        _fail("loss.lagrange_multiplier_final", final, f"null with loss.obedience_mode={mode} (dual ascent moves each "
+              "multiplier itself, from loss.lagrange_multiplier)",
+              "set loss.lagrange_multiplier_final=null, or loss.obedience_mode=lagrangian.")
+
+
 def validate_config(cfg: DictConfig, *, method: str) -> None:
     """Raises :class:`ConfigError` on the first bad field of a one-step or Reaching Goals config: a removed or
     unknown key, a field of the task's or ``method``'s schema with a wrong type or range (fields only other
@@ -437,6 +449,7 @@ def validate_config(cfg: DictConfig, *, method: str) -> None:
         _fail("resume", resume, "the path of an existing checkpoint.pt", "point resume= at <run_dir>/checkpoint.pt, or drop it.")
     check_resume_override(_get(cfg, "resume_override"))
     check_logger_backends(cfg.logger.backends)
+    check_multiplier_schedule(cfg)
     if task is ReachingGoalsConfig:
         if cfg.collector.total_episodes is None and cfg.collector.total_frames is None:
             _fail("collector.total_episodes", None, "a budget", "set collector.total_episodes=100000.")

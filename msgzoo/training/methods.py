@@ -206,6 +206,32 @@ def epsilon_from_config(cfg) -> LinearSchedule | None:
     return _after_warmup(cfg, float(cfg.loss.epsilon), float(final))
 
 
+def lagrange_multiplier_from_config(cfg) -> LinearSchedule | None:
+    """``loss.lagrange_multiplier`` until the warm-up ends, then linearly to ``loss.lagrange_multiplier_final`` at the
+    end of the budget, as :func:`epsilon_from_config` (None: unset or equal, a constant). The fixed-multiplier modes
+    only (dual ascent moves each multiplier itself; the config check refuses a schedule there)."""
+    final = cfg.loss.get("lagrange_multiplier_final")
+    if final is None or float(final) == float(cfg.loss.lagrange_multiplier):
+        return None
+    return _after_warmup(cfg, float(cfg.loss.lagrange_multiplier), float(final))
+
+
+def obedience_recommendation_weight_from_config(cfg) -> float:
+    """The obedience loss's beta (how its constraints read the receiver): ``loss.obedience_recommendation_weight``, a
+    constant, or where that is null ``loss.recommendation_weight``, the signaling loss's (whose schedule then moves
+    both: :func:`recommendation_scheduled_losses`)."""
+    own = cfg.loss.get("obedience_recommendation_weight")
+    return float(cfg.loss.get("recommendation_weight", 0.0) if own is None else own)
+
+
+def recommendation_scheduled_losses(losses: dict[str, LossModule], cfg) -> dict[str, LossModule]:
+    """The losses whose beta :func:`prepare_sender` moves along ``recommendation_weight``'s schedule: all of them
+    but an obedience loss given its own constant beta (``loss.obedience_recommendation_weight``)."""
+    if cfg.loss.get("obedience_recommendation_weight") is None:
+        return losses
+    return {k: v for k, v in losses.items() if k != "obedience"}
+
+
 def schedule_after_warmup(cfg, field: str) -> LinearSchedule | None:
     """``warmup.<field>`` until the warm-up ends, then linearly to ``loss.<field>`` at the end of the budget (None:
     both equal, a constant the losses are built with). For ``recommendation_weight``."""
@@ -413,6 +439,7 @@ class ObedienceLoss:
     """The obedience constraints (eq. 6-7) of SGOC and PGOC."""
 
     lagrange_multiplier: float = setting(non_negative, "lambda >= 0", 5.0)
+    lagrange_multiplier_final: float | None = setting(non_negative, "lambda >= 0 (null: a constant lambda)", 20.0)
     epsilon: float = setting(number, "a finite constraint right-hand side", 0.0)
     epsilon_final: float | None = setting(number, "a finite constraint right-hand side", 0.0)
     obedience_mode: str = setting(one_of(MODES), f"one of {MODES}", "lagrangian")
@@ -421,6 +448,8 @@ class ObedienceLoss:
     joint_epsilon: float = setting(number, "a finite bound on every message's surplus", 0.0)
     dual_lr: float = setting(positive, "a positive dual step", 0.01)
     recommendation_weight: float = setting(probability, "a weight beta in [0, 1]", 0.0)
+    obedience_recommendation_weight: float | None = setting(
+        probability, "a weight beta in [0, 1] (null: loss.recommendation_weight)", 1.0)
     obedience_noise_allowance: float = setting(non_negative, "k >= 0 standard errors", 0.0)
     obedience_smoothing: float = setting(non_negative, "a width >= 0 in standard errors", 0.0)
 
@@ -654,11 +683,11 @@ def _hinges_on_estimates(cfg) -> bool:
 
 def prepare_sender(
     batch: TensorDictBase, frames: int, *, reward_mix, joint_epsilon, epsilon, obedience, recommendation, losses,
-    next_message=None,
+    next_message=None, lagrange_multiplier=None,
 ) -> None:
     """The schedules, on each seed's own env steps: the sender's objective reward, the joint epsilon, epsilon, the
-    recommendation weight; and with ``next_message`` (a scheme) the next step's message that a SARSA critic
-    bootstraps on."""
+    Lagrange multiplier, the recommendation weight; and with ``next_message`` (a scheme) the next step's message that
+    a SARSA critic bootstraps on."""
     if next_message is not None:
         attach_next_message(batch, next_message)
     if reward_mix is not None:
@@ -667,6 +696,8 @@ def prepare_sender(
         obedience.joint_epsilon = joint_epsilon.value(frames)
     if epsilon is not None:
         obedience.epsilon = epsilon.value(frames)
+    if lagrange_multiplier is not None:  # a buffer (a checkpoint holds it): filled in place
+        obedience.lagrange_multiplier.fill_(lagrange_multiplier.value(frames))
     if recommendation is not None:
         for loss in losses.values():
             if hasattr(loss, "recommendation_weight"):
