@@ -200,20 +200,22 @@ def budget_frames(cfg) -> int:
 def epsilon_from_config(cfg) -> LinearSchedule | None:
     """``loss.epsilon`` until the warm-up ends, then linearly to ``loss.epsilon_final`` at the end of the budget
     (:func:`budget_frames`) (None: ``epsilon_final`` unset or equal to ``epsilon``, a constant)."""
-    final = cfg.loss.get("epsilon_final")
-    if final is None or float(final) == float(cfg.loss.epsilon):
-        return None
-    return _after_warmup(cfg, float(cfg.loss.epsilon), float(final))
+    return _to_final(cfg, "epsilon")
 
 
 def lagrange_multiplier_from_config(cfg) -> LinearSchedule | None:
     """``loss.lagrange_multiplier`` until the warm-up ends, then linearly to ``loss.lagrange_multiplier_final`` at the
     end of the budget, as :func:`epsilon_from_config` (None: unset or equal, a constant). The fixed-multiplier modes
     only (dual ascent moves each multiplier itself; the config check refuses a schedule there)."""
-    final = cfg.loss.get("lagrange_multiplier_final")
-    if final is None or float(final) == float(cfg.loss.lagrange_multiplier):
+    return _to_final(cfg, "lagrange_multiplier")
+
+
+def _to_final(cfg, field: str) -> LinearSchedule | None:
+    """``loss.<field>`` until the warm-up ends, then linearly to ``loss.<field>_final`` (None: unset or equal)."""
+    start, final = cfg.loss[field], cfg.loss.get(f"{field}_final")
+    if final is None or float(final) == float(start):
         return None
-    return _after_warmup(cfg, float(cfg.loss.lagrange_multiplier), float(final))
+    return _after_warmup(cfg, float(start), float(final))
 
 
 def obedience_recommendation_weight_from_config(cfg) -> float:
