@@ -1,5 +1,7 @@
 """``recommendation_weight`` (beta): the sender's losses read message k as "take action k" (the revelation
 principle's obedient receiver) with weight beta, the learned receiver with weight 1 - beta."""
+import math
+
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -78,14 +80,24 @@ def test_weight_outside_the_unit_interval_is_refused(loss_cls, beta):
         loss_cls(scheme, receiver, critic, recommendation_weight=beta)
 
 
-def test_more_messages_than_actions_is_refused_by_name():
+def test_a_message_beyond_the_actions_is_read_by_the_learned_receiver_alone():
+    """Three messages on two actions: the obedience loss mixes messages 0 and 1 with obeying them and reads message 2
+    (which recommends nothing) by the learned receiver; the signaling loss's obedient value refuses it by name."""
     phi3 = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.3, 0.6]], dtype=F64)
     pi3 = torch.tensor([[0.8, 0.2], [0.4, 0.6], [0.1, 0.9]], dtype=F64)
     scheme, receiver, critic = tabular_modules(phi3, pi3, U_RECEIVER, w_key=W_RECEIVER_KEY)
     batch = collect(recommendation_letter(num_envs=64, num_messages=3, seed=0), scheme, receiver)
     loss = ObedienceConstraintLoss(scheme, receiver, critic, counterfactual="all", gamma=0.0, recommendation_weight=0.5)
-    with pytest.raises(ValueError, match="num_messages"):
-        loss(batch)
+    s = batch["sender", "state"]
+    w = U_RECEIVER[s]  # [T, A]
+    q = w @ pi3.T  # [T, K]: sum_a pi(a | k) W^j(s_t, a)
+    q = torch.cat([0.5 * q[:, :2] + 0.5 * w, q[:, 2:]], dim=-1)
+    expected = torch.einsum("tk,tkl->kl", phi3[s], q[:, :, None] - q[:, None, :]) / s.numel()
+    torch.testing.assert_close(loss.constraint_matrix(batch).detach().to(F64), expected, rtol=1e-4, atol=1e-6)
+    scheme, receiver, critic = tabular_modules(phi3, pi3, U_SENDER, w_key=("sender", "action_value"))
+    signaling = SignalingGradientLoss(scheme, receiver, critic, gamma=0.0, recommendation_weight=0.5)
+    with pytest.raises(ValueError, match=r"num_messages <= the 2 actions \(got 3\).*loss\.recommendation_weight=0"):
+        signaling(batch)
 
 
 @pytest.mark.parametrize(
@@ -104,12 +116,14 @@ def test_recommendation_schedule_from_config(loss, warmup, expected):
 
 
 def test_the_trainer_moves_the_weight_on_each_seeds_env_steps(recipe_config, tmp_path):
-    """beta 1 until 32 students, 0 at 128: the sender's two losses see it at 32 and 96 env steps."""
+    """beta 1 until 32 students, 0 at 128: the sender's two losses see it at 32 and 96 env steps (the obedience loss
+    follows the signaling loss's beta where its own is null)."""
     from msgzoo.runtime.experiment import Experiment
     from msgzoo.training.trainer import Trainer
 
     cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=32", "collector.total_frames=128",
-                        "warmup.frames=32", "warmup.recommendation_weight=1.0", "loss.recommendation_weight=0.0")
+                        "warmup.frames=32", "warmup.recommendation_weight=1.0", "loss.recommendation_weight=0.0",
+                        "loss.obedience_recommendation_weight=null")
     env = one_step.make_env(cfg)
     method = build_method("sgoc", env, cfg)
     seen = {name: [] for name in ("signaling", "obedience")}
@@ -162,3 +176,27 @@ def test_obedience_recommendation_weight_from_config(loss, expected):
     from msgzoo.training.methods import obedience_recommendation_weight_from_config
 
     assert obedience_recommendation_weight_from_config(OmegaConf.create({"loss": loss})) == expected
+
+
+def test_messages_beyond_the_actions_keep_the_learned_receiver():
+    """A message past the actions recommends nothing: the obedience loss's mix leaves its value to the learned
+    receiver, and mixes the others as with a message space of the actions' size."""
+    from msgzoo.objectives.common import mix_with_recommendations
+
+    q = torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]])
+    w = torch.tensor([[1.0, -1.0], [2.0, 0.0]])
+    mixed = mix_with_recommendations(q, w, 0.5)
+    torch.testing.assert_close(mixed[:, :2], 0.5 * q[:, :2] + 0.5 * w)
+    torch.testing.assert_close(mixed[:, 2], q[:, 2])
+    torch.testing.assert_close(mix_with_recommendations(q[:, :2], w, 0.25), 0.75 * q[:, :2] + 0.25 * w)
+
+
+def test_more_messages_than_actions_run_with_the_obedience_weight(recipe_config, tmp_path):
+    """The one-step default (the obedience loss's beta 0.5) with three messages on two actions: a finite run."""
+    from recipes import run_recipe as run
+
+    cfg = recipe_config("sgoc_recommendation_letter", "env.num_envs=32", "collector.total_frames=64",
+                        "warmup.frames=32", "env.num_messages=3", f"+run_dir={tmp_path}", "logger.backends=[csv]")
+    assert cfg.loss.obedience_recommendation_weight == 0.5
+    summary = run(cfg, method="sgoc")
+    assert len(summary["scheme"][0]) == 3 and math.isfinite(summary["sender_reward"])

@@ -228,9 +228,21 @@ def recommended(action_values: torch.Tensor, num_messages: int) -> torch.Tensor:
     if num_messages > action_values.shape[-1]:
         raise ValueError(
             f"recommendation_weight > 0 reads message k as 'take action k', so it needs num_messages <= the "
-            f"{action_values.shape[-1]} actions (got {num_messages}): set env.num_messages=null or the weight to 0."
+            f"{action_values.shape[-1]} actions (got {num_messages}): give at most that many messages or a weight of 0 "
+            f"(recipes: env.num_messages=null or loss.recommendation_weight=0)."
         )
     return action_values[..., :num_messages]
+
+
+def mix_with_recommendations(message_values: torch.Tensor, action_values: torch.Tensor, beta: float) -> torch.Tensor:
+    """``(1 - beta) q[..., k] + beta W(s, a_k)``: what message k is worth to a receiver that obeys it with weight
+    ``beta`` and otherwise plays its learned policy (``q``, ``[*batch, num_messages]``). Message ``k`` recommends action
+    ``k``; messages beyond the actions recommend nothing and keep ``q`` (the learned receiver alone)."""
+    num_actions = action_values.shape[-1]
+    if message_values.shape[-1] <= num_actions:
+        return (1.0 - beta) * message_values + beta * recommended(action_values, message_values.shape[-1])
+    head = (1.0 - beta) * message_values[..., :num_actions] + beta * action_values
+    return torch.cat([head, message_values[..., num_actions:]], dim=-1)
 
 
 class NoGradMemo:

@@ -19,8 +19,8 @@ from msgzoo.objectives.common import (
     critic_output,
     logits_module_of,
     memo_receiver_probs_all_messages,
+    mix_with_recommendations,
     online_params,
-    recommended,
     reduce_per_seed,
     scheme_logits,
 )
@@ -285,7 +285,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         q = torch.einsum("...ka,...a->...k", pi_all, w)
         beta = self.recommendation_weight
         if beta > 0:  # the receiver's policy mixed with obedience to the recommendation (eq. 3 at beta = 1)
-            q = (1.0 - beta) * q + beta * recommended(w, num_messages)
+            q = mix_with_recommendations(q, w, beta)
         return q
 
     def constraint_matrix(self, tensordict: TensorDictBase) -> torch.Tensor:
