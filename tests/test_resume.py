@@ -40,10 +40,14 @@ def _wait_for(path, proc, timeout=120.0):
         time.sleep(0.005)
 
 
-def test_killed_run_resumes_exactly(recipe_config, tmp_path):
-    full = run(recipe_config("sgoc_recommendation_letter", *COMMON, f"+run_dir={tmp_path / 'full'}"), method="sgoc")
+# the second: decaying learning rates from the first step, so the checkpoint holds scaled rates (a resume scales the
+# config's, never the checkpoint's, or it would not step as the uninterrupted run did)
+@pytest.mark.parametrize("extra", [(), ("optim.lr_final_fraction=0.2", "warmup.frames=0")], ids=["default", "lr_decay"])
+def test_killed_run_resumes_exactly(recipe_config, tmp_path, extra):
+    full = run(recipe_config("sgoc_recommendation_letter", *COMMON, *extra, f"+run_dir={tmp_path / 'full'}"),
+               method="sgoc")
 
-    proc = _start(tmp_path, "killed")
+    proc = _start(tmp_path, "killed", *extra)
     checkpoint = tmp_path / "killed" / "checkpoint.pt"
     _wait_for(checkpoint, proc)
     proc.kill()  # SIGKILL: no handler runs, only the periodic checkpoint survives
@@ -51,7 +55,8 @@ def test_killed_run_resumes_exactly(recipe_config, tmp_path):
     assert proc.returncode == -signal.SIGKILL
 
     resumed = run(
-        recipe_config("sgoc_recommendation_letter", *COMMON, f"+run_dir={tmp_path / 'resumed'}", f"resume={checkpoint}"),
+        recipe_config("sgoc_recommendation_letter", *COMMON, *extra, f"+run_dir={tmp_path / 'resumed'}",
+                      f"resume={checkpoint}"),
         method="sgoc",
     )
     assert 0 < load_checkpoint(checkpoint)["frames"] < full["env_steps"]  # it did start mid-way

@@ -104,6 +104,7 @@ def test_resume_compares_the_fields_the_method_reads(recipe_config):
     ("pgoc", "sender_objective.receiver_weight=2", "sender_objective.receiver_weight=2 is invalid"),
     ("dial", "dial.annealing_frames=1.5", "dial.annealing_frames=1.5 is invalid"),
     ("sg", "optim.epochs=true", "optim.epochs=True is invalid"),
+    ("sgoc", "optim.lr_final_fraction=2", "optim.lr_final_fraction=2 is invalid: expected a fraction in [0, 1]"),
     ("sg", "env.num_envs=1.5", "env.num_envs=1.5 is invalid"),
 ])
 def test_a_wrong_type_or_range_names_the_field_and_fix(recipe_config, method, override, named):

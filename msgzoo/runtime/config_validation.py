@@ -49,7 +49,8 @@ RESUME_OVERRIDABLE = ("optim", "loss", "dial.lr")
 ADDED_FIELDS = {"optim.epochs": 1, "optim.minibatches": 1, "optim.adam_beta2": 0.999,
                 "loss.receiver_gradient": "sampled", "network.receiver_recommendation_logit": 0.0,
                 "loss.sender_gradient": "sampled", "loss.obedience_smoothing": 0.0,
-                "loss.lagrange_multiplier_final": None, "loss.obedience_recommendation_weight": None}
+                "loss.lagrange_multiplier_final": None, "loss.obedience_recommendation_weight": None,
+                "optim.lr_final_fraction": None}
 _MISSING = "<absent>"
 
 
@@ -192,6 +193,9 @@ class TrainerOptim:
     max_grad: float = setting(positive, "a positive gradient clamp", 1.0)
     epochs: int = setting(positive_int, "a positive number of passes over each batch", 1)
     minibatches: int = setting(positive_int, "a positive number of minibatches per pass", 1)
+    lr_final_fraction: float | None = setting(
+        lambda v: 0 <= v <= 1, "a fraction in [0, 1] of each learning rate (null: constant learning rates)", 0.1
+    )
 
 
 @dataclass(frozen=True)

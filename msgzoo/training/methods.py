@@ -218,6 +218,16 @@ def _to_final(cfg, field: str) -> LinearSchedule | None:
     return _after_warmup(cfg, float(start), float(final))
 
 
+def learning_rate_schedule_from_config(cfg) -> LinearSchedule | None:
+    """The factor on every optimizer's learning rates: 1 until the warm-up ends, then linearly to
+    ``optim.lr_final_fraction`` at the end of the budget (per seed), as :func:`epsilon_from_config` moves epsilon
+    (None: the field null or absent, constant learning rates)."""
+    final = cfg.optim.get("lr_final_fraction")
+    if final is None or float(final) == 1.0:
+        return None
+    return _after_warmup(cfg, 1.0, float(final))
+
+
 def obedience_recommendation_weight_from_config(cfg) -> float:
     """The obedience loss's beta (how its constraints read the receiver): ``loss.obedience_recommendation_weight``, a
     constant, or where that is null ``loss.recommendation_weight``, the signaling loss's (whose schedule then moves

@@ -44,7 +44,13 @@ from msgzoo.runtime.checkpoint import (
 from msgzoo.runtime.config_validation import check_resume_config
 from msgzoo.runtime.experiment import Experiment, to_jsonable
 from msgzoo.runtime.nan_guard import NonFiniteError, check_finite
-from msgzoo.training.methods import Method, UpdatePhase, budget_frames
+from msgzoo.training.methods import (
+    LinearSchedule,
+    Method,
+    UpdatePhase,
+    budget_frames,
+    learning_rate_schedule_from_config,
+)
 
 
 #: Version of the trainer's checkpoint layout (2: tensors and plain values only, with the run's config; 3: ``frames``
@@ -151,6 +157,10 @@ class Trainer:
         epochs: passes over each collected batch (``optim.epochs``).
         minibatches: minibatches per pass, each ``1 / minibatches`` of the batch's environments, drawn without
             replacement (``optim.minibatches``; it must divide the number of environments per seed).
+        learning_rate_schedule: a factor on every optimizer's learning rates over each seed's env steps (e.g.
+            :func:`~msgzoo.training.methods.learning_rate_schedule_from_config`): before each step, each parameter
+            group's rate is its rate when the trainer was made times the factor at :attr:`frames`, so a resumed run
+            steps with the rates the uninterrupted one had. None: the rates stay as they are.
         evaluate: optional ``callable(method) -> dict`` logged at every log step (e.g. exact payoffs).
         episode_length: rewards per step are reported times this ("return per episode"); 1 for one-step games.
         seed_experiments: with a multi-seed ``method`` (``method.seeds``), one :class:`Experiment` per seed: each
@@ -181,6 +191,7 @@ class Trainer:
         seed_experiments: Sequence[Experiment] | None = None,
         epochs: int = 1,
         minibatches: int = 1,
+        learning_rate_schedule: LinearSchedule | None = None,
     ):
         self.num_seeds = method.num_seeds
         seed_experiments = list(seed_experiments or [])
@@ -212,6 +223,9 @@ class Trainer:
         self.history: list[dict] = []
         self.epochs, self.minibatches = int(epochs), int(minibatches)
         self.buffer = self._replay_buffer(env)
+        self.learning_rate_schedule = learning_rate_schedule
+        # the config's rates, what the schedule scales (a checkpoint's optimizers hold scaled ones)
+        self._base_learning_rates = {k: [g["lr"] for g in opt.param_groups] for k, opt in method.optimizers.items()}
 
     @classmethod
     def from_config(
@@ -219,8 +233,8 @@ class Trainer:
         evaluate: Callable[[Method], dict] | None = None, episode_length: int = 1,
     ) -> "Trainer":
         """A recipe's trainer: the budget of ``cfg`` per seed (:func:`~msgzoo.training.methods.budget_frames`), its
-        ``optim.{max_grad, epochs, minibatches}``, ``logger.{log_interval, checkpoint_interval}`` and ``device``,
-        one run folder per seed when several train together; resumed from ``cfg.resume`` if set."""
+        ``optim.{max_grad, epochs, minibatches, lr_final_fraction}``, ``logger.{log_interval, checkpoint_interval}``
+        and ``device``, one run folder per seed when several train together; resumed from ``cfg.resume`` if set."""
         trainer = cls(
             env, method, experiment,
             total_frames=budget_frames(cfg), frames_per_batch=frames_per_batch, max_grad=cfg.optim.max_grad,
@@ -228,6 +242,7 @@ class Trainer:
             evaluate=evaluate, episode_length=episode_length, device=cfg.device,
             seed_experiments=experiment.seed_runs(cfg, method.name) if method.seeds else None,
             epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
+            learning_rate_schedule=learning_rate_schedule_from_config(cfg),
         )
         if cfg.resume:
             trainer.resume(cfg.resume, cfg.get("resume_override") or ())
@@ -242,6 +257,10 @@ class Trainer:
     # -- updates -------------------------------------------------------------------------------
     def _apply(self, name: str, loss: torch.Tensor, metrics: dict) -> None:
         opt = self.method.optimizers[name]
+        if self.learning_rate_schedule is not None:
+            factor = self.learning_rate_schedule.value(self.frames)
+            for group, base in zip(opt.param_groups, self._base_learning_rates[name]):
+                group["lr"] = base * factor
         opt.zero_grad(set_to_none=True)
         loss.backward()  # per-seed reductions: each seed's slice gets its own run's gradient
         params = [p for group in opt.param_groups for p in group["params"]]
