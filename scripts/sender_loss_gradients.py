@@ -64,7 +64,7 @@ def main(argv=None) -> None:
         exp.close()
     phase = next(p for p in agents.phases if p.name == "sender")
     params = list(agents.scheme.parameters())
-    sums: dict[str, list[torch.Tensor]] = {}
+    grads_by_loss: dict[str, list[torch.Tensor]] = {}  # each loss's gradient on the scheme, one per batch
     torch.manual_seed(0)
     for _ in range(args.batches):
         batch = env.rollout(1, agents.policy, break_when_any_done=False)
@@ -75,13 +75,13 @@ def main(argv=None) -> None:
             total = sum(v for k, v in out.items() if k.startswith("loss_") and k != "loss_critic")
             grads = torch.autograd.grad(total, params, allow_unused=True)
             if grads[0] is not None:
-                sums.setdefault(name, []).append(grads[0].detach())
+                grads_by_loss.setdefault(name, []).append(grads[0].detach())
     weight = params[0].detach()
     weight = weight[args.seed_index] if num_seeds > 1 else weight  # [messages, states]
     print(f"{args.run}: {method}, {trainer.frames:,} env steps per seed, seed index {args.seed_index}, "
           f"{args.batches} batches of {env.batch_size[-1]}")
     print(_table("phi(m | s)", torch.softmax(weight, 0).T))
-    for name, grads in sums.items():
+    for name, grads in grads_by_loss.items():
         g = torch.stack(grads)
         g = g[:, args.seed_index] if num_seeds > 1 else g
         print(_table(f"{name}: mean gradient on the logit of m in s", g.mean(0).T))
