@@ -180,14 +180,20 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
     from msgzoo.report.compare import save_figure
     import matplotlib.pyplot as plt
 
+    from msgzoo.game_theory.optimal_scheme import obedience_penalty_threshold
     from msgzoo.game_theory.suite import persuasion_suite
 
     reports = [(p, json.loads(Path(p).read_text())) for p in paths]
     suites: dict[int, dict] = {}  # one suite (its LPs solved once) per size the files were run with
+    thresholds: dict[str, float] = {}  # each game's exact-penalty lambda, solved once
     for _, rep in reports:
         n = rep["num_random"]
         if n not in suites:
             suites[n] = {g.name: g for g in persuasion_suite(n)}
+            for g in suites[n].values():
+                if g.name not in thresholds:
+                    thresholds[g.name] = obedience_penalty_threshold(
+                        g.occupancy or g.prior, g.sender_utility, g.receiver_utility)
         add_scheme_scores(rep, suites[n])
     out_dir = docs / "results" / "persuasion_suite"
     lines = [BEGIN, "", "_Written by `python benchmarks/persuasion_suite.py --report "
@@ -220,14 +226,16 @@ def write_report(paths: list[Path], docs: Path = ROOT / "docs") -> Path:
                       f"game {_pct(b['worst_fraction'])}% ({b['worst_game']}), max receiver regret of the picked seeds "
                       f"{b['max_receiver_regret']:.4f}."]
         lines += ["", "<details><summary>Every game (fraction of the LP gain per seed, %; the learned schemes against a "
-                  "best-responding receiver, mean / min)</summary>", "",
-                  "| method | game | S x A | no-info | LP | mean | min | seeds | max regret | CPU s | schemes vs best response |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "best-responding receiver, mean / min; λ*: the smallest λ for which the hinges are an exact penalty, "
+                  "`obedience_penalty_threshold`)</summary>", "",
+                  "| method | game | S x A | no-info | LP | λ* | mean | min | seeds | max regret | CPU s | schemes vs best response |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rep["results"]:
             f, b = r["fraction"], r["scheme_fraction"]
             lines.append(
                 f"| {r['method']} | {r['game']} | {r['num_states']}x{r['num_actions']} | {r['no_info_value']:.3f} | "
-                f"{r['lp_value']:.3f} | {_pct(statistics.fmean(f))} | {_pct(min(f))} | {' '.join(_pct(x) for x in f)} | "
+                f"{r['lp_value']:.3f} | {thresholds[r['game']]:.2f} | {_pct(statistics.fmean(f))} | {_pct(min(f))} | "
+                f"{' '.join(_pct(x) for x in f)} | "
                 f"{max(r['receiver_regret']):.4f} | {r['cpu_s']:.1f} | {_pct(statistics.fmean(b))} / {_pct(min(b))} |")
         lines += ["", "</details>", ""]
         for method in rep["summary"] if index < FIGURE_FILES else ():

@@ -38,6 +38,9 @@ def test_suite_benchmark_runs_scores_and_reports(tmp_path):
     assert "persuasion-suite:begin" in text and "random_05_3x3" in text
     assert "schemes vs a best-responding receiver" in text  # the split of a shortfall: scheme or receiver
     assert "a population with selection (not a per-seed result)" in text
+    # each game's exact-penalty lambda (random_05_3x3: 1.554, tests/test_obedience_penalty_threshold.py's function)
+    row = next(line for line in text.splitlines() if "| random_05_3x3 | 3x3 |" in line)
+    assert "| 1.55 |" in row
     assert (docs / "results" / "persuasion_suite" / "fraction_of_gain.png").stat().st_size > 1000
     # a second report replaces the section instead of appending another one
     subprocess.run([sys.executable, str(SCRIPT), "--report", str(out), "--docs", str(docs)], check=True, timeout=300)

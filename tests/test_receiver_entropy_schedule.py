@@ -22,14 +22,17 @@ def _train_and_record(cfg, method_name, tmp_path):
     return seen
 
 
+@pytest.mark.parametrize("start", [0.1, 0.0])
 @pytest.mark.parametrize("method", ["sgoc", "pg"])
-def test_the_receivers_bonus_moves_on_its_env_steps(recipe_config, tmp_path, method):
-    """0.1 at the start, 0.02 at the warm-up's end (96 students): the receiver's updates (batches 1 and 3, after 0
-    and 64 students) see 0.1 and 0.1 + (0.02 - 0.1) * 64 / 96, and the bonus is in their loss."""
+def test_the_receivers_bonus_moves_on_its_env_steps(recipe_config, tmp_path, method, start):
+    """``start`` at the start, 0.02 at the warm-up's end (96 students): the receiver's updates (batches 1 and 3, after
+    0 and 64 students) see ``start`` and ``start + (0.02 - start) * 64 / 96``, and the bonus is in their loss. From
+    0 (``warmup.receiver_entropy_coeff``'s default) too: TorchRL's A2C drops the bonus term of a loss built with a zero
+    coefficient, which once left ``loss.receiver_entropy_coeff`` without effect."""
     cfg = recipe_config(f"{method}_recommendation_letter", "env.num_envs=32", "collector.total_frames=128",
-                        "warmup.frames=96", "warmup.receiver_entropy_coeff=0.1", "loss.receiver_entropy_coeff=0.02")
+                        "warmup.frames=96", f"warmup.receiver_entropy_coeff={start}", "loss.receiver_entropy_coeff=0.02")
     seen = _train_and_record(cfg, method, tmp_path)
-    assert [c for c, _ in seen] == pytest.approx([0.1, 0.1 + (0.02 - 0.1) * 64 / 96])
+    assert [c for c, _ in seen] == pytest.approx([start, start + (0.02 - start) * 64 / 96])
     for coeff, out in seen:
         assert float(out["loss_entropy"].detach()) == pytest.approx(-coeff * float(out["entropy"].detach()), rel=1e-5)
 

@@ -58,7 +58,7 @@ from msgzoo.game_theory.exact_payoffs import (
 )
 
 __all__ = [
-    "OptimalScheme", "optimal_signaling_scheme", "no_information_value", "full_information_value", "state_occupancy",
+    "OptimalScheme", "optimal_signaling_scheme", "obedience_penalty_threshold", "no_information_value", "full_information_value", "state_occupancy",
     "emission_game", "ActingSenderScheme", "optimal_acting_sender_scheme",
 ]
 
@@ -217,19 +217,9 @@ def optimal_signaling_scheme(
 
     objective = us if w == 0.0 else (1.0 - w) * us + w * ur  # w = 0: eq. (1) bit for bit
     c = -(p[:, None] * objective).reshape(n)  # linprog minimises
-    rows = []
-    for a in range(num_actions):
-        for a2 in range(num_actions):
-            if a2 == a:
-                continue
-            row = np.zeros((num_states, num_actions))
-            # -sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a') - margin] <= 0
-            row[:, a] = -p * (ur[:, a] - ur[:, a2] - margin)  # x - 0.0 == x: eq. (1) bit for bit without one
-            rows.append(row.reshape(n))
-    a_ub = np.stack(rows)
-    b_ub = np.zeros(len(rows))
-    a_eq = np.kron(np.eye(num_states), np.ones((1, num_actions)))
-    b_eq = np.ones(num_states)
+    a_ub = _obedience_rows(p, ur, margin)
+    b_ub = np.zeros(len(a_ub))
+    a_eq, b_eq = _distribution_rows(num_states, num_actions)
     res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0.0, 1.0), method="highs")
     if margin and res.status == 2:
         raise ValueError(
@@ -247,6 +237,98 @@ def optimal_signaling_scheme(
         sender_value=float((joint * us).sum()),
         receiver_value=float((joint * ur).sum()),
     )
+
+
+def _obedience_rows(p: np.ndarray, ur: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """The obedience constraints of eq. (1) as ``A x <= 0`` rows over ``x[s * |A| + a] = phi(a | s)``, one per ordered
+    pair ``(a, a')``, ``a != a'``, in row-major order: ``-sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a') - margin] <= 0``."""
+    num_states, num_actions = ur.shape
+    rows = []
+    for a in range(num_actions):
+        for a2 in range(num_actions):
+            if a2 == a:
+                continue
+            row = np.zeros((num_states, num_actions))
+            row[:, a] = -p * (ur[:, a] - ur[:, a2] - margin)  # x - 0.0 == x: eq. (1) bit for bit without a margin
+            rows.append(row.reshape(-1))
+    return np.stack(rows)
+
+
+def _distribution_rows(num_states: int, num_actions: int) -> tuple[np.ndarray, np.ndarray]:
+    """``A_eq x = b_eq``: every ``phi(. | s)`` sums to 1."""
+    return np.kron(np.eye(num_states), np.ones((1, num_actions))), np.ones(num_states)
+
+
+def obedience_penalty_threshold(
+    prior: ArrayLike, sender_utility: ArrayLike, receiver_utility: ArrayLike, *, rtol: float = 1e-6
+) -> float:
+    """The smallest ``lambda`` for which a hinge per obedience constraint is an exact penalty for eq. (1).
+
+    The penalised problem ``max_phi sum_s P(s) sum_a phi(a|s) w^i(s,a) - lambda sum_{a != a'} (C(a, a'))^-``, with
+    ``C(a, a') = sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a')]`` (eq. 1's constraints, eq. 7's hinge per pair), has the
+    LP's optimal value, and an obedient optimum, exactly when ``lambda`` is at least this threshold: the smallest
+    largest shadow price over the LP's optimal dual solutions (the exact-penalty theorem). Below it, the penalised
+    optimum breaks an obedience constraint: the sender gains more by sending a state with a recommendation the
+    receiver should not follow than the penalty charges. It is large where a state the sender wants recommended
+    costs the receiver little to obey (sender gain / receiver loss per unit of probability).
+
+    This is the ``lambda`` (``loss.lagrange_multiplier``) of :class:`~msgzoo.objectives.ObedienceConstraintLoss`
+    with ``mode="lagrangian"``, ``counterfactual="all"``, the joint margin at ``epsilon = 0``, and the constraints read
+    as obedience to the recommendation (``recommendation_weight=1``, or a receiver that obeys); with weight ``beta``
+    on the recommendation and a receiver that has stopped obeying, only ``beta * lambda`` of it acts. Found by bisection
+    on the penalised LP (slack variables for the hinges), from the HiGHS dual's largest price (an upper bound).
+
+    Args:
+        prior, sender_utility, receiver_utility: the game, as :func:`optimal_signaling_scheme`'s.
+
+    Keyword Args:
+        rtol: relative precision of the bisection. Default 1e-6.
+
+    Returns:
+        The threshold as a Python float (0 when no obedience constraint binds: the sender's favourite recommendations
+        are obeyed anyway).
+
+    Examples:
+        >>> from msgzoo.envs.bayesian_persuasion import RECOMMENDATION_LETTER as RL
+        >>> round(obedience_penalty_threshold(RL["prior"], RL["sender_utility"], RL["receiver_utility"]), 4)
+        1.0
+    """
+    require(isinstance(rtol, float) and 0.0 < rtol < 1.0, "rtol", rtol, "a float in (0, 1)")
+    p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
+    p, us, ur = (t.detach().cpu().numpy() for t in (p, us, ur))
+    num_states, num_actions = us.shape
+    n = num_states * num_actions
+    c = -(p[:, None] * us).reshape(n)
+    a_ob = _obedience_rows(p, ur)
+    a_eq, b_eq = _distribution_rows(num_states, num_actions)
+    res = linprog(c, A_ub=a_ob, b_ub=np.zeros(len(a_ob)), A_eq=a_eq, b_eq=b_eq, bounds=(0.0, 1.0), method="highs")
+    if not res.success:
+        raise RuntimeError(f"the obedience LP failed (status {res.status}): {res.message}")
+    optimum = -res.fun
+    pairs = len(a_ob)
+    # the penalised LP over [phi, t]: t[k] >= -C_k (row k of a_ob times phi) and t >= 0; objective sender + lambda sum t
+    a_pen = np.hstack([a_ob, -np.eye(pairs)])
+    a_eq_pen = np.hstack([a_eq, np.zeros((num_states, pairs))])
+    bounds = [(0.0, 1.0)] * n + [(0.0, None)] * pairs
+    tol = 1e-8 * max(1.0, abs(optimum))
+
+    def exact(lam: float) -> bool:
+        pen = linprog(np.concatenate([c, np.full(pairs, lam)]), A_ub=a_pen, b_ub=np.zeros(pairs), A_eq=a_eq_pen,
+                      b_eq=b_eq, bounds=bounds, method="highs")
+        if not pen.success:
+            raise RuntimeError(f"the penalised obedience LP failed (status {pen.status}): {pen.message}")
+        return -pen.fun <= optimum + tol
+
+    if exact(0.0):
+        return 0.0
+    hi = max(float(np.max(-res.ineqlin.marginals)), 1e-12) * (1.0 + rtol)
+    while not exact(hi):  # the solver's dual is an upper bound up to its tolerance
+        hi *= 2.0
+    lo = 0.0
+    while hi - lo > rtol * hi:
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if exact(mid) else (mid, hi)
+    return hi
 
 
 def _best_response(receiver_payoffs: np.ndarray, sender_payoffs: np.ndarray, scale: float) -> int:

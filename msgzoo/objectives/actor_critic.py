@@ -92,6 +92,9 @@ def make_receiver_a2c_loss(
         loss_critic_type=loss_critic_type,
         ensemble_shape=ensemble_shape,
     )
+    # TorchRL keeps `entropy_bonus and entropy_coeff`, so a bonus that starts at 0 and is scheduled up (the recipes'
+    # warm-up: prepare_receiver sets entropy_coeff in place) would never be added: keep the flag as asked
+    loss.entropy_bonus = bool(entropy_bonus)
     loss.set_keys(
         action=action_key,
         reward=reward_key,
