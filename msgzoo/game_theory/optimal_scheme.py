@@ -310,7 +310,7 @@ def obedience_penalty_threshold(
     a_pen = np.hstack([a_ob, -np.eye(pairs)])
     a_eq_pen = np.hstack([a_eq, np.zeros((num_states, pairs))])
     bounds = [(0.0, 1.0)] * n + [(0.0, None)] * pairs
-    tol = 1e-8 * max(1.0, abs(optimum))
+    tol = 1e-7 * max(1.0, abs(optimum))  # above HiGHS's default feasibility tolerance
 
     def exact(lam: float) -> bool:
         pen = linprog(np.concatenate([c, np.full(pairs, lam)]), A_ub=a_pen, b_ub=np.zeros(pairs), A_eq=a_eq_pen,
@@ -322,8 +322,13 @@ def obedience_penalty_threshold(
     if exact(0.0):
         return 0.0
     hi = max(float(np.max(-res.ineqlin.marginals)), 1e-12) * (1.0 + rtol)
-    while not exact(hi):  # the solver's dual is an upper bound up to its tolerance
+    for _ in range(64):  # the solver's dual is an upper bound up to its tolerance
+        if exact(hi):
+            break
         hi *= 2.0
+    else:
+        raise RuntimeError("no penalty up to 2^64 times the LP's largest shadow price was exact: a numerical problem "
+                           "in the solver (check the game's payoffs for extreme values).")
     lo = 0.0
     while hi - lo > rtol * hi:
         mid = 0.5 * (lo + hi)
