@@ -47,7 +47,8 @@ def test_threshold_separates_exact_from_inexact_penalties_by_brute_force(seed):
 def test_recommendation_letter_and_random_17_3x3():
     rl = RECOMMENDATION_LETTER
     # the weak candidate's "hire" costs the receiver 1 per unit and pays the sender 1
-    assert obedience_penalty_threshold(rl["prior"], rl["sender_utility"], rl["receiver_utility"]) == pytest.approx(1.0, rel=1e-5)
+    lam = obedience_penalty_threshold(rl["prior"], rl["sender_utility"], rl["receiver_utility"])
+    assert lam == pytest.approx(1.0, rel=1e-5)
     game = {g.name: g for g in persuasion_suite(20)}["random_17_3x3"]
     # state 2 on action 2: the sender gains 0.21 + 0.49 = 0.70, the receiver loses 0.67 - 0.64 = 0.03 per unit
     lam = obedience_penalty_threshold(game.prior, game.sender_utility, game.receiver_utility)

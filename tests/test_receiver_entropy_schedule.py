@@ -30,7 +30,8 @@ def test_the_receivers_bonus_moves_on_its_env_steps(recipe_config, tmp_path, met
     0 (``warmup.receiver_entropy_coeff``'s default) too: TorchRL's A2C drops the bonus term of a loss built with a zero
     coefficient, which once left ``loss.receiver_entropy_coeff`` without effect."""
     cfg = recipe_config(f"{method}_recommendation_letter", "env.num_envs=32", "collector.total_frames=128",
-                        "warmup.frames=96", f"warmup.receiver_entropy_coeff={start}", "loss.receiver_entropy_coeff=0.02")
+                        "warmup.frames=96", f"warmup.receiver_entropy_coeff={start}",
+                        "loss.receiver_entropy_coeff=0.02")
     seen = _train_and_record(cfg, method, tmp_path)
     assert [c for c, _ in seen] == pytest.approx([start, start + (0.02 - start) * 64 / 96])
     for coeff, out in seen:

@@ -58,8 +58,8 @@ from msgzoo.game_theory.exact_payoffs import (
 )
 
 __all__ = [
-    "OptimalScheme", "optimal_signaling_scheme", "obedience_penalty_threshold", "no_information_value", "full_information_value", "state_occupancy",
-    "emission_game", "ActingSenderScheme", "optimal_acting_sender_scheme",
+    "OptimalScheme", "optimal_signaling_scheme", "obedience_penalty_threshold", "no_information_value",
+    "full_information_value", "state_occupancy", "emission_game", "ActingSenderScheme", "optimal_acting_sender_scheme",
 ]
 
 ArrayLike = Sequence[Any] | np.ndarray | torch.Tensor
