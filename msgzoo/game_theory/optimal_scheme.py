@@ -213,14 +213,9 @@ def optimal_signaling_scheme(
     us = us.detach().cpu().numpy()
     ur = ur.detach().cpu().numpy()
     num_states, num_actions = us.shape
-    n = num_states * num_actions  # variable x[s * |A| + a] = phi(a | s)
 
     objective = us if w == 0.0 else (1.0 - w) * us + w * ur  # w = 0: eq. (1) bit for bit
-    c = -(p[:, None] * objective).reshape(n)  # linprog minimises
-    a_ub = _obedience_rows(p, ur, margin)
-    b_ub = np.zeros(len(a_ub))
-    a_eq, b_eq = _distribution_rows(num_states, num_actions)
-    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0.0, 1.0), method="highs")
+    res = linprog(**_obedience_lp(p, objective, ur, margin), bounds=(0.0, 1.0), method="highs")
     if margin and res.status == 2:
         raise ValueError(
             f"receiver_margin={margin} is infeasible: no scheme leaves the receiver that surplus for every "
@@ -239,9 +234,11 @@ def optimal_signaling_scheme(
     )
 
 
-def _obedience_rows(p: np.ndarray, ur: np.ndarray, margin: float = 0.0) -> np.ndarray:
-    """The obedience constraints of eq. (1) as ``A x <= 0`` rows over ``x[s * |A| + a] = phi(a | s)``, one per ordered
-    pair ``(a, a')``, ``a != a'``, in row-major order: ``-sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a') - margin] <= 0``."""
+def _obedience_lp(p: np.ndarray, objective: np.ndarray, ur: np.ndarray, margin: float = 0.0) -> dict[str, np.ndarray]:
+    """Eq. (1) as ``linprog``'s arrays over ``x[s * |A| + a] = phi(a | s)``: ``c`` (minimised: minus the objective),
+    the obedience rows ``A_ub x <= b_ub``, one per ordered pair ``(a, a')``, ``a != a'``, in row-major order
+    (``-sum_s P(s) phi(a|s) [w^j(s,a) - w^j(s,a') - margin] <= 0``), and ``A_eq x = b_eq`` (every ``phi(. | s)``
+    sums to 1)."""
     num_states, num_actions = ur.shape
     rows = []
     for a in range(num_actions):
@@ -251,12 +248,13 @@ def _obedience_rows(p: np.ndarray, ur: np.ndarray, margin: float = 0.0) -> np.nd
             row = np.zeros((num_states, num_actions))
             row[:, a] = -p * (ur[:, a] - ur[:, a2] - margin)  # x - 0.0 == x: eq. (1) bit for bit without a margin
             rows.append(row.reshape(-1))
-    return np.stack(rows)
-
-
-def _distribution_rows(num_states: int, num_actions: int) -> tuple[np.ndarray, np.ndarray]:
-    """``A_eq x = b_eq``: every ``phi(. | s)`` sums to 1."""
-    return np.kron(np.eye(num_states), np.ones((1, num_actions))), np.ones(num_states)
+    return {
+        "c": -(p[:, None] * objective).reshape(-1),
+        "A_ub": np.stack(rows),
+        "b_ub": np.zeros(len(rows)),
+        "A_eq": np.kron(np.eye(num_states), np.ones((1, num_actions))),
+        "b_eq": np.ones(num_states),
+    }
 
 
 def obedience_penalty_threshold(
@@ -296,25 +294,21 @@ def obedience_penalty_threshold(
     require(isinstance(rtol, float) and 0.0 < rtol < 1.0, "rtol", rtol, "a float in (0, 1)")
     p, us, ur, _ = _check_game(prior, sender_utility, receiver_utility)
     p, us, ur = (t.detach().cpu().numpy() for t in (p, us, ur))
-    num_states, num_actions = us.shape
-    n = num_states * num_actions
-    c = -(p[:, None] * us).reshape(n)
-    a_ob = _obedience_rows(p, ur)
-    a_eq, b_eq = _distribution_rows(num_states, num_actions)
-    res = linprog(c, A_ub=a_ob, b_ub=np.zeros(len(a_ob)), A_eq=a_eq, b_eq=b_eq, bounds=(0.0, 1.0), method="highs")
+    lp = _obedience_lp(p, us, ur)
+    res = linprog(**lp, bounds=(0.0, 1.0), method="highs")
     if not res.success:
         raise RuntimeError(f"the obedience LP failed (status {res.status}): {res.message}")
     optimum = -res.fun
-    pairs = len(a_ob)
-    # the penalised LP over [phi, t]: t[k] >= -C_k (row k of a_ob times phi) and t >= 0; objective sender + lambda sum t
-    a_pen = np.hstack([a_ob, -np.eye(pairs)])
-    a_eq_pen = np.hstack([a_eq, np.zeros((num_states, pairs))])
+    n, pairs = lp["c"].size, len(lp["A_ub"])
+    # the penalised LP over [phi, t]: t[k] >= -C_k (row k of A_ub times phi) and t >= 0; objective sender + lambda sum t
+    a_pen = np.hstack([lp["A_ub"], -np.eye(pairs)])
+    a_eq_pen = np.hstack([lp["A_eq"], np.zeros((len(lp["A_eq"]), pairs))])
     bounds = [(0.0, 1.0)] * n + [(0.0, None)] * pairs
     tol = 1e-7 * max(1.0, abs(optimum))  # above HiGHS's default feasibility tolerance
 
     def exact(lam: float) -> bool:
-        pen = linprog(np.concatenate([c, np.full(pairs, lam)]), A_ub=a_pen, b_ub=np.zeros(pairs), A_eq=a_eq_pen,
-                      b_eq=b_eq, bounds=bounds, method="highs")
+        pen = linprog(np.concatenate([lp["c"], np.full(pairs, lam)]), A_ub=a_pen, b_ub=lp["b_ub"], A_eq=a_eq_pen,
+                      b_eq=lp["b_eq"], bounds=bounds, method="highs")
         if not pen.success:
             raise RuntimeError(f"the penalised obedience LP failed (status {pen.status}): {pen.message}")
         return -pen.fun <= optimum + tol
