@@ -7,6 +7,8 @@ from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torchrl.envs.utils import ExplorationType, exploration_type
 
+from msgzoo.modules.small_softmax import softmax
+
 
 def sample_gumbel(shape: torch.Size, *, device=None, dtype=torch.float32, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard Gumbel noise ``-log(-log(u))``, finite in float32.
@@ -31,7 +33,7 @@ def straight_through_one_hot(
     which is the message that was sent when ``logits`` are those it was sampled with; a loss passes the
     stored message so the two agree even after the scheme has moved.
     """
-    soft = torch.softmax((logits + gumbel) / temperature, dim=-1)
+    soft = softmax((logits + gumbel) / temperature)
     if hard is None:
         hard = torch.nn.functional.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype)
     return hard + (soft - soft.detach())

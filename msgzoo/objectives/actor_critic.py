@@ -14,6 +14,7 @@ from torchrl.objectives.utils import distance_loss
 from torchrl.objectives.value import TD0Estimator
 
 from msgzoo.modules.signaling_scheme import SignalingScheme, scheme_as_actor
+from msgzoo.modules.small_softmax import log_softmax
 from msgzoo.objectives.common import (
     _as_tuple,
     check_ensemble_shape,
@@ -297,7 +298,7 @@ class SarsaPolicyGradientLoss(LossModule):
                 f"is written by attach_next_message(batch, scheme); other names go to loss.set_keys(...)."
             )
         logits = scheme_logits(self.scheme_network, tensordict, keys.logits)
-        log_phi_all = torch.log_softmax(logits, -1)
+        log_phi_all = log_softmax(logits)
         message = tensordict.get(keys.message).to(logits.dtype)
         log_phi = (log_phi_all * message).sum(-1)
 

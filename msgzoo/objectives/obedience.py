@@ -10,6 +10,7 @@ from tensordict.nn import TensorDictModule
 from tensordict.utils import NestedKey
 from torch import nn
 
+from msgzoo.modules.small_softmax import softmax
 from msgzoo.objectives.common import (
     SenderCriticLoss,
     action_value_td_loss,
@@ -299,7 +300,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         with torch.no_grad():
             w = self._critic_values(tensordict)
             q = self._message_values(tensordict, w, logits.shape[-1])
-        return self._pairwise(torch.softmax(logits, -1), q)
+        return self._pairwise(softmax(logits), q)
 
     def _per_problem(self, x: torch.Tensor) -> torch.Tensor:
         """``[*ensemble_shape, *batch, *event] -> [*ensemble_shape, n, *event]`` (``event``: the last dim)."""
@@ -351,7 +352,7 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         self._check_in_keys(tensordict)
         logits = scheme_logits(self.scheme_network, tensordict, keys.logits)
         num_messages = logits.shape[-1]
-        phi = torch.softmax(logits, -1)
+        phi = softmax(logits)
         message = tensordict.get(keys.message).to(phi.dtype)
         loss_critic, w = action_value_td_loss(
             self, tensordict, scheme=self.scheme_network, receiver=self.receiver_network,

@@ -10,6 +10,7 @@ from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
 from msgzoo.modules.receivers_group import MessageRouting, ReceiversNet, _profiles
+from msgzoo.modules.small_softmax import softmax
 from msgzoo.objectives.common import logits_module_of, scheme_logits
 
 
@@ -134,12 +135,12 @@ class ReceiversObedienceLoss(LossModule):
         device = self.routing.route.device
         message = torch.eye(x, device=device, dtype=dtype).unsqueeze(1).expand(x, n, x)
         logits = self.receivers_net(torch.zeros(x, n, 0, device=device, dtype=dtype), message)  # [X, N, A]
-        return torch.softmax(logits, -1).transpose(0, 1)
+        return softmax(logits).transpose(0, 1)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         keys = self.tensor_keys
         logits = scheme_logits(self.scheme_network, tensordict, keys.logits)
-        phi = torch.softmax(logits, -1)
+        phi = softmax(logits)
         critic_out = self.critic_network(tensordict.select(*self.critic_network.in_keys, strict=False).copy())
         w = critic_out.get(keys.action_value)  # [B, N, A^N]
         played = tensordict.get(keys.action_profile).to(w.dtype)  # [B, A^N]

@@ -10,6 +10,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 
 from msgzoo.modules.gumbel import straight_through_one_hot
+from msgzoo.modules.small_softmax import log_softmax, softmax
 from msgzoo.objectives.common import (
     SenderCriticLoss,
     action_value_td_loss,
@@ -198,7 +199,7 @@ class SignalingGradientLoss(SenderCriticLoss):
         message = tensordict.get(keys.message).to(logits.dtype)
         action = tensordict.get(keys.action)
         sampled = self.gradient == "sampled"
-        log_phi = (torch.log_softmax(logits, -1) * message).sum(-1) if sampled else None
+        log_phi = (log_softmax(logits) * message).sum(-1) if sampled else None
 
         # log pi(a | o, sigma(eta)): the straight-through message carries eta's gradient, theta is frozen.
         st_message = straight_through_one_hot(logits, tensordict.get(keys.gumbel), self.temperature, hard=message)
@@ -216,7 +217,7 @@ class SignalingGradientLoss(SenderCriticLoss):
         )
         with torch.no_grad():
             pi_all = memo_receiver_probs_all_messages(self, tensordict, num_messages)
-            value = value_under_policies(torch.softmax(logits, -1), pi_all, w)
+            value = value_under_policies(softmax(logits), pi_all, w)
             advantage = (w * action.to(w.dtype)).sum(-1) - value
         if sampled:
             surrogate = advantage * (log_phi + self.receiver_coeff * log_pi)
@@ -225,14 +226,14 @@ class SignalingGradientLoss(SenderCriticLoss):
                 message_advantage = torch.einsum("...ka,...a->...k", pi_all, w) - value.unsqueeze(-1)
                 pi_sent = torch.einsum("...ka,...k->...a", pi_all, message)
                 action_advantage = w - value.unsqueeze(-1)
-            score = (torch.softmax(logits, -1) * message_advantage).sum(-1)
+            score = (softmax(logits) * message_advantage).sum(-1)
             path = (pi_sent * action_advantage * log_pi).sum(-1)
             surrogate = score + self.receiver_coeff * path
         loss_signaling = -reduce_per_seed(surrogate, self.ensemble_shape)
         beta = self.recommendation_weight
         if beta > 0:
             # the value of the scheme to a receiver that obeys it (message k = "take action k"), exactly in phi
-            obeyed = (torch.softmax(logits, -1) * recommended(w, num_messages)).sum(-1)
+            obeyed = (softmax(logits) * recommended(w, num_messages)).sum(-1)
             loss_signaling = (1.0 - beta) * loss_signaling - beta * reduce_per_seed(obeyed, self.ensemble_shape)
         out = {
             "loss_signaling": loss_signaling,
@@ -241,7 +242,7 @@ class SignalingGradientLoss(SenderCriticLoss):
             "advantage": advantage.abs().mean(),
         }
         if self.entropy_coeff > 0:
-            log_probs = torch.log_softmax(logits, -1)
+            log_probs = log_softmax(logits)
             entropy = -(log_probs.exp() * log_probs).sum(-1)
             out["loss_entropy"] = -self.entropy_coeff * reduce_per_seed(entropy, self.ensemble_shape)
             out["entropy"] = entropy.detach().mean()
