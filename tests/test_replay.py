@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tensordict.utils import unravel_key
 
 from msgzoo.pipelines import one_step, reaching_goals
 from msgzoo.runtime.config_validation import ConfigError, check_resume_config, validate_config
@@ -85,6 +86,7 @@ def test_minibatches_split_every_seeds_environments_without_replacement(recipe_c
     env, m, trainer, steps = _setup(recipe_config, "pgoc", "reaching_goals", SEEDS, tmp_path, epochs=2, minibatches=4)
     batch = env.rollout(steps, m.policy, break_when_any_done=False)  # [seeds, 8 envs, steps]
     batch.set("row", torch.arange(8).view(1, 8, 1).expand(*batch.batch_size).clone())
+    trainer.buffer_keys.append("row")  # read below, declared by no loss
     seen, step = [], trainer._step
     trainer._step = lambda phase, minibatch, metrics: seen.append(minibatch["row"]) or step(phase, minibatch, metrics)
     trainer.update_phase(m.phases[1], batch, {})  # the sender's phase
@@ -127,3 +129,20 @@ def test_a_resumed_minibatch_run_continues_exactly(recipe_config, tmp_path):
                                          f"resume={tmp_path / 'half' / 'checkpoint.pt'}"), method="sgoc")
     for key in ("sender_reward", "receiver_reward", "scheme", "policy", "env_steps"):
         assert resumed[key] == full[key], key
+
+
+@pytest.mark.parametrize("method, task", [("sgoc", "recommendation_letter"), ("pgoc", "reaching_goals")])
+def test_the_buffer_stores_the_keys_the_losses_read(recipe_config, tmp_path, method, task):
+    env, m, trainer, steps = _setup(recipe_config, method, task, SEEDS, tmp_path)
+    declared = {unravel_key(k) for phase in m.phases for loss in phase.losses.values() for k in loss.in_keys}
+    assert {unravel_key(k) for k in trainer.buffer_keys} == declared
+    batch = env.rollout(steps, m.policy, break_when_any_done=False)
+    batch.set("unread", torch.zeros(batch.batch_size))
+    for phase in m.phases:
+        seen, step = [], trainer._step
+        trainer._step = lambda phase, minibatch, metrics: seen.append(minibatch) or step(phase, minibatch, metrics)
+        trainer.update_phase(phase, batch, {})  # its preparation writes into batch what its losses read
+        trainer._step = step
+        stored = set(seen[0].keys(True, True))
+        assert stored == declared & set(batch.keys(True, True))  # all the losses read that the batch has, nothing else
+        assert "unread" not in stored and ("collector", "traj_ids") not in stored

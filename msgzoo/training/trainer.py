@@ -10,7 +10,10 @@ The data path is TorchRL's (as its A2C/PPO recipes): ``Collector`` -> ``ReplayBu
 minibatches. The buffer holds one batch at a time (on-policy); its items are the batch's environments, each with
 its ``T`` consecutive steps (so trajectory-based targets still see whole rows), and with several seeds every
 minibatch takes the same environments of every seed. One epoch of one minibatch is the whole batch in collection
-order (no shuffle, no random draw): exactly the update on the collected batch.
+order (no shuffle, no random draw): exactly the update on the collected batch. The buffer stores only the keys the
+method's losses declare they read (their ``in_keys``, :attr:`Trainer.buffer_keys`; every key when a loss declares
+none): copying the rest in and out of it cost a tenth of a one-step update. A hook or loss that reads a key it does
+not declare adds it to ``buffer_keys``.
 
 Several seeds train as one run with a seed axis (:attr:`~msgzoo.training.methods.Method.ensemble_shape`): batches
 are ``[num_seeds, num_envs, T]``, the losses reduce per seed (:func:`~msgzoo.objectives.common.reduce_per_seed`),
@@ -138,6 +141,19 @@ def _loss_total(out: TensorDictBase, prefix: str, metrics: dict, num_seeds: int)
     return total
 
 
+def _keys_read(method: Method) -> list | None:
+    """The keys the losses of every phase of ``method`` declare they read (their ``in_keys``: one set for all phases,
+    which share the replay buffer's storage), or None when a loss declares none."""
+    keys = []
+    for phase in method.phases:
+        for loss in phase.losses.values():
+            declared = getattr(loss, "in_keys", None)
+            if not declared:
+                return None
+            keys += [k for k in declared if k not in keys]
+    return keys
+
+
 class Trainer:
     """Runs ``method`` on ``env`` for ``total_frames`` environment steps of each seed.
 
@@ -223,6 +239,8 @@ class Trainer:
         self.history: list[dict] = []
         self.epochs, self.minibatches = int(epochs), int(minibatches)
         self.buffer = self._replay_buffer(env)
+        # what the replay buffer stores of each batch: the keys the losses declare they read (None: every key)
+        self.buffer_keys: list | None = _keys_read(method)
         self.learning_rate_schedule = learning_rate_schedule
         # the config's rates, what the schedule scales (a checkpoint's optimizers hold scaled ones)
         self._base_learning_rates = {k: [g["lr"] for g in opt.param_groups] for k, opt in method.optimizers.items()}
@@ -316,6 +334,8 @@ class Trainer:
         if phase.prepare is not None:
             phase.prepare(batch, self.frames)  # schedules run on each seed's own env steps
         seeds = self.num_seeds > 1  # the seed dim goes behind the environments' dim, which the buffer indexes
+        if self.buffer_keys is not None:  # the buffer copies only what the losses read
+            batch = batch.select(*self.buffer_keys, strict=False)
         self.buffer.empty()  # a fresh permutation per batch: a resumed run draws what the uninterrupted one drew
         self.buffer.extend(batch.transpose(0, 1) if seeds else batch)
         for _ in range(self.epochs):
