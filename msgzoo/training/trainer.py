@@ -13,7 +13,8 @@ minibatch takes the same environments of every seed. One epoch of one minibatch 
 order (no shuffle, no random draw): exactly the update on the collected batch. The buffer stores only the keys the
 method's losses declare they read (their ``in_keys``, :attr:`Trainer.buffer_keys`; every key when a loss declares
 none): copying the rest in and out of it cost a tenth of a one-step update. A hook or loss that reads a key it does
-not declare adds it to ``buffer_keys``.
+not declare adds it to ``buffer_keys`` before the first update (the buffer's storage takes its keys from the first
+batch it holds).
 
 Several seeds train as one run with a seed axis (:attr:`~msgzoo.training.methods.Method.ensemble_shape`): batches
 are ``[num_seeds, num_envs, T]``, the losses reduce per seed (:func:`~msgzoo.objectives.common.reduce_per_seed`),
