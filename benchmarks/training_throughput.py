@@ -28,6 +28,7 @@ Usage::
     python benchmarks/training_throughput.py --against 106decf [--rounds 3] [--against-batches 150 400]
         [--against-num-seeds 5]    # both sides with 5 seeds trained together (the persuasion suite's setting)
     python benchmarks/training_throughput.py --split [--batches 200] --out ...   # CPU time per batch, by phase
+    python benchmarks/training_throughput.py --profile-loop recommendation_letter 8192 5 --batches 100 --out ...
 """
 from __future__ import annotations
 
@@ -139,15 +140,17 @@ def _silent_progress(total, desc=None):
     return _NullBar()
 
 
-def profile(batches: int, top: int) -> dict:
-    """cProfile of the default SGOC 3x3 loop: the ``top`` functions by cumulative time."""
+def profile(batches: int, top: int, task: str = "reaching_goals", num_envs: int | None = None,
+            num_seeds: int = 1) -> dict:
+    """cProfile of an SGOC loop (default: the recipe's 3x3 one): the ``top`` functions by cumulative time, and the
+    text of the top ones by own time."""
     import cProfile
     import io
     import pstats
 
+    num_envs = int(_compose(task, "sgoc", []).env.num_envs) if num_envs is None else num_envs
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, exp, cfg, _ = _build("reaching_goals", "sgoc", _compose("reaching_goals", "sgoc", []).env.num_envs,
-                                      batches, tmp, [])
+        trainer, exp, cfg, _ = _build(task, "sgoc", num_envs, batches, tmp, [], num_seeds)
         trainer.exp.progress = _silent_progress
         prof = cProfile.Profile()
         prof.enable()
@@ -161,7 +164,7 @@ def profile(batches: int, top: int) -> dict:
         rows.append({"function": f"{Path(filename).name}:{line}({name})", "calls": nc, "tottime_s": tt, "cumtime_s": ct})
     text = io.StringIO()
     pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(top)
-    return {"num_envs": int(cfg.env.num_envs), "batches": batches, "env_steps": trainer.frames,
+    return {"task": task, "num_envs": num_envs, "num_seeds": num_seeds, "batches": batches, "env_steps": trainer.frames,
             "wall_s": trainer.wall_time, "top_cumulative": rows, "top_tottime_text": text.getvalue()}
 
 
@@ -266,6 +269,8 @@ def main(argv=None) -> int:
     parser.add_argument("--num-seeds", nargs="+", type=int, default=[1], help="seeds trained together per run")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--profile-top", type=int, default=30)
+    parser.add_argument("--profile-loop", nargs=3, metavar=("TASK", "NUM_ENVS", "NUM_SEEDS"),
+                        help="only a cProfile of this SGOC loop (e.g. recommendation_letter 8192 5), --batches batches")
     parser.add_argument("--against", metavar="REV",
                         help="compare the default SGOC loops of this checkout and of commit REV (see the docstring)")
     parser.add_argument("--rounds", type=int, default=3, help="--against: measurements per side and task, alternated")
@@ -285,6 +290,14 @@ def main(argv=None) -> int:
         return 0
 
     start = time.perf_counter()
+    if args.profile_loop:
+        task, num_envs, num_seeds = args.profile_loop[0], int(args.profile_loop[1]), int(args.profile_loop[2])
+        if task not in AGAINST_TASKS:
+            raise SystemExit(f"--profile-loop {task}: expected one of {', '.join(AGAINST_TASKS)}.")
+        prof = profile(args.batches, args.profile_top, task, num_envs, num_seeds)
+        print(prof["top_tottime_text"])
+        _write(Path(args.out), {"what": "cProfile of an SGOC loop", "profile": prof}, argv, start)
+        return 0
     if args.split:
         splits = []
         for task in AGAINST_TASKS:

@@ -1,8 +1,8 @@
 """Softmax and log-softmax over a short last dimension (a scheme's messages, a receiver's actions), fast on CPU.
 
-``torch.softmax`` / ``torch.log_softmax`` over a last dimension of 2-5 entries cost 4-5x these compositions of
-elementwise ops and one small reduction (``benchmarks/training_throughput.py``'s one-step profile: softmax was the
-loop's most expensive op). The values agree with torch's to a few float ulps; the gradients are the same
+``torch.softmax`` / ``torch.log_softmax`` over a last dimension of 2-5 entries cost 2-6x these compositions of
+elementwise ops and one small reduction (``benchmarks/small_softmax_cost.py``; in the one-step loop's profile,
+``benchmarks/training_throughput.py --profile-loop``, softmax was the most expensive op). The values agree with torch's to a few float ulps; the gradients are the same
 functions (the shift by the row maximum is detached: softmax does not depend on it).
 """
 from __future__ import annotations

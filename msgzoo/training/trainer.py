@@ -12,7 +12,7 @@ its ``T`` consecutive steps (so trajectory-based targets still see whole rows), 
 minibatch takes the same environments of every seed. One epoch of one minibatch is the whole batch in collection
 order (no shuffle, no random draw): exactly the update on the collected batch. The buffer stores only the keys the
 method's losses declare they read (their ``in_keys``, :attr:`Trainer.buffer_keys`; every key when a loss declares
-none): copying the rest in and out of it cost a tenth of a one-step update. A hook or loss that reads a key it does
+none): copying the rest in and out of it was a sixth of a one-step loop's time (docs/performance.md). A hook or loss that reads a key it does
 not declare adds it to ``buffer_keys`` before the first update (the buffer's storage takes its keys from the first
 batch it holds).
 
