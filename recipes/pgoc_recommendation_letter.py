@@ -24,7 +24,7 @@ from msgzoo.runtime.experiment import Experiment, start_run
 from msgzoo.training.evaluation import SCHEME_READOUT
 from msgzoo.training.methods import (
     OPTIM_LEARNING_RATES, SENDER_OBJECTIVE_KEY, Method, Networks, UpdatePhase, adam, epsilon_from_config,
-    lagrange_multiplier_from_config, make_receiver_loss, obedience_noise_allowance_from_config,
+    lagrange_multiplier_from_config, make_receiver_loss, obedience_allowance_from_config, obedience_noise_allowance_from_config,
     obedience_recommendation_weight_from_config, obedience_smoothing_from_config, recommendation_scheduled_losses,
     pg_critic_from_config, prepare_receiver, prepare_sender,
     reward_mix_from_config, schedule_after_warmup, schedule_over_warmup,
@@ -77,6 +77,7 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
         margin=L.obedience_margin, joint_epsilon=L.joint_epsilon, ensemble_shape=nets.ensemble_shape,
         recommendation_weight=obedience_recommendation_weight_from_config(cfg),
         noise_allowance=obedience_noise_allowance_from_config(cfg), smoothing=obedience_smoothing_from_config(cfg),
+        **obedience_allowance_from_config(cfg),
     ).to(device)
     sender_losses = {"policy_gradient": policy_loss, "obedience": obedience_loss}
 
@@ -114,7 +115,7 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
                         losses=recommendation_scheduled_losses(sender_losses, cfg),
                         # a SARSA critic bootstraps on the next step's message
                         next_message=scheme if isinstance(policy_loss, SarsaPolicyGradientLoss) else None),
-        after_loss={"obedience": obedience_loss.update_multipliers},  # dual ascent (dual modes only)
+        after_loss={"obedience": obedience_loss.update_state},  # dual ascent, firing rates (where used)
         after_step=tuple(u.step for u in target_updaters),
     )
     return Method(

@@ -22,7 +22,7 @@ from msgzoo.runtime.experiment import Experiment, start_run
 from msgzoo.training.evaluation import SCHEME_READOUT
 from msgzoo.training.methods import (
     OPTIM_LEARNING_RATES, SENDER_OBJECTIVE_KEY, Method, Networks, UpdatePhase, adam, epsilon_from_config,
-    lagrange_multiplier_from_config, make_receiver_loss, obedience_noise_allowance_from_config,
+    lagrange_multiplier_from_config, make_receiver_loss, obedience_allowance_from_config, obedience_noise_allowance_from_config,
     obedience_recommendation_weight_from_config, obedience_smoothing_from_config, recommendation_scheduled_losses,
     prepare_receiver, prepare_sender, reward_mix_from_config,
     schedule_after_warmup, schedule_over_warmup,
@@ -64,6 +64,7 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
         margin=L.obedience_margin, joint_epsilon=L.joint_epsilon, ensemble_shape=nets.ensemble_shape,
         recommendation_weight=obedience_recommendation_weight_from_config(cfg),
         noise_allowance=obedience_noise_allowance_from_config(cfg), smoothing=obedience_smoothing_from_config(cfg),
+        **obedience_allowance_from_config(cfg),
     ).to(device)
     obedience_loss.share_memo(signaling_loss)  # their shared no-grad results are computed once per update
     sender_losses = {"signaling": signaling_loss, "obedience": obedience_loss}
@@ -97,7 +98,7 @@ def make_method(env, cfg, *, seeds=None, device="cpu") -> Method:
                         lagrange_multiplier=lagrange_multiplier,
                         obedience=obedience_loss, recommendation=schedule_after_warmup(cfg, "recommendation_weight"),
                         losses=recommendation_scheduled_losses(sender_losses, cfg)),
-        after_loss={"obedience": obedience_loss.update_multipliers},  # dual ascent (dual modes only)
+        after_loss={"obedience": obedience_loss.update_state},  # dual ascent, firing rates (where used)
         after_step=tuple(u.step for u in target_updaters),
     )
     return Method(

@@ -30,6 +30,9 @@ MODES = ("lagrangian", "dual", "dual_pairwise", "stringent")
 DUAL_MODES = ("dual", "dual_pairwise")  # multipliers moved by update_multipliers
 COUNTERFACTUALS = ("uniform", "all")
 MARGINS = ("joint", "posterior")
+ALLOWANCES = ("fixed", "firing_rate")
+# the range of the firing-rate allowance k (in standard errors): from a margin of 2 SE to an allowance of 3 SE
+ALLOWANCE_RANGE = (-2.0, 3.0)
 
 
 class ObedienceConstraintLoss(SenderCriticLoss):
@@ -125,6 +128,19 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             :math:`\tau\,(z\Phi(z) + \varphi(z))` with :math:`z = x / \tau`, whose gradient :math:`\Phi(z)` moves
             smoothly with the estimate where the hinge's jumps from 0 to 1 (so Adam's second moment is not inflated by
             the hinge switching on and off). The same modes as ``noise_allowance``. Default 0: the hinge.
+        allowance (str): how ``k`` is set. ``"fixed"``: ``k = noise_allowance`` for every hinge. ``"firing_rate"``:
+            each hinge has its own ``k``, set from the share ``p`` of recent batches in which it fired,
+            :math:`k = -\Phi^{-1}(p)` (clamped to ``ALLOWANCE_RANGE``), so that the *true* :math:`C` sits at its bound
+            ``b``: against a signaling gradient that keeps pushing, a hinge balances it by firing in a share ``p`` of
+            batches fixed by ``lambda`` and the game (``p = lambda* / lambda``), and with a Gaussian estimate that
+            happens where :math:`C = b - \mathrm{SE}\,(k + \Phi^{-1}(p))`; a fixed ``k`` leaves the scheme inside its
+            bound where ``p`` is small and past it where ``p`` is large (a small ``lambda``, where a learning receiver
+            then stops obeying). ``p`` is a running average over batches, ``p <- decay p + (1 - decay) fired``, kept in
+            the buffer ``hinge_firing_rate`` (per problem and hinge) and moved by :meth:`update_state` from what
+            ``forward`` returns (``hinge_fired``); it starts at :math:`\Phi(-\text{noise\_allowance})`. The same
+            modes as ``noise_allowance``. Default ``"fixed"``.
+        firing_rate_decay (float): ``decay`` in ``(0, 1)`` of that running average (it remembers about ``1 / (1 -
+            decay)`` batches). Default 0.99.
 
     Returns, from ``forward``: ``loss_obedience``, ``loss_critic`` and the detached diagnostics
     ``constraint`` (:math:`\hat C`), ``violation_rate`` (the share of terms below ``epsilon``) and
@@ -208,6 +224,8 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         recommendation_weight: float = 0.0,
         noise_allowance: float = 0.0,
         smoothing: float = 0.0,
+        allowance: str = "fixed",
+        firing_rate_decay: float = 0.99,
     ):
         if not 0.0 <= recommendation_weight <= 1.0:
             raise ValueError(f"recommendation_weight={recommendation_weight} is invalid: expected a weight in [0, 1].")
@@ -241,6 +259,22 @@ class ObedienceConstraintLoss(SenderCriticLoss):
                     "hinge on a batch estimate, which only mode='lagrangian' (or 'stringent' with "
                     f"counterfactual='all') has; set {name}=0."
                 )
+        if allowance not in ALLOWANCES:
+            raise ValueError(f"allowance={allowance!r} is invalid: expected one of {ALLOWANCES}.")
+        if allowance == "firing_rate":
+            if mode in DUAL_MODES or (mode == "stringent" and counterfactual == "uniform"):
+                raise ValueError(
+                    f"allowance='firing_rate' is invalid with mode={mode!r}, counterfactual={counterfactual!r}: it sets "
+                    "the allowance of a hinge on a batch estimate, which only mode='lagrangian' (or 'stringent' with "
+                    "counterfactual='all') has; set allowance='fixed'."
+                )
+            if counterfactual == "all" and not (isinstance(num_messages, int) and num_messages >= 2):
+                raise ValueError(
+                    f"num_messages={num_messages!r} is invalid: allowance='firing_rate' with counterfactual='all' keeps "
+                    "a firing rate per ordered pair of messages, so it needs the message-space size (>= 2)."
+                )
+            if not 0.0 < firing_rate_decay < 1.0:
+                raise ValueError(f"firing_rate_decay={firing_rate_decay} is invalid: expected a decay in (0, 1).")
         ensemble_shape = check_ensemble_shape(ensemble_shape)
         super().__init__()
         self.ensemble_shape = ensemble_shape
@@ -252,15 +286,44 @@ class ObedienceConstraintLoss(SenderCriticLoss):
         self.recommendation_weight = float(recommendation_weight)
         self.noise_allowance = float(noise_allowance)
         self.smoothing = float(smoothing)
+        self.allowance, self.firing_rate_decay = allowance, float(firing_rate_decay)
         self.epsilon, self.dual_lr, self.gamma = float(epsilon), float(dual_lr), float(gamma)
         self.critic_coeff, self.loss_critic_type, self.num_messages = float(critic_coeff), loss_critic_type, num_messages
         size = {"dual": num_messages, "dual_pairwise": (num_messages or 0) * ((num_messages or 0) - 1)}.get(mode, 1)
         self.register_buffer("lagrange_multiplier", torch.full((*ensemble_shape, size), float(lagrange_multiplier)))
+        if allowance == "firing_rate":  # only then: a fixed allowance's checkpoints keep their keys
+            hinges = num_messages * (num_messages - 1) if counterfactual == "all" else 1
+            start = torch.special.ndtr(torch.tensor(-float(noise_allowance), dtype=torch.float64)).item()
+            self.register_buffer("hinge_firing_rate", torch.full((*ensemble_shape, hinges), start))
 
     @property
     def out_keys(self) -> list:
         keys = ["loss_obedience", "loss_critic", "constraint", "violation_rate", "lagrange_multiplier"]
+        if self.allowance == "firing_rate":
+            keys = keys + ["hinge_fired", "noise_allowance"]
         return keys + ["constraint_estimates", "constraint_bounds"] if self.mode in DUAL_MODES else keys
+
+    def update_state(self, loss_output: TensorDictBase) -> None:
+        """What the loss carries from batch to batch, moved once per update after ``forward`` on that batch: the
+        multipliers' dual ascent (:meth:`update_multipliers`, dual modes) and the hinges' firing rates
+        (``allowance="firing_rate"``: ``p <- decay p + (1 - decay) fired``). A no-op where neither applies. The
+        recipes call it as their sender phase's ``after_loss`` hook."""
+        self.update_multipliers(loss_output)
+        if self.allowance == "firing_rate":
+            fired = loss_output.get("hinge_fired", None)
+            if fired is None:
+                raise KeyError("update_state needs 'hinge_fired', which forward returns with allowance='firing_rate': "
+                               "pass the output of this loss's forward.")
+            decay = self.firing_rate_decay
+            with torch.no_grad():
+                self.hinge_firing_rate.copy_(decay * self.hinge_firing_rate + (1 - decay) * fired)
+
+    @torch.no_grad()
+    def _firing_rate_allowance(self) -> torch.Tensor:
+        """Each hinge's ``k = -Phi^{-1}(p)`` from its firing rate ``p`` (``allowance="firing_rate"``), clamped to
+        :data:`ALLOWANCE_RANGE`: ``[*ensemble_shape, hinges]``."""
+        rate = self.hinge_firing_rate.clamp(1e-4, 1 - 1e-4)
+        return (-torch.special.ndtri(rate)).clamp(*ALLOWANCE_RANGE)
 
     @torch.no_grad()
     def update_multipliers(self, loss_output: TensorDictBase) -> None:
@@ -399,13 +462,15 @@ class ObedienceConstraintLoss(SenderCriticLoss):
 
         hinge_pairs, hinge_terms = pairs_eps, terms_eps
         se = None
-        if self.noise_allowance or self.smoothing:  # the batch standard error of each hinged estimate
+        adaptive = self.allowance == "firing_rate"
+        if self.noise_allowance or self.smoothing or adaptive:  # the batch standard error of each hinged estimate
             if self.counterfactual == "all":
                 se = _off_diagonal(self._pairwise_standard_error(phi, q, matrix))
             else:  # the one estimate: the mean of the c_t
                 se = terms.detach().std(-1, keepdim=True) / terms.shape[-1] ** 0.5
-        if self.noise_allowance:  # the hinge fires at C_hat < bound - k SE: no surplus kept against the batch's noise
-            hinge_pairs = pairs_eps - self.noise_allowance * se
+        if adaptive or self.noise_allowance:  # the hinge fires at C_hat < bound - k SE: no surplus kept against noise
+            allowance = self._firing_rate_allowance() if adaptive else self.noise_allowance
+            hinge_pairs = pairs_eps - allowance * se
             if self.counterfactual == "all":
                 hinge_terms = hinge_pairs  # stringent's terms are the pairs
 
@@ -428,6 +493,9 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             "violation_rate": (terms.detach() < terms_eps).float().mean(),
             "lagrange_multiplier": lam.mean(),
         }
+        if adaptive:  # for update_state; the allowance as the mean k over hinges and problems
+            out["hinge_fired"] = (pair_terms.detach() < hinge_pairs).to(pair_terms.dtype)
+            out["noise_allowance"] = allowance.mean()
         if self.mode in DUAL_MODES:
             out["constraint_estimates"] = estimates.detach()  # for update_multipliers
             bounds = torch.as_tensor(bounds, dtype=estimates.dtype, device=estimates.device)

@@ -50,7 +50,8 @@ ADDED_FIELDS = {"optim.epochs": 1, "optim.minibatches": 1, "optim.adam_beta2": 0
                 "loss.receiver_gradient": "sampled", "network.receiver_recommendation_logit": 0.0,
                 "loss.sender_gradient": "sampled", "loss.obedience_smoothing": 0.0,
                 "loss.lagrange_multiplier_final": None, "loss.obedience_recommendation_weight": None,
-                "optim.lr_final_fraction": None}
+                "optim.lr_final_fraction": None, "loss.obedience_allowance": "fixed",
+                "loss.obedience_firing_rate_decay": 0.99}
 _MISSING = "<absent>"
 
 

@@ -31,7 +31,7 @@ from msgzoo.modules import GridNet, ObservationMessageNet, VectorNet, make_actio
 from msgzoo.modules.receiver import fit_to_moves_toward_message
 from msgzoo.modules.seed_ensemble import SeedEnsemble, seed_members
 from msgzoo.objectives import attach_next_message
-from msgzoo.objectives.obedience import COUNTERFACTUALS, DUAL_MODES, MARGINS, MODES
+from msgzoo.objectives.obedience import ALLOWANCES, COUNTERFACTUALS, DUAL_MODES, MARGINS, MODES
 from msgzoo.training.config_schema import (
     COEFFICIENT,
     DISCOUNT,
@@ -464,6 +464,8 @@ class ObedienceLoss:
         probability, "a weight beta in [0, 1] (null: loss.recommendation_weight)", 1.0)
     obedience_noise_allowance: float = setting(non_negative, "k >= 0 standard errors", 0.0)
     obedience_smoothing: float = setting(non_negative, "a width >= 0 in standard errors", 0.0)
+    obedience_allowance: str = setting(one_of(ALLOWANCES), f"one of {ALLOWANCES}", "fixed")
+    obedience_firing_rate_decay: float = setting(lambda v: number(v) and 0 < v < 1, "a decay in (0, 1)", 0.99)
 
 
 @dataclass(frozen=True)
@@ -686,6 +688,16 @@ def obedience_noise_allowance_from_config(cfg) -> float:
 def obedience_smoothing_from_config(cfg) -> float:
     """``loss.obedience_smoothing``, read where ``loss.obedience_noise_allowance`` is (a hinge on an estimate)."""
     return float(cfg.loss.get("obedience_smoothing", 0.0)) if _hinges_on_estimates(cfg) else 0.0
+
+
+def obedience_allowance_from_config(cfg) -> dict:
+    """``allowance`` and ``firing_rate_decay`` of the obedience loss from ``loss.obedience_allowance`` and
+    ``loss.obedience_firing_rate_decay``, read where ``loss.obedience_noise_allowance`` is (a hinge on an estimate;
+    elsewhere the fixed allowance, which is then 0)."""
+    if not _hinges_on_estimates(cfg):
+        return {"allowance": "fixed"}
+    return {"allowance": str(cfg.loss.get("obedience_allowance", "fixed")),
+            "firing_rate_decay": float(cfg.loss.get("obedience_firing_rate_decay", 0.99))}
 
 
 def _hinges_on_estimates(cfg) -> bool:
