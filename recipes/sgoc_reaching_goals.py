@@ -22,7 +22,8 @@ from msgzoo.runtime.experiment import Experiment, start_run
 from msgzoo.training.evaluation import SCHEME_READOUT
 from msgzoo.training.methods import (
     OPTIM_LEARNING_RATES, SENDER_OBJECTIVE_KEY, Method, Networks, UpdatePhase, adam, epsilon_from_config,
-    lagrange_multiplier_from_config, make_receiver_loss, obedience_allowance_from_config, obedience_noise_allowance_from_config,
+    lagrange_multiplier_from_config, make_receiver_loss, obedience_allowance_from_config,
+    obedience_noise_allowance_from_config,
     obedience_recommendation_weight_from_config, obedience_smoothing_from_config, recommendation_scheduled_losses,
     prepare_receiver, prepare_sender, reward_mix_from_config,
     schedule_after_warmup, schedule_over_warmup,
