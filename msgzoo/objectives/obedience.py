@@ -252,22 +252,18 @@ class ObedienceConstraintLoss(SenderCriticLoss):
             raise ValueError(f"noise_allowance={noise_allowance} is invalid: expected k >= 0 standard errors.")
         if not smoothing >= 0.0:
             raise ValueError(f"smoothing={smoothing} is invalid: expected a width >= 0 in standard errors.")
-        for name, value in (("noise_allowance", noise_allowance), ("smoothing", smoothing)):
-            if value > 0 and (mode in DUAL_MODES or (mode == "stringent" and counterfactual == "uniform")):
-                raise ValueError(
-                    f"{name}={value} is invalid with mode={mode!r}, counterfactual={counterfactual!r}: it acts on a "
-                    "hinge on a batch estimate, which only mode='lagrangian' (or 'stringent' with "
-                    f"counterfactual='all') has; set {name}=0."
-                )
         if allowance not in ALLOWANCES:
             raise ValueError(f"allowance={allowance!r} is invalid: expected one of {ALLOWANCES}.")
-        if allowance == "firing_rate":
-            if mode in DUAL_MODES or (mode == "stringent" and counterfactual == "uniform"):
+        for name, value, used, off in (("noise_allowance", noise_allowance, noise_allowance > 0, "0"),
+                                       ("smoothing", smoothing, smoothing > 0, "0"),
+                                       ("allowance", allowance, allowance == "firing_rate", "'fixed'")):
+            if used and (mode in DUAL_MODES or (mode == "stringent" and counterfactual == "uniform")):
                 raise ValueError(
-                    f"allowance='firing_rate' is invalid with mode={mode!r}, counterfactual={counterfactual!r}: it sets "
-                    "the allowance of a hinge on a batch estimate, which only mode='lagrangian' (or 'stringent' with "
-                    "counterfactual='all') has; set allowance='fixed'."
+                    f"{name}={value!r} is invalid with mode={mode!r}, counterfactual={counterfactual!r}: it acts on a "
+                    "hinge on a batch estimate, which only mode='lagrangian' (or 'stringent' with "
+                    f"counterfactual='all') has; set {name}={off}."
                 )
+        if allowance == "firing_rate":
             if counterfactual == "all" and not (isinstance(num_messages, int) and num_messages >= 2):
                 raise ValueError(
                     f"num_messages={num_messages!r} is invalid: allowance='firing_rate' with counterfactual='all' keeps "
