@@ -33,15 +33,16 @@ CONFIG_DIR = ROOT / "recipes" / "config"
 sys.path.insert(0, str(ROOT))  # the recipes (the methods' one source), as the worker processes import them
 
 
-def train_one(job: tuple[str, dict, int, list[str], str]) -> dict:
-    """Trains ``method`` on one game (all seeds together) and scores each seed; runs in a worker process."""
+def train_one(job: tuple[str, dict, int, list[str], str, float]) -> dict:
+    """Trains ``method`` on one game (all seeds together) and scores each seed; runs in a worker process.
+    ``regret_unit``: the receiver's payoff scale (``--payoff-scale``), so regrets stay in the unscaled game's units."""
     import torch
     from hydra import compose, initialize_config_dir
 
     from recipes import run_recipe
     from msgzoo.game_theory.suite import SuiteGame, fraction_of_gain
 
-    method, game_fields, seeds, overrides, run_root = job
+    method, game_fields, seeds, overrides, run_root, regret_unit = job
     game = SuiteGame(**game_fields)
     torch.set_num_threads(1)
     run_dir = Path(run_root) / method / game.name
@@ -64,7 +65,7 @@ def train_one(job: tuple[str, dict, int, list[str], str]) -> dict:
         "fraction": [fraction_of_gain(s["sender_reward"], game) for s in per_seed],
         "sender_value": [s["sender_reward"] for s in per_seed],
         "receiver_value": [s["receiver_reward"] for s in per_seed],
-        "receiver_regret": [s["receiver_regret"] for s in per_seed],
+        "receiver_regret": [s["receiver_regret"] / regret_unit for s in per_seed],
         "scheme": [s["scheme"] for s in per_seed],
         "policy": [s["policy"] for s in per_seed],
     }
@@ -276,6 +277,11 @@ def main() -> None:
     parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides applied to every run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "persuasion_suite.json")
     parser.add_argument("--run-root", type=Path, default=None, help="where the runs go (default: a temporary dir)")
+    parser.add_argument("--payoff-scale", type=float, nargs=2, default=[1.0, 1.0], metavar=("SENDER", "RECEIVER"),
+                        help="train on every game with its payoffs multiplied by these (one-step games only); "
+                             "fractions are unit-free, regrets are divided by RECEIVER")
+    parser.add_argument("--payoff-shift", type=float, nargs=2, default=[0.0, 0.0], metavar=("SENDER", "RECEIVER"),
+                        help="... and then these added to them")
     parser.add_argument("--resume", action="store_true", help="skip the games --out already holds (same settings)")
     parser.add_argument("--report", type=Path, nargs="+", default=None, help="write docs from these result files")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="the docs folder --report writes into")
@@ -295,22 +301,30 @@ def main() -> None:
         if unknown:
             parser.error(f"--games: unknown or trivial games {sorted(unknown)}; known: {[g.name for g in games]}")
         games = [g for g in games if g.name in args.games]
+    transform = {"payoff_scale": args.payoff_scale, "payoff_shift": args.payoff_shift}
+    if transform != {"payoff_scale": [1.0, 1.0], "payoff_shift": [0.0, 0.0]}:
+        markov = [g.name for g in games if g.horizon != 1]
+        if args.games and markov:
+            parser.error(f"--payoff-scale / --payoff-shift: one-step games only; drop {markov} from --games")
+        games = [g.with_payoffs_transformed(*zip(args.payoff_scale, args.payoff_shift)) for g in games
+                 if g.horizon == 1]
     run_root = args.run_root or Path(tempfile.mkdtemp(prefix="persuasion_suite_"))
     results, spent = [], 0.0
     if args.resume and args.out.exists():  # keep what an interrupted run of the same settings finished
         done = json.loads(args.out.read_text())
-        if done["overrides"] != args.override or done["seeds"] != args.seeds:
-            parser.error(f"--resume: {args.out} was made with other --override / --seeds; use another --out")
+        made_with = {k: done.get(k, v) for k, v in {"payoff_scale": [1.0, 1.0], "payoff_shift": [0.0, 0.0]}.items()}
+        if done["overrides"] != args.override or done["seeds"] != args.seeds or made_with != transform:
+            parser.error(f"--resume: {args.out} was made with other --override / --seeds / --payoff-*; use another --out")
         results, spent = done["results"], done["wall_s"]
     finished = {(r["method"], r["game"]) for r in results}
-    jobs = [(m, g.__dict__, args.seeds, list(args.override), str(run_root))
+    jobs = [(m, g.__dict__, args.seeds, list(args.override), str(run_root), args.payoff_scale[1])
             for m in args.methods for g in games if (m, g.name) not in finished]
     start_wall = time.perf_counter()
 
     def write() -> dict:
         results.sort(key=lambda r: (r["method"], r["game"]))
         report = {
-            "overrides": args.override, "seeds": args.seeds, "num_random": args.num_random,
+            "overrides": args.override, "seeds": args.seeds, "num_random": args.num_random, **transform,
             "wall_s": spent + time.perf_counter() - start_wall, "summary": summarize(results), "results": results,
         }
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -61,3 +61,12 @@ def test_the_population_with_selection_picks_by_sender_value_not_by_the_lp():
     b = best_seed_per_game(rows)
     assert b == {"median_game_fraction": 0.95, "games_at_0.9": 2, "worst_fraction": 0.5, "worst_game": "c",
                  "max_receiver_regret": 0.02}
+
+
+def test_games_in_other_units_are_one_step_games_only():
+    """``--payoff-scale`` rescales a one-step game's matrices; a Markov game named with it fails before any training."""
+    done = subprocess.run([sys.executable, str(SCRIPT), "--games", "weather_forecast", "recommendation_letter",
+                           "--payoff-scale", "10", "0.1", "--out", "unused.json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--payoff-scale / --payoff-shift: one-step games only; drop ['weather_forecast']" in done.stderr

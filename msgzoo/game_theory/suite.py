@@ -69,6 +69,22 @@ class SuiteGame:
     def trivial(self) -> bool:
         return self.gain < MIN_GAIN
 
+    def with_payoffs_transformed(self, sender: tuple[float, float] = (1.0, 0.0),
+                                 receiver: tuple[float, float] = (1.0, 0.0)) -> "SuiteGame":
+        """The same game with payoffs in other units: ``u -> scale * u + shift`` for each agent (``sender`` and
+        ``receiver`` are ``(scale, shift)``, scales > 0), its exact values recomputed. A positive affine change of
+        either agent's payoffs leaves the obedience constraints, the LP's optimal scheme and every fraction of the
+        LP gain as they were; a learner that depends on the units shows it here. One-step games only (a Markov
+        game's recipe reads its payoffs from the registry by name)."""
+        for who, (scale, _) in (("sender", sender), ("receiver", receiver)):
+            if not scale > 0:
+                raise ValueError(f"{who} payoff scale {scale!r} must be > 0 (a positive affine change keeps the game)")
+        if self.horizon != 1:
+            raise ValueError(f"{self.name} is a Markov game: payoff transforms are for one-step games only")
+        (a, c), (b, d) = sender, receiver
+        return _scored(self.name, self.prior, [[a * x + c for x in row] for row in self.sender_utility],
+                       [[b * x + d for x in row] for row in self.receiver_utility])
+
     def overrides(self) -> list[str]:
         """Hydra overrides that make the one-step recipes play this game (``task`` names the run)."""
         if self.name in MARKOV_GAMES:

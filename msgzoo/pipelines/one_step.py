@@ -20,6 +20,7 @@ from msgzoo.game_theory.optimal_scheme import no_information_value, optimal_sign
 from msgzoo.runtime.experiment import Experiment, seeds_summary
 from msgzoo.training.evaluation import one_step_evaluator, one_step_tables
 from msgzoo.training.methods import Method
+from msgzoo.training.payoff_normalization import payoff_normalization_from_config
 from msgzoo.training.trainer import Trainer
 
 #: The sender value the issue's speed target counts students up to (the reference reaches 0.64).
@@ -75,9 +76,11 @@ def make_trainer(cfg: DictConfig, env: BayesianPersuasionEnv, method: Method, ex
     """The :class:`Trainer` of a recipe's run: per seed the budget and batch a single run would have (``num_envs``
     students; whole episodes of a Markov game), the config's log / checkpoint intervals and replay passes, the exact
     payoffs logged at every log step, one run folder per seed when several train together; resumed from
-    ``cfg.resume`` if set."""
+    ``cfg.resume`` if set. The learners see payoffs in the units ``env.payoff_normalization`` sets
+    (:mod:`msgzoo.training.payoff_normalization`)."""
     return Trainer.from_config(
-        cfg, env, method, exp, frames_per_batch=env.batch_size[-1] * env.horizon, evaluate=one_step_evaluator(env)
+        cfg, env, method, exp, frames_per_batch=env.batch_size[-1] * env.horizon, evaluate=one_step_evaluator(env),
+        reward_transform=payoff_normalization_from_config(cfg, env),
     )
 
 

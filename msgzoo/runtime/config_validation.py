@@ -26,6 +26,7 @@ from msgzoo.training.config_schema import (
     merge_fields,
     non_negative,
     number,
+    one_of,
     positive,
     positive_int,
     schema_fields,
@@ -34,6 +35,7 @@ from msgzoo.training.config_schema import (
 )
 from msgzoo.objectives.obedience import DUAL_MODES
 from msgzoo.training.methods import METHOD_SPECS, METHODS, method_spec
+from msgzoo.training.payoff_normalization import PAYOFF_NORMALIZATIONS
 
 
 #: Fields a resumed run may change freely: where and how it logs, runs and is evaluated, and its budget
@@ -51,7 +53,7 @@ ADDED_FIELDS = {"optim.epochs": 1, "optim.minibatches": 1, "optim.adam_beta2": 0
                 "loss.sender_gradient": "sampled", "loss.obedience_smoothing": 0.0,
                 "loss.lagrange_multiplier_final": None, "loss.obedience_recommendation_weight": None,
                 "optim.lr_final_fraction": None, "loss.obedience_allowance": "fixed",
-                "loss.obedience_firing_rate_decay": 0.99}
+                "loss.obedience_firing_rate_decay": 0.99, "env.payoff_normalization": "none"}
 _MISSING = "<absent>"
 
 
@@ -245,6 +247,7 @@ class OneStepEnv:
     sender_emission: list | None = setting(_matrix, "null or an |S| x |E| matrix E(e | s) of numbers",
                                            "[[0.8,0.2],[0.2,0.8]]")
     num_envs: int = setting(positive_int, "a positive integer (environments played in parallel)", 64)
+    payoff_normalization: str = setting(one_of(PAYOFF_NORMALIZATIONS), f"one of {PAYOFF_NORMALIZATIONS}", "common")
 
 
 @dataclass(frozen=True)

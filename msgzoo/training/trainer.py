@@ -178,6 +178,9 @@ class Trainer:
             :func:`~msgzoo.training.methods.learning_rate_schedule_from_config`): before each step, each parameter
             group's rate is its rate when the trainer was made times the factor at :attr:`frames`, so a resumed run
             steps with the rates the uninterrupted one had. None: the rates stay as they are.
+        reward_transform: ``callable(batch) -> batch`` applied to each collected batch before the update sees it
+            (e.g. :class:`~msgzoo.training.payoff_normalization.PayoffNormalization`); it must leave ``batch`` as it
+            was, whose rewards are the ones logged. None: the update sees the batch as collected.
         evaluate: optional ``callable(method) -> dict`` logged at every log step (e.g. exact payoffs).
         episode_length: rewards per step are reported times this ("return per episode"); 1 for one-step games.
         seed_experiments: with a multi-seed ``method`` (``method.seeds``), one :class:`Experiment` per seed: each
@@ -209,6 +212,7 @@ class Trainer:
         epochs: int = 1,
         minibatches: int = 1,
         learning_rate_schedule: LinearSchedule | None = None,
+        reward_transform: Callable[[TensorDictBase], TensorDictBase] | None = None,
     ):
         self.num_seeds = method.num_seeds
         seed_experiments = list(seed_experiments or [])
@@ -243,6 +247,7 @@ class Trainer:
         # what the replay buffer stores of each batch: the keys the losses declare they read (None: every key)
         self.buffer_keys: list | None = _keys_read(method)
         self.learning_rate_schedule = learning_rate_schedule
+        self.reward_transform = reward_transform
         # the config's rates, what the schedule scales (a checkpoint's optimizers hold scaled ones)
         self._base_learning_rates = {k: [g["lr"] for g in opt.param_groups] for k, opt in method.optimizers.items()}
 
@@ -250,6 +255,7 @@ class Trainer:
     def from_config(
         cls, cfg, env, method: Method, experiment: Experiment, *, frames_per_batch: int,
         evaluate: Callable[[Method], dict] | None = None, episode_length: int = 1,
+        reward_transform: Callable[[TensorDictBase], TensorDictBase] | None = None,
     ) -> "Trainer":
         """A recipe's trainer: the budget of ``cfg`` per seed (:func:`~msgzoo.training.methods.budget_frames`), its
         ``optim.{max_grad, epochs, minibatches, lr_final_fraction}``, ``logger.{log_interval, checkpoint_interval}``
@@ -261,7 +267,7 @@ class Trainer:
             evaluate=evaluate, episode_length=episode_length, device=cfg.device,
             seed_experiments=experiment.seed_runs(cfg, method.name) if method.seeds else None,
             epochs=cfg.optim.epochs, minibatches=cfg.optim.minibatches,
-            learning_rate_schedule=learning_rate_schedule_from_config(cfg),
+            learning_rate_schedule=learning_rate_schedule_from_config(cfg), reward_transform=reward_transform,
         )
         if cfg.resume:
             trainer.resume(cfg.resume, cfg.get("resume_override") or ())
@@ -332,6 +338,8 @@ class Trainer:
         steps (losses summed, optimizer step, after-step hooks), then its after-batch hook. Metrics (into
         ``metrics`` if given) are the last step's; the next log reports them."""
         metrics = {} if metrics is None else metrics
+        if self.reward_transform is not None:  # what the learners see; the collected batch keeps the game's units
+            batch = self.reward_transform(batch)
         if phase.prepare is not None:
             phase.prepare(batch, self.frames)  # schedules run on each seed's own env steps
         seeds = self.num_seeds > 1  # the seed dim goes behind the environments' dim, which the buffer indexes
