@@ -126,3 +126,36 @@ def test_a_game_whose_largest_payoff_is_1_trains_exactly_as_with_raw_payoffs(rec
     normalized = _trained_scheme(recipe_config, tmp_path / "a")
     raw = _trained_scheme(recipe_config, tmp_path / "b", "env.payoff_normalization=none")
     assert torch.equal(normalized, raw)
+
+
+def _penalty_warnings(recipe_config, *overrides):
+    import warnings
+
+    from msgzoo.pipelines.one_step import make_env, warn_if_penalty_is_weak
+    from msgzoo.training.payoff_normalization import payoff_normalization_from_config
+
+    cfg = recipe_config("sgoc_recommendation_letter", *overrides)
+    env = make_env(cfg, num_envs=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_penalty_is_weak(cfg, env, payoff_normalization_from_config(cfg, env))
+    return [str(w.message) for w in caught]
+
+
+def test_a_penalty_far_below_the_games_threshold_warns_and_names_the_fix(recipe_config):
+    """Sender's payoffs 100x the receiver's: the common scale keeps lambda* 100x too (the suite's x10 / x0.1 screen:
+    no game learns); the warning names both fixes, and per_agent's lambda* is the game's own."""
+    assert _penalty_warnings(recipe_config, *GAME) == []
+    other_units = _in_other_units(10.0, 0.1)
+    [message] = _penalty_warnings(recipe_config, *other_units)
+    assert "loss.lagrange_multiplier=5 is below 1/4 of this game's exact-penalty threshold" in message
+    assert "env.payoff_normalization=per_agent" in message
+    assert _penalty_warnings(recipe_config, *other_units, "env.payoff_normalization=per_agent") == []
+    assert _penalty_warnings(recipe_config, *other_units, "loss.lagrange_multiplier=1000") == []
+    assert _penalty_warnings(recipe_config, *other_units, "loss.obedience_mode=dual") == []  # a learned multiplier
+
+
+def test_the_suites_one_game_with_lambda_star_above_four_lambda_warns(recipe_config):
+    game = {g.name: g for g in persuasion_suite(40)}["random_17_3x3"]
+    [message] = _penalty_warnings(recipe_config, *game.overrides())
+    assert "lambda* = 23.3" in message and "per_agent" not in message  # its agents share units: per_agent won't help

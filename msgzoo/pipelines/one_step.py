@@ -11,16 +11,22 @@ per step; the benchmarks (LP optimum, no information) are the one-step ones on t
 """
 from __future__ import annotations
 
+import warnings
+
 from omegaconf import DictConfig
 
 from msgzoo.envs import BayesianPersuasionEnv
 from msgzoo.envs.common import is_int, require
 from msgzoo.envs.persuasion_games import MARKOV_GAMES, make_persuasion_env
-from msgzoo.game_theory.optimal_scheme import no_information_value, optimal_signaling_scheme
+from msgzoo.game_theory.optimal_scheme import (
+    no_information_value,
+    obedience_penalty_threshold,
+    optimal_signaling_scheme,
+)
 from msgzoo.runtime.experiment import Experiment, seeds_summary
 from msgzoo.training.evaluation import one_step_evaluator, one_step_tables
 from msgzoo.training.methods import Method
-from msgzoo.training.payoff_normalization import payoff_normalization_from_config
+from msgzoo.training.payoff_normalization import PayoffNormalization, payoff_normalization_from_config
 from msgzoo.training.trainer import Trainer
 
 #: The sender value the issue's speed target counts students up to (the reference reaches 0.64).
@@ -78,10 +84,53 @@ def make_trainer(cfg: DictConfig, env: BayesianPersuasionEnv, method: Method, ex
     payoffs logged at every log step, one run folder per seed when several train together; resumed from
     ``cfg.resume`` if set. The learners see payoffs in the units ``env.payoff_normalization`` sets
     (:mod:`msgzoo.training.payoff_normalization`)."""
+    normalization = payoff_normalization_from_config(cfg, env)
+    warn_if_penalty_is_weak(cfg, env, normalization)
     return Trainer.from_config(
         cfg, env, method, exp, frames_per_batch=env.batch_size[-1] * env.horizon, evaluate=one_step_evaluator(env),
-        reward_transform=payoff_normalization_from_config(cfg, env),
+        reward_transform=normalization,
     )
+
+
+#: How far below a game's exact-penalty threshold lambda* the fixed lambda of the obedience hinges may be before a run
+#: warns. On the suite and its 20 held-out games (65 games) lambda = 5 is below lambda* on six: five at most 10.9
+#: (2.2 lambda), which reach 0.9 of the LP gain in 2 to 5 seeds of 5 (random_71_5x4 the 2-3), and random_17_3x3
+#: (23.3: 4.7 lambda), in 0 (SGOC) and 1 (PGOC) (docs/results.md, "A game in other units").
+WEAK_PENALTY_FACTOR = 4.0
+
+
+def warn_if_penalty_is_weak(cfg: DictConfig, env: BayesianPersuasionEnv, normalization: PayoffNormalization | None):
+    """Warns when ``loss.lagrange_multiplier`` (with a fixed multiplier: ``loss.obedience_mode=lagrangian``) is below
+    1 / :data:`WEAK_PENALTY_FACTOR` of the game's exact-penalty threshold (``obedience_penalty_threshold``, eq. 7's
+    hinge per pair) in the units the learners see: there breaking obedience pays the sender more than the hinge
+    charges, and its schemes end where the receiver stops following them. The usual cause in a game of one's own:
+    the agents' payoffs in different units (the common scale keeps their ratio), which ``per_agent`` undoes. Checked
+    for a sender that sees the state and one message per action (the threshold's setting)."""
+    loss = cfg.get("loss") or {}
+    if "lagrange_multiplier" not in loss or loss.get("obedience_mode", "lagrangian") != "lagrangian":
+        return
+    if env.sender_emission is not None or env.num_messages != env.num_actions:
+        return
+    lam = max(float(loss.lagrange_multiplier), float(loss.get("lagrange_multiplier_final") or 0.0))
+
+    def threshold(scales: dict[str, float]) -> float:
+        return obedience_penalty_threshold(env.occupancy, env.sender_utility / scales["sender"],
+                                           env.receiver_utility / scales["receiver"])
+
+    seen = threshold(normalization.scales if normalization is not None else {"sender": 1.0, "receiver": 1.0})
+    if seen <= WEAK_PENALTY_FACTOR * lam:
+        return
+    fix = f"raise loss.lagrange_multiplier towards {seen:.3g}"
+    if cfg.env.get("payoff_normalization", "none") != "per_agent":
+        per_agent = threshold(PayoffNormalization(env.sender_utility, env.receiver_utility).scales)
+        if per_agent <= WEAK_PENALTY_FACTOR * lam:
+            fix += (f", or, if the two agents' payoffs are in different units, set env.payoff_normalization=per_agent "
+                    f"(lambda* = {per_agent:.3g} there)")
+    warnings.warn(
+        f"loss.lagrange_multiplier={lam:g} is below 1/{WEAK_PENALTY_FACTOR:g} of this game's exact-penalty threshold "
+        f"lambda* = {seen:.3g} (in the units the learners see): breaking obedience pays the sender more than the "
+        f"hinges charge, and learned schemes tend to end where the receiver stops following them "
+        f"(docs/equations.md, 'How large lambda must be'). To fix: {fix}.", stacklevel=2)
 
 
 def finish(cfg: DictConfig, exp: Experiment, env: BayesianPersuasionEnv, method: Method, trainer: Trainer) -> dict:
