@@ -128,7 +128,7 @@ def test_a_game_whose_largest_payoff_is_1_trains_exactly_as_with_raw_payoffs(rec
     assert torch.equal(normalized, raw)
 
 
-def _penalty_warnings(recipe_config, *overrides):
+def _penalty_warnings(recipe_config, *overrides, method="sgoc"):
     import warnings
 
     from msgzoo.pipelines.one_step import make_env, warn_if_penalty_is_weak
@@ -138,7 +138,7 @@ def _penalty_warnings(recipe_config, *overrides):
     env = make_env(cfg, num_envs=4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        warn_if_penalty_is_weak(cfg, env, payoff_normalization_from_config(cfg, env))
+        warn_if_penalty_is_weak(cfg, env, payoff_normalization_from_config(cfg, env), method)
     return [str(w.message) for w in caught]
 
 
@@ -153,6 +153,8 @@ def test_a_penalty_far_below_the_games_threshold_warns_and_names_the_fix(recipe_
     assert _penalty_warnings(recipe_config, *other_units, "env.payoff_normalization=per_agent") == []
     assert _penalty_warnings(recipe_config, *other_units, "loss.lagrange_multiplier=1000") == []
     assert _penalty_warnings(recipe_config, *other_units, "loss.obedience_mode=dual") == []  # a learned multiplier
+    assert _penalty_warnings(recipe_config, *other_units, method="pg") == []  # no obedience loss: lambda unused
+    assert len(_penalty_warnings(recipe_config, *other_units, method="pgoc")) == 1
 
 
 def test_the_suites_one_game_with_lambda_star_above_four_lambda_warns(recipe_config):

@@ -24,8 +24,9 @@ from msgzoo.game_theory.optimal_scheme import (
     optimal_signaling_scheme,
 )
 from msgzoo.runtime.experiment import Experiment, seeds_summary
+from msgzoo.training.config_schema import schema_fields
 from msgzoo.training.evaluation import one_step_evaluator, one_step_tables
-from msgzoo.training.methods import Method
+from msgzoo.training.methods import Method, method_spec
 from msgzoo.training.payoff_normalization import PayoffNormalization, payoff_normalization_from_config
 from msgzoo.training.trainer import Trainer
 
@@ -85,7 +86,7 @@ def make_trainer(cfg: DictConfig, env: BayesianPersuasionEnv, method: Method, ex
     ``cfg.resume`` if set. The learners see payoffs in the units ``env.payoff_normalization`` sets
     (:mod:`msgzoo.training.payoff_normalization`)."""
     normalization = payoff_normalization_from_config(cfg, env)
-    warn_if_penalty_is_weak(cfg, env, normalization)
+    warn_if_penalty_is_weak(cfg, env, normalization, method.name)
     return Trainer.from_config(
         cfg, env, method, exp, frames_per_batch=env.batch_size[-1] * env.horizon, evaluate=one_step_evaluator(env),
         reward_transform=normalization,
@@ -99,15 +100,19 @@ def make_trainer(cfg: DictConfig, env: BayesianPersuasionEnv, method: Method, ex
 WEAK_PENALTY_FACTOR = 4.0
 
 
-def warn_if_penalty_is_weak(cfg: DictConfig, env: BayesianPersuasionEnv, normalization: PayoffNormalization | None):
+def warn_if_penalty_is_weak(cfg: DictConfig, env: BayesianPersuasionEnv, normalization: PayoffNormalization | None,
+                            method: str):
     """Warns when ``loss.lagrange_multiplier`` (with a fixed multiplier: ``loss.obedience_mode=lagrangian``) is below
     1 / :data:`WEAK_PENALTY_FACTOR` of the game's exact-penalty threshold (``obedience_penalty_threshold``, eq. 7's
     hinge per pair) in the units the learners see: there breaking obedience pays the sender more than the hinge
     charges, and its schemes end where the receiver stops following them. The usual cause in a game of one's own:
     the agents' payoffs in different units (the common scale keeps their ratio), which ``per_agent`` undoes. Checked
-    for a sender that sees the state and one message per action (the threshold's setting)."""
-    loss = cfg.get("loss") or {}
-    if "lagrange_multiplier" not in loss or loss.get("obedience_mode", "lagrangian") != "lagrangian":
+    for a sender that sees the state and one message per action (the threshold's setting), and a ``method`` whose
+    config has ``loss.lagrange_multiplier`` (the obedience loss's: SGOC, PGOC)."""
+    if "loss.lagrange_multiplier" not in schema_fields(method_spec(method).config):
+        return
+    loss = cfg.loss
+    if loss.get("obedience_mode", "lagrangian") != "lagrangian":
         return
     if env.sender_emission is not None or env.num_messages != env.num_actions:
         return
