@@ -154,6 +154,7 @@ def test_a_penalty_far_below_the_games_threshold_warns_and_names_the_fix(recipe_
     assert _penalty_warnings(recipe_config, *other_units, "loss.lagrange_multiplier=1000") == []
     assert _penalty_warnings(recipe_config, *other_units, "loss.obedience_mode=dual") == []  # a learned multiplier
     assert _penalty_warnings(recipe_config, *other_units, method="pg") == []  # no obedience loss: lambda unused
+    assert _penalty_warnings(recipe_config, *other_units, "sender_objective.receiver_weight=0.5") == []  # not eq. 1's
     assert len(_penalty_warnings(recipe_config, *other_units, method="pgoc")) == 1
 
 

@@ -107,12 +107,15 @@ def warn_if_penalty_is_weak(cfg: DictConfig, env: BayesianPersuasionEnv, normali
     hinge per pair) in the units the learners see: there breaking obedience pays the sender more than the hinge
     charges, and its schemes end where the receiver stops following them. The usual cause in a game of one's own:
     the agents' payoffs in different units (the common scale keeps their ratio), which ``per_agent`` undoes. Checked
-    for a sender that sees the state and one message per action (the threshold's setting), and a ``method`` whose
-    config has ``loss.lagrange_multiplier`` (the obedience loss's: SGOC, PGOC)."""
+    for a selfish sender that sees the state and one message per action (the threshold's setting), and a ``method``
+    whose config has ``loss.lagrange_multiplier`` (the obedience loss's: SGOC, PGOC)."""
     if "loss.lagrange_multiplier" not in schema_fields(method_spec(method).config):
         return
     loss = cfg.loss
     if loss.get("obedience_mode", "lagrangian") != "lagrangian":
+        return
+    objective = cfg.get("sender_objective")
+    if objective is not None and float(objective.receiver_weight) > 0:  # lambda* is for the sender's own payoff
         return
     if env.sender_emission is not None or env.num_messages != env.num_actions:
         return
