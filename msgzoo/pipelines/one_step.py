@@ -138,7 +138,8 @@ def warn_if_penalty_is_weak(cfg: DictConfig, env: BayesianPersuasionEnv, normali
         f"loss.lagrange_multiplier={lam:g} is below 1/{WEAK_PENALTY_FACTOR:g} of this game's exact-penalty threshold "
         f"lambda* = {seen:.3g} (in the units the learners see): breaking obedience pays the sender more than the "
         f"hinges charge, and learned schemes tend to end where the receiver stops following them "
-        f"(docs/equations.md, 'How large lambda must be'). To fix: {fix}.", stacklevel=2)
+        f"(docs/equations.md, 'How large lambda must be'). A penalty of at least lambda* is needed, though not always "
+        f"enough: {fix}.", stacklevel=2)
 
 
 def finish(cfg: DictConfig, exp: Experiment, env: BayesianPersuasionEnv, method: Method, trainer: Trainer) -> dict:
