@@ -31,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TQDM_DISABLE", "1")
 CONFIG_DIR = ROOT / "recipes" / "config"
 sys.path.insert(0, str(ROOT))  # the recipes (the methods' one source), as the worker processes import them
+#: ``--payoff-scale`` / ``--payoff-shift`` that leave every game in its own units (sender, receiver).
+GAME_UNITS = {"payoff_scale": [1.0, 1.0], "payoff_shift": [0.0, 0.0]}
 
 
 def train_one(job: tuple[str, dict, int, list[str], str, float]) -> dict:
@@ -277,10 +279,12 @@ def main() -> None:
     parser.add_argument("--override", nargs="*", default=[], help="Hydra overrides applied to every run")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "persuasion_suite.json")
     parser.add_argument("--run-root", type=Path, default=None, help="where the runs go (default: a temporary dir)")
-    parser.add_argument("--payoff-scale", type=float, nargs=2, default=[1.0, 1.0], metavar=("SENDER", "RECEIVER"),
+    parser.add_argument("--payoff-scale", type=float, nargs=2, default=list(GAME_UNITS["payoff_scale"]),
+                        metavar=("SENDER", "RECEIVER"),
                         help="train on every game with its payoffs multiplied by these (one-step games only); "
                              "fractions are unit-free, regrets are divided by RECEIVER")
-    parser.add_argument("--payoff-shift", type=float, nargs=2, default=[0.0, 0.0], metavar=("SENDER", "RECEIVER"),
+    parser.add_argument("--payoff-shift", type=float, nargs=2, default=list(GAME_UNITS["payoff_shift"]),
+                        metavar=("SENDER", "RECEIVER"),
                         help="... and then these added to them")
     parser.add_argument("--resume", action="store_true", help="skip the games --out already holds (same settings)")
     parser.add_argument("--report", type=Path, nargs="+", default=None, help="write docs from these result files")
@@ -302,7 +306,7 @@ def main() -> None:
             parser.error(f"--games: unknown or trivial games {sorted(unknown)}; known: {[g.name for g in games]}")
         games = [g for g in games if g.name in args.games]
     transform = {"payoff_scale": args.payoff_scale, "payoff_shift": args.payoff_shift}
-    if transform != {"payoff_scale": [1.0, 1.0], "payoff_shift": [0.0, 0.0]}:
+    if transform != GAME_UNITS:
         markov = [g.name for g in games if g.horizon != 1]
         if args.games and markov:
             parser.error(f"--payoff-scale / --payoff-shift: one-step games only; drop {markov} from --games")
@@ -312,7 +316,7 @@ def main() -> None:
     results, spent = [], 0.0
     if args.resume and args.out.exists():  # keep what an interrupted run of the same settings finished
         done = json.loads(args.out.read_text())
-        made_with = {k: done.get(k, v) for k, v in {"payoff_scale": [1.0, 1.0], "payoff_shift": [0.0, 0.0]}.items()}
+        made_with = {k: done.get(k, v) for k, v in GAME_UNITS.items()}  # files from before --payoff-*: the game's
         if done["overrides"] != args.override or done["seeds"] != args.seeds or made_with != transform:
             parser.error(f"--resume: {args.out} was made with other --override / --seeds / --payoff-*; use another --out")
         results, spent = done["results"], done["wall_s"]

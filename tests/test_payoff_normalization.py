@@ -15,7 +15,16 @@ US = [[0.0, 3.0], [1.0, 2.0]]
 UR = [[-0.5, 0.5], [0.25, -0.25]]
 TINY = ["collector.total_frames=20480", "env.num_envs=512", "logger.backends=[csv]", "logger.log_interval=10",
         "warmup.frames=8192"]
-GAME = ["env.prior=[0.6,0.4]", "env.sender_utility=[[0.1,0.9],[0.2,0.7]]", "env.receiver_utility=[[0.8,-0.6],[-0.3,0.4]]"]
+
+
+def _in_other_units(sender: float, receiver: float) -> list[str]:
+    """Overrides of a 2 x 2 game with its sender's payoffs times ``sender`` and its receiver's times ``receiver``."""
+    us, ur = [[0.1, 0.9], [0.2, 0.7]], [[0.8, -0.6], [-0.3, 0.4]]
+    return ["env.prior=[0.6,0.4]", f"env.sender_utility={[[sender * x for x in r] for r in us]}",
+            f"env.receiver_utility={[[receiver * x for x in r] for r in ur]}"]
+
+
+GAME = _in_other_units(1.0, 1.0)
 
 
 def _batch(states, actions, us=US, ur=UR):
@@ -52,26 +61,19 @@ def test_an_all_zero_payoff_matrix_is_left_as_it_is():
 @pytest.mark.parametrize("weight, common", [(0.0, False), (0.5, True)])
 def test_a_prosocial_sender_always_gets_the_common_scale(recipe_config, weight, common):
     """A prosocial objective weighs both payoffs in the game's units: separate scales would change it."""
-    from msgzoo.pipelines.one_step import make_env
-    from msgzoo.training.payoff_normalization import payoff_normalization_from_config
+    from msgzoo.pipelines.one_step import make_env, make_payoff_normalization
 
     cfg = recipe_config("sgoc_recommendation_letter", *GAME, f"sender_objective.receiver_weight={weight}",
                         "env.payoff_normalization=per_agent")
-    norm = payoff_normalization_from_config(cfg, make_env(cfg, num_envs=4))
+    norm = make_payoff_normalization(cfg, make_env(cfg, num_envs=4))
     assert norm.scales == pytest.approx({"sender": 0.9, "receiver": 0.9 if common else 0.8})
     cfg = recipe_config("sgoc_recommendation_letter", *GAME, "env.payoff_normalization=none")
-    assert payoff_normalization_from_config(cfg, make_env(cfg, num_envs=4)) is None
+    assert make_payoff_normalization(cfg, make_env(cfg, num_envs=4)) is None
 
 
 def _trained_scheme(recipe_config, tmp_path, *overrides):
     cfg = recipe_config("sgoc_recommendation_letter", *TINY, *overrides, f"+run_dir={tmp_path}")
     return torch.tensor(run(cfg, method="sgoc")["scheme"])
-
-
-def _in_other_units(sender: float, receiver: float):
-    us, ur = [[0.1, 0.9], [0.2, 0.7]], [[0.8, -0.6], [-0.3, 0.4]]
-    return ["env.prior=[0.6,0.4]", f"env.sender_utility={[[sender * x for x in r] for r in us]}",
-            f"env.receiver_utility={[[receiver * x for x in r] for r in ur]}"]
 
 
 def test_a_game_in_other_units_trains_as_the_game_itself(recipe_config, tmp_path):
@@ -131,14 +133,13 @@ def test_a_game_whose_largest_payoff_is_1_trains_exactly_as_with_raw_payoffs(rec
 def _penalty_warnings(recipe_config, *overrides, method="sgoc"):
     import warnings
 
-    from msgzoo.pipelines.one_step import make_env, warn_if_penalty_is_weak
-    from msgzoo.training.payoff_normalization import payoff_normalization_from_config
+    from msgzoo.pipelines.one_step import make_env, make_payoff_normalization, warn_if_penalty_is_weak
 
     cfg = recipe_config("sgoc_recommendation_letter", *overrides)
     env = make_env(cfg, num_envs=4)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        warn_if_penalty_is_weak(cfg, env, payoff_normalization_from_config(cfg, env), method)
+        warn_if_penalty_is_weak(cfg, env, make_payoff_normalization(cfg, env), method)
     return [str(w.message) for w in caught]
 
 

@@ -26,8 +26,8 @@ from msgzoo.game_theory.optimal_scheme import (
 from msgzoo.runtime.experiment import Experiment, seeds_summary
 from msgzoo.training.config_schema import schema_fields
 from msgzoo.training.evaluation import one_step_evaluator, one_step_tables
-from msgzoo.training.methods import Method, method_spec
-from msgzoo.training.payoff_normalization import PayoffNormalization, payoff_normalization_from_config
+from msgzoo.training.methods import Method, method_spec, prosocial_weight
+from msgzoo.training.payoff_normalization import PayoffNormalization
 from msgzoo.training.trainer import Trainer
 
 #: The sender value the issue's speed target counts students up to (the reference reaches 0.64).
@@ -85,12 +85,23 @@ def make_trainer(cfg: DictConfig, env: BayesianPersuasionEnv, method: Method, ex
     payoffs logged at every log step, one run folder per seed when several train together; resumed from
     ``cfg.resume`` if set. The learners see payoffs in the units ``env.payoff_normalization`` sets
     (:mod:`msgzoo.training.payoff_normalization`)."""
-    normalization = payoff_normalization_from_config(cfg, env)
+    normalization = make_payoff_normalization(cfg, env)
     warn_if_penalty_is_weak(cfg, env, normalization, method.name)
     return Trainer.from_config(
         cfg, env, method, exp, frames_per_batch=env.batch_size[-1] * env.horizon, evaluate=one_step_evaluator(env),
         reward_transform=normalization,
     )
+
+
+def make_payoff_normalization(cfg: DictConfig, env: BayesianPersuasionEnv) -> PayoffNormalization | None:
+    """What the learners see of ``env``'s payoffs (``env.payoff_normalization``): None for ``none``; the common scale
+    for ``common`` and whenever the sender's objective mixes in the receiver's payoff (a prosocial sender weighs
+    both in the game's units)."""
+    mode = cfg.env.get("payoff_normalization", "none")
+    if mode == "none":
+        return None
+    common = mode == "common" or prosocial_weight(cfg) > 0
+    return PayoffNormalization(env.sender_utility, env.receiver_utility, common=common).to(env.device)
 
 
 #: How far below a game's exact-penalty threshold lambda* the fixed lambda of the obedience hinges may be before a run
@@ -114,8 +125,7 @@ def warn_if_penalty_is_weak(cfg: DictConfig, env: BayesianPersuasionEnv, normali
     loss = cfg.loss
     if loss.get("obedience_mode", "lagrangian") != "lagrangian":
         return
-    objective = cfg.get("sender_objective")
-    if objective is not None and float(objective.receiver_weight) > 0:  # lambda* is for the sender's own payoff
+    if prosocial_weight(cfg) > 0:  # lambda* is for the sender's own payoff
         return
     if env.sender_emission is not None or env.num_messages != env.num_actions:
         return
@@ -221,8 +231,7 @@ def _prosocial_benchmarks(cfg, env, final: dict) -> dict:
     """A prosocial sender's exact benchmarks (``sender_objective.receiver_weight = w > 0``; else none): the
     objective ``(1 - w) U_s + w U_r`` of the final policies, of the prosocial LP optimum and of no information,
     and the fraction of the LP's gain over no information that the policies reach."""
-    section = cfg.get("sender_objective")
-    w = float(section.receiver_weight) if section is not None else 0.0
+    w = prosocial_weight(cfg)
     if w == 0.0:
         return {}
     game = (env.occupancy, env.sender_utility, env.receiver_utility)

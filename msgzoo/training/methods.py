@@ -101,11 +101,18 @@ def _warmup_frames(cfg) -> int:
     return 0 if section is None else int(section.frames)
 
 
+def prosocial_weight(cfg) -> float:
+    """``sender_objective.receiver_weight`` of a recipe's config: the weight w of the receiver's payoff in the sender's
+    objective after the warm-up (0 without the section: the paper's selfish sender)."""
+    section = cfg.get("sender_objective")
+    return 0.0 if section is None else float(section.receiver_weight)
+
+
 def reward_mix_from_config(cfg) -> RewardMix | None:
     """The sender's objective of a recipe's config: ``warmup.receiver_weight`` moving to
     ``sender_objective.receiver_weight`` over the first ``warmup.frames`` env steps of each seed (None: the paper's
     sender, trained on ``r^i`` itself)."""
-    end = float(cfg.sender_objective.receiver_weight) if cfg.get("sender_objective") is not None else 0.0
+    end = prosocial_weight(cfg)
     frames = _warmup_frames(cfg)
     start = float(cfg.warmup.receiver_weight) if frames > 0 else end
     if start == end == 0.0:

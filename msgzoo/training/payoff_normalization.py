@@ -22,7 +22,7 @@ import torch
 from tensordict import TensorDictBase
 from torchrl.envs.transforms import Compose, RewardScaling
 
-__all__ = ["PAYOFF_NORMALIZATIONS", "PayoffNormalization", "payoff_normalization_from_config"]
+__all__ = ["PAYOFF_NORMALIZATIONS", "PayoffNormalization"]
 
 AGENTS = ("sender", "receiver")
 #: ``env.payoff_normalization``'s values.
@@ -66,15 +66,3 @@ class PayoffNormalization:
         shown = ", ".join(f"{a}: u / {scale:.4g}" for a, scale in self.scales.items())
         return f"{type(self).__name__}({shown})"
 
-
-def payoff_normalization_from_config(cfg, env) -> PayoffNormalization | None:
-    """``env.payoff_normalization`` of a one-step recipe's config for ``env`` (a ``BayesianPersuasionEnv``): None
-    for ``none``; the common scale for ``common`` and whenever the sender's objective mixes in the receiver's
-    payoff."""
-    mode = cfg.env.get("payoff_normalization", "none")
-    if mode == "none":
-        return None
-    objective = cfg.get("sender_objective")
-    prosocial = objective is not None and float(objective.receiver_weight) > 0
-    return PayoffNormalization(env.sender_utility, env.receiver_utility, common=mode == "common" or prosocial).to(
-        env.device)
